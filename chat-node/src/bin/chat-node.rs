@@ -1,0 +1,64 @@
+//! The chat-node binary: parse flags, set up logging, run the library.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use chat_node::{Config, Server};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let cfg = Config::parse();
+    match run(cfg).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "chat-node failed");
+            eprintln!("chat-node: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), chat_node::Error> {
+    let server = Server::bind(cfg).await?;
+    let addr = server.local_addr();
+    if server.generated_admin_token {
+        let port = addr.port();
+        let admin = &server.node().admin_token;
+        println!("admin token (random, set CHAT_ADMIN_TOKEN to choose one): {admin}");
+        println!("get a user token:");
+        println!(
+            "  curl -s -X POST -H 'Authorization: Bearer {admin}' -d '{{\"user\":\"alice\",\"platform\":\"web\"}}' http://127.0.0.1:{port}/v1/tokens"
+        );
+        println!(
+            "then connect a WebSocket to ws://127.0.0.1:{port}/ws and send {{\"type\":\"connect\",\"token\":\"<token>\"}}"
+        );
+    }
+    server.run(shutdown_signal()).await
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,58 @@
+//! `send`: store a message, reply `sent`, deliver `msg` to every other
+//! session of both users.
+
+use super::{Failure, Outcome, SessionCtx, delivery};
+use crate::ids;
+use crate::node::Node;
+use crate::protocol::client::SendRequest;
+use crate::protocol::dm_conv;
+use crate::protocol::server::ServerFrame;
+use crate::store::NewMessage;
+
+pub async fn apply(
+    node: &Node,
+    s: &SessionCtx,
+    req: SendRequest,
+    rid: Option<&str>,
+) -> Result<Outcome, Failure> {
+    let new = NewMessage {
+        id: node.ids.next(),
+        conv: dm_conv(&s.user, &req.to),
+        // The sender is always the session's user.
+        from: s.user.to_string(),
+        to: req.to,
+        kind: req.kind,
+        body: req.body,
+        media: req.media,
+        ts: ids::now_ms(),
+    };
+    let stored = node
+        .store
+        .send(new, &req.id)
+        .await
+        .map_err(|e| Failure::from(e).with_id(&req.id))?;
+    let reply = ServerFrame::Sent {
+        id: &req.id,
+        msg: &stored.msg,
+        rid,
+    }
+    .to_json();
+    if stored.duplicate {
+        // Stored and delivered the first time; nobody receives it twice.
+        return Ok(Outcome::reply(reply));
+    }
+    node.metrics.messages_stored.inc();
+    let msg = &stored.msg;
+    let mut deliveries = Vec::with_capacity(2);
+    if let Some(pts) = stored.receiver_pts {
+        let frame = ServerFrame::Msg { pts, msg }.to_json();
+        deliveries.push(delivery(&msg.to, frame, None, true));
+    }
+    let frame = ServerFrame::Msg {
+        pts: stored.sender_pts,
+        msg,
+    }
+    .to_json();
+    deliveries.push(delivery(&msg.from, frame, Some(&s.session), true));
+    Ok(Outcome { reply, deliveries })
+}

@@ -1,0 +1,440 @@
+//! One WebSocket connection, from first frame to close: authentication
+//! within `auth_timeout`, then a loop that serves requests in order,
+//! forwards deliveries, enforces the rate and idle limits, and follows the
+//! node's drain. Every failure ends only this connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
+
+use crate::command::{self, SessionCtx, error_frame};
+use crate::ids;
+use crate::metrics::StateGauge;
+use crate::node::Node;
+use crate::protocol::client::{self, Command, Request};
+use crate::protocol::server::ServerFrame;
+use crate::protocol::{ErrorCode, ProtoError, close};
+use crate::ratelimit::{RateLimit, Verdict};
+use crate::session::{Registration, SessionHandle, Stop, StopReason};
+
+/// A client that does not take a frame within this time is gone.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the client's answer to our close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Serves one upgraded WebSocket until it closes.
+pub async fn serve<S>(node: Arc<Node>, ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    node.metrics.connections_open.inc();
+    let mut state = StateGauge::new(&node.metrics, "authenticating");
+    let limiter = RateLimit::new(
+        node.cfg.rate_per_s,
+        node.cfg.rate_burst,
+        std::time::Instant::now(),
+    );
+    let mut conn = Conn {
+        ws,
+        node: node.clone(),
+        limiter,
+    };
+    if let Some(session) = conn.authenticate().await {
+        state.set("active");
+        conn.run(session, &mut state).await;
+    }
+    node.metrics.connections_open.dec();
+}
+
+/// The authenticated side of a connection.
+struct Session {
+    ctx: SessionCtx,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    stop: Arc<Stop>,
+    _registration: Registration,
+}
+
+/// How a loop step ends the connection, if it does.
+enum Flow {
+    Continue,
+    Close,
+}
+
+struct Conn<S> {
+    ws: WebSocketStream<S>,
+    node: Arc<Node>,
+    limiter: RateLimit,
+}
+
+impl<S> Conn<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Waits for a valid `connect`; `None` when the connection ended.
+    async fn authenticate(&mut self) -> Option<Session> {
+        let deadline = Instant::now() + self.node.cfg.auth_timeout();
+        let mut drain = self.node.drain_signal();
+        loop {
+            let incoming = tokio::select! {
+                _ = sleep_until(deadline) => {
+                    self.close(close::TIMEOUT, "no connect in time").await;
+                    return None;
+                }
+                _ = crate::node::until_set(&mut drain) => {
+                    self.close(close::DRAINING, "node draining").await;
+                    return None;
+                }
+                incoming = self.ws.next() => incoming,
+            };
+            let text = match incoming {
+                None => return None,
+                Some(Err(e)) => {
+                    self.read_failed(e).await;
+                    return None;
+                }
+                Some(Ok(WsMessage::Text(t))) => t,
+                Some(Ok(WsMessage::Binary(_))) => {
+                    self.refuse_unauthorized(None, "the first frame must be a connect text frame")
+                        .await;
+                    return None;
+                }
+                // Control frames: tungstenite answers pings and closes itself.
+                Some(Ok(_)) => continue,
+            };
+            if self.limiter.check(std::time::Instant::now()) == Verdict::Close {
+                self.close(close::POLICY, "rate limit").await;
+                return None;
+            }
+            let (rid, token, device) = match client::parse(&text, &self.node.limits) {
+                Ok(Request {
+                    rid,
+                    command: Command::Connect { token, device },
+                }) => (rid, token, device),
+                Ok(Request { rid, .. }) => {
+                    self.refuse_unauthorized(rid.as_deref(), "the first frame must be connect")
+                        .await;
+                    return None;
+                }
+                Err(r) => {
+                    let msg = format!(
+                        "the first frame must be a valid connect: {}",
+                        r.error.message
+                    );
+                    self.refuse_unauthorized(r.rid.as_deref(), &msg).await;
+                    return None;
+                }
+            };
+            self.node.metrics.frame("connect");
+            match self.open_session(&token, &device, rid.as_deref()).await {
+                Ok(Some(session)) => return Some(session),
+                Ok(None) => {
+                    self.refuse_unauthorized(rid.as_deref(), "unknown, expired or revoked token")
+                        .await;
+                    return None;
+                }
+                Err(e) => {
+                    // The store is down: say so and let the client retry.
+                    self.node.metrics.error(e.code);
+                    if self
+                        .send_text(error_frame(&e, rid.as_deref(), None))
+                        .await
+                        .is_err()
+                    {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the token, registers the session and answers `connected`.
+    async fn open_session(
+        &mut self,
+        token: &str,
+        device: &str,
+        rid: Option<&str>,
+    ) -> Result<Option<Session>, ProtoError> {
+        let unavailable = |_| {
+            ProtoError::new(
+                ErrorCode::Unavailable,
+                "the session store is unavailable; retry",
+            )
+        };
+        let Some(record) = self.node.check_token(token).await.map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let user: Arc<str> = record.user.into();
+        let id: Arc<str> = ids::session_id().into();
+        let (tx, rx) = mpsc::channel(self.node.cfg.outbound_queue as usize);
+        let stop = Arc::new(Stop::default());
+        let handle = SessionHandle {
+            id: id.clone(),
+            token_hash: ids::token_hash(token).into(),
+            tx,
+            stop: stop.clone(),
+        };
+        // Register before reading `pts`, so nothing stored from now on can
+        // slip between the two: it is either below `pts` or delivered.
+        let registration = self.node.sessions.add(user.clone(), handle);
+        let pts = self
+            .node
+            .store
+            .inbox_pts(&user)
+            .await
+            .map_err(unavailable)?;
+        let connected = ServerFrame::Connected {
+            user: &user,
+            session: &id,
+            node: &self.node.id.name,
+            pts,
+            heartbeat_s: self.node.cfg.heartbeat_s,
+            rid,
+        }
+        .to_json();
+        self.send_text(connected)
+            .await
+            .map_err(|_| ProtoError::new(ErrorCode::Internal, "connection lost"))?;
+        tracing::debug!(user = %user, session = %id, device, "session opened");
+        Ok(Some(Session {
+            ctx: SessionCtx { user, session: id },
+            rx,
+            stop,
+            _registration: registration,
+        }))
+    }
+
+    /// Serves an authenticated session until it ends.
+    async fn run(&mut self, mut s: Session, state: &mut StateGauge) {
+        let idle = self.node.cfg.idle_timeout();
+        let grace = self.node.cfg.drain_grace();
+        let mut last_seen = Instant::now();
+        let mut drain = self.node.drain_signal();
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            let flow = tokio::select! {
+                biased;
+                reason = s.stop.triggered() => {
+                    self.stopped(reason).await;
+                    Flow::Close
+                }
+                Some(frame) = s.rx.recv() => match self.send(WsMessage::Text(frame)).await {
+                    Ok(()) => Flow::Continue,
+                    Err(()) => Flow::Close,
+                },
+                incoming = self.ws.next() => {
+                    last_seen = Instant::now();
+                    self.incoming(&s.ctx, incoming).await
+                }
+                _ = sleep_until(last_seen + idle) => {
+                    self.close(close::TIMEOUT, "idle").await;
+                    Flow::Close
+                }
+                _ = crate::node::until_set(&mut drain), if drain_deadline.is_none() => {
+                    state.set("draining");
+                    drain_deadline = Some(Instant::now() + grace);
+                    let frame = ServerFrame::Reconnect { reason: "draining" }.to_json();
+                    match self.send_text(frame).await {
+                        Ok(()) => Flow::Continue,
+                        Err(()) => Flow::Close,
+                    }
+                }
+                _ = sleep_until(drain_deadline.unwrap_or(last_seen)), if drain_deadline.is_some() => {
+                    self.close(close::DRAINING, "node draining").await;
+                    Flow::Close
+                }
+            };
+            if let Flow::Close = flow {
+                tracing::debug!(user = %s.ctx.user, session = %s.ctx.session, "session closed");
+                return;
+            }
+        }
+    }
+
+    /// Handles one frame (or read failure) of an authenticated session.
+    async fn incoming(
+        &mut self,
+        s: &SessionCtx,
+        incoming: Option<Result<WsMessage, WsError>>,
+    ) -> Flow {
+        let text = match incoming {
+            None | Some(Ok(WsMessage::Close(_))) => return Flow::Close,
+            Some(Err(e)) => {
+                self.read_failed(e).await;
+                return Flow::Close;
+            }
+            Some(Ok(WsMessage::Text(t))) => Some(t),
+            Some(Ok(WsMessage::Binary(_))) | Some(Ok(WsMessage::Ping(_))) => None,
+            Some(Ok(_)) => return Flow::Continue,
+        };
+        let is_binary = text.is_none();
+        match self.limiter.check(std::time::Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Refuse => {
+                let rid = text.as_deref().and_then(peek_rid);
+                let err = ProtoError::new(ErrorCode::RateLimited, "too many frames; slow down");
+                return self.refuse(&err, rid.as_deref(), None).await;
+            }
+            Verdict::Close => {
+                self.node.metrics.error(ErrorCode::RateLimited);
+                self.close(close::POLICY, "rate limit abuse").await;
+                return Flow::Close;
+            }
+        }
+        let Some(text) = text else {
+            if is_binary {
+                let err = ProtoError::bad_request(
+                    "binary frames are not supported; send JSON text frames",
+                );
+                return self.refuse(&err, None, None).await;
+            }
+            return Flow::Continue; // a ping; tungstenite answers it
+        };
+        let started = Instant::now();
+        let req = match client::parse(&text, &self.node.limits) {
+            Ok(req) => req,
+            Err(r) => {
+                return self
+                    .refuse(&r.error, r.rid.as_deref(), r.id.as_deref())
+                    .await;
+            }
+        };
+        let name = req.command.name();
+        self.node.metrics.frame(name);
+        let outcome = command::dispatch(&self.node, s, req).await;
+        if self.send_text(outcome.reply).await.is_err() {
+            return Flow::Close;
+        }
+        if name == "send" {
+            self.node
+                .metrics
+                .send_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if !outcome.deliveries.is_empty() {
+            self.node.fan_out(outcome.deliveries).await;
+        }
+        Flow::Continue
+    }
+
+    /// Sends an `error` that leaves the connection open.
+    async fn refuse(&mut self, err: &ProtoError, rid: Option<&str>, id: Option<&str>) -> Flow {
+        self.node.metrics.error(err.code);
+        match self.send_text(error_frame(err, rid, id)).await {
+            Ok(()) => Flow::Continue,
+            Err(()) => Flow::Close,
+        }
+    }
+
+    /// `error` `unauthorized`, then close 4001.
+    async fn refuse_unauthorized(&mut self, rid: Option<&str>, message: &str) {
+        let err = ProtoError::new(ErrorCode::Unauthorized, message);
+        self.node.metrics.error(err.code);
+        if self.send_text(error_frame(&err, rid, None)).await.is_ok() {
+            self.close(close::UNAUTHORIZED, "unauthorized").await;
+        }
+    }
+
+    /// The node ended the session: revoked token or too slow.
+    async fn stopped(&mut self, reason: StopReason) {
+        match reason {
+            StopReason::TokenRevoked => {
+                let frame = ServerFrame::Kicked {
+                    reason: "token_revoked",
+                }
+                .to_json();
+                if self.send_text(frame).await.is_ok() {
+                    self.close(close::KICKED, "token revoked").await;
+                }
+            }
+            StopReason::TooSlow => {
+                self.node.metrics.sessions_stopped_slow.inc();
+                self.close(
+                    close::TRY_AGAIN_LATER,
+                    "too slow to keep up; reconnect and sync",
+                )
+                .await;
+            }
+        }
+    }
+
+    /// A read failed: answer what can be answered, then the connection ends.
+    async fn read_failed(&mut self, e: WsError) {
+        match e {
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                let err = ProtoError::new(
+                    ErrorCode::TooLarge,
+                    format!("frame of {size} bytes is over the limit of {max_size}"),
+                );
+                self.node.metrics.error(err.code);
+                if self.send_text(error_frame(&err, None, None)).await.is_ok() {
+                    self.close(close::TOO_LARGE, "frame too large").await;
+                }
+            }
+            WsError::Utf8(_) => self.close(1007, "text frame is not UTF-8").await,
+            WsError::Protocol(p) => {
+                tracing::debug!(error = %p, "WebSocket protocol error");
+                self.close(1002, "protocol error").await;
+            }
+            other => tracing::debug!(error = %other, "connection failed"),
+        }
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), ()> {
+        self.send(WsMessage::Text(text.into())).await
+    }
+
+    /// Writes one frame; a client that does not take it in time is gone.
+    async fn send(&mut self, msg: WsMessage) -> Result<(), ()> {
+        match timeout(WRITE_TIMEOUT, self.ws.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "write failed");
+                Err(())
+            }
+            Err(_) => {
+                tracing::debug!("write timed out");
+                Err(())
+            }
+        }
+    }
+
+    /// Sends a close frame and waits briefly for the client's answer, so the
+    /// close frame is not lost to a reset.
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: reason.into(),
+        };
+        if timeout(WRITE_TIMEOUT, self.ws.close(Some(frame)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
+    }
+}
+
+/// The `rid` of a frame we will not otherwise parse (a rate-limited one).
+fn peek_rid(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Rid {
+        rid: Option<String>,
+    }
+    serde_json::from_str::<Rid>(text)
+        .ok()
+        .and_then(|r| r.rid)
+        .filter(|r| r.len() <= client::MAX_ID_BYTES)
+}

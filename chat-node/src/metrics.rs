@@ -1,0 +1,169 @@
+//! What a chat operator watches, in Prometheus text format (`/metrics`).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::protocol::ErrorCode;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+/// A frame type label (`type="send"`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FrameType {
+    pub r#type: &'static str,
+}
+
+/// The node's metrics; cheap to clone (every metric is an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// WebSocket connections open, authenticated or not.
+    pub connections_open: Gauge,
+    /// Connections by state: `authenticating`, `active`, `draining`.
+    pub sessions: Family<StateLabel, Gauge>,
+    pub messages_stored: Counter,
+    /// `msg` frames queued for local sessions.
+    pub messages_delivered: Counter,
+    pub errors: Family<CodeLabel, Counter>,
+    pub frames_received: Family<FrameType, Counter>,
+    /// From a `send` frame arriving to its `sent` reply being written.
+    pub send_seconds: Histogram,
+    pub bus_errors: Counter,
+    pub sessions_stopped_slow: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("chat");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            connections_open: Gauge::default(),
+            sessions: Family::default(),
+            messages_stored: Counter::default(),
+            messages_delivered: Counter::default(),
+            errors: Family::default(),
+            frames_received: Family::default(),
+            // 0.1 ms .. ~3.3 s
+            send_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            bus_errors: Counter::default(),
+            sessions_stopped_slow: Counter::default(),
+        };
+        r.register(
+            "connections_open",
+            "WebSocket connections open",
+            m.connections_open.clone(),
+        );
+        r.register("sessions", "Connections by state", m.sessions.clone());
+        r.register(
+            "messages_stored",
+            "Messages stored",
+            m.messages_stored.clone(),
+        );
+        r.register(
+            "messages_delivered",
+            "Message frames queued for local sessions",
+            m.messages_delivered.clone(),
+        );
+        r.register("errors", "Error frames sent, by code", m.errors.clone());
+        r.register(
+            "frames_received",
+            "Client frames received, by type",
+            m.frames_received.clone(),
+        );
+        r.register(
+            "send_duration_seconds",
+            "Time from send frame to sent reply",
+            m.send_seconds.clone(),
+        );
+        r.register(
+            "bus_publish_errors",
+            "Deliveries the bus could not publish",
+            m.bus_errors.clone(),
+        );
+        r.register(
+            "sessions_stopped_slow",
+            "Sessions closed because their delivery queue overflowed",
+            m.sessions_stopped_slow.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        self.errors
+            .get_or_create(&CodeLabel {
+                code: code.as_str(),
+            })
+            .inc();
+    }
+
+    pub fn frame(&self, ty: &'static str) {
+        self.frames_received
+            .get_or_create(&FrameType { r#type: ty })
+            .inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Counts one connection in one state of `chat_sessions` until dropped.
+pub struct StateGauge {
+    family: Family<StateLabel, Gauge>,
+    state: &'static str,
+}
+
+impl StateGauge {
+    pub fn new(metrics: &Metrics, state: &'static str) -> Self {
+        metrics.sessions.get_or_create(&StateLabel { state }).inc();
+        StateGauge {
+            family: metrics.sessions.clone(),
+            state,
+        }
+    }
+    pub fn set(&mut self, state: &'static str) {
+        if state != self.state {
+            self.family
+                .get_or_create(&StateLabel { state: self.state })
+                .dec();
+            self.family.get_or_create(&StateLabel { state }).inc();
+            self.state = state;
+        }
+    }
+}
+
+impl Drop for StateGauge {
+    fn drop(&mut self) {
+        self.family
+            .get_or_create(&StateLabel { state: self.state })
+            .dec();
+    }
+}

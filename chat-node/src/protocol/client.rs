@@ -1,0 +1,518 @@
+//! Frames a client sends: parsed and validated into [`Request`]s, or refused
+//! with the `bad_request` a client can act on. Unknown fields are ignored, and
+//! so are fields a client has no right to set (such as `from`).
+
+use serde_json::{Map, Value};
+
+use super::message::{Kind, Media};
+use super::{ProtoError, valid_user_id};
+
+/// Limits that shape validation, from the node's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+}
+
+/// Most bytes in `rid`, client message ids, `device` and server message ids.
+pub const MAX_ID_BYTES: usize = 64;
+/// Most bytes in a media URL.
+pub const MAX_URL_BYTES: usize = 2048;
+/// `sync` page size: default and most.
+pub const SYNC_LIMIT: (u64, u64) = (100, 1000);
+/// `history` page size: default and most.
+pub const HISTORY_LIMIT: (u64, u64) = (50, 200);
+
+/// One parsed client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Echoed in the direct reply.
+    pub rid: Option<String>,
+    pub command: Command,
+}
+
+/// What a client asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Connect {
+        token: String,
+        device: String,
+    },
+    Send(SendRequest),
+    Sync {
+        after: u64,
+        limit: u64,
+    },
+    History {
+        with: String,
+        before: Option<u64>,
+        limit: u64,
+    },
+    Unread,
+    Read {
+        with: String,
+        seq: u64,
+    },
+    Played {
+        msg: String,
+    },
+    Ping,
+}
+
+impl Command {
+    /// The frame type, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Connect { .. } => "connect",
+            Command::Send(_) => "send",
+            Command::Sync { .. } => "sync",
+            Command::History { .. } => "history",
+            Command::Unread => "unread",
+            Command::Read { .. } => "read",
+            Command::Played { .. } => "played",
+            Command::Ping => "ping",
+        }
+    }
+}
+
+/// A validated `send`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRequest {
+    /// Client message id (idempotency key).
+    pub id: String,
+    pub to: String,
+    pub kind: Kind,
+    pub body: String,
+    pub media: Option<Media>,
+}
+
+/// A refused frame: the error, and what of the frame can still be echoed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub rid: Option<String>,
+    /// The client message id of a refused `send`, when it was a valid string.
+    pub id: Option<String>,
+    pub error: ProtoError,
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str, limits: &Limits) -> Result<Request, Rejected> {
+    let reject = |rid: Option<String>, id: Option<String>, msg: String| Rejected {
+        rid,
+        id,
+        error: ProtoError::bad_request(msg),
+    };
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| reject(None, None, format!("malformed JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(reject(None, None, "a frame must be a JSON object".into()));
+    };
+    let obj = Obj(&map);
+    let rid = match map.get("rid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= MAX_ID_BYTES => Some(s.clone()),
+        Some(Value::String(_)) => {
+            return Err(reject(
+                None,
+                None,
+                format!("rid is longer than {MAX_ID_BYTES} bytes"),
+            ));
+        }
+        Some(_) => return Err(reject(None, None, "rid must be a string".into())),
+    };
+    let ty = match map.get("type") {
+        Some(Value::String(t)) => t.as_str(),
+        Some(_) => return Err(reject(rid, None, "type must be a string".into())),
+        None => return Err(reject(rid, None, "missing field type".into())),
+    };
+    let plain = |r: Field<Command>| r.map_err(|e| (None, e));
+    let command = match ty {
+        "connect" => plain(obj.connect()),
+        "send" => {
+            // A refused send still echoes its client id, when that was valid.
+            let id = match map.get("id") {
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => {
+                    Some(s.clone())
+                }
+                _ => None,
+            };
+            obj.send(limits).map_err(|e| (id, e))
+        }
+        "sync" => plain(obj.sync()),
+        "history" => plain(obj.history()),
+        "unread" => Ok(Command::Unread),
+        "read" => plain(obj.read()),
+        "played" => plain(obj.played()),
+        "ping" => Ok(Command::Ping),
+        other => Err((None, format!("unknown type {:?}", truncate(other, 32)))),
+    };
+    command
+        .map(|command| Request {
+            rid: rid.clone(),
+            command,
+        })
+        .map_err(|(id, msg)| reject(rid, id, msg))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Typed access to a frame's fields, with errors that name the field.
+struct Obj<'a>(&'a Map<String, Value>);
+
+type Field<T> = Result<T, String>;
+
+impl Obj<'_> {
+    fn opt_str(&self, name: &str) -> Field<Option<&str>> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{name} must be a string")),
+        }
+    }
+    fn req_str(&self, name: &str) -> Field<&str> {
+        self.opt_str(name)?
+            .ok_or_else(|| format!("missing field {name}"))
+    }
+    fn opt_u64(&self, name: &str) -> Field<Option<u64>> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| format!("{name} must be a non-negative integer")),
+            Some(_) => Err(format!("{name} must be a non-negative integer")),
+        }
+    }
+    fn opt_u32(&self, name: &str) -> Field<Option<u32>> {
+        self.opt_u64(name)?
+            .map(|n| u32::try_from(n).map_err(|_| format!("{name} is too large")))
+            .transpose()
+    }
+    fn user(&self, name: &str) -> Field<String> {
+        let s = self.req_str(name)?;
+        if !valid_user_id(s) {
+            return Err(format!(
+                "{name} must be a user id: 1 to 64 characters of A-Z a-z 0-9 _ . -"
+            ));
+        }
+        Ok(s.to_owned())
+    }
+    fn limit(&self, (default, max): (u64, u64)) -> Field<u64> {
+        match self.opt_u64("limit")? {
+            None => Ok(default),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
+            Some(_) => Err(format!("limit must be between 1 and {max}")),
+        }
+    }
+
+    fn connect(&self) -> Field<Command> {
+        let token = self.req_str("token")?.to_owned();
+        let device = self.opt_str("device")?.unwrap_or_default();
+        if device.len() > MAX_ID_BYTES {
+            return Err(format!("device is longer than {MAX_ID_BYTES} bytes"));
+        }
+        Ok(Command::Connect {
+            token,
+            device: device.to_owned(),
+        })
+    }
+
+    fn send(&self, limits: &Limits) -> Field<Command> {
+        let id = self.req_str("id")?;
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(format!("id must be 1 to {MAX_ID_BYTES} bytes"));
+        }
+        let to = self.user("to")?;
+        let kind_s = self.req_str("kind")?;
+        let kind = Kind::parse(kind_s)
+            .ok_or_else(|| "kind must be one of text, emoji, image, video, voice".to_owned())?;
+        let body = self.opt_str("body")?.unwrap_or_default();
+        if body.len() > limits.max_body_bytes {
+            return Err(format!(
+                "body is longer than {} bytes",
+                limits.max_body_bytes
+            ));
+        }
+        let media = if kind.has_media() {
+            Some(self.media(kind)?)
+        } else {
+            if body.is_empty() {
+                return Err(format!(
+                    "a {} message needs a non-empty body",
+                    kind.as_str()
+                ));
+            }
+            None
+        };
+        Ok(Command::Send(SendRequest {
+            id: id.to_owned(),
+            to,
+            kind,
+            body: body.to_owned(),
+            media,
+        }))
+    }
+
+    /// `media` of an image, video or voice message: `url` is required; the
+    /// other fields are kept only where the kind allows them.
+    fn media(&self, kind: Kind) -> Field<Media> {
+        let need = || format!("a {} message needs media.url", kind.as_str());
+        let map = match self.0.get("media") {
+            Some(Value::Object(m)) => m,
+            None | Some(Value::Null) => return Err(need()),
+            Some(_) => return Err("media must be an object".into()),
+        };
+        let m = Obj(map);
+        let url = |name: &str| -> Field<Option<String>> {
+            match m.opt_str(name)? {
+                Some(u) if u.len() > MAX_URL_BYTES => {
+                    Err(format!("media.{name} is longer than {MAX_URL_BYTES} bytes"))
+                }
+                Some("") => Err(format!("media.{name} must not be empty")),
+                u => Ok(u.map(str::to_owned)),
+            }
+        };
+        let mut media = Media {
+            url: url("url")
+                .map_err(|e| format!("media: {e}"))?
+                .ok_or_else(need)?,
+            ..Media::default()
+        };
+        let dims = |media: &mut Media| -> Field<()> {
+            media.width = m.opt_u32("width").map_err(|e| format!("media.{e}"))?;
+            media.height = m.opt_u32("height").map_err(|e| format!("media.{e}"))?;
+            Ok(())
+        };
+        let duration = |media: &mut Media| -> Field<()> {
+            media.duration_s = m.opt_u32("duration_s").map_err(|e| format!("media.{e}"))?;
+            Ok(())
+        };
+        match kind {
+            Kind::Image => dims(&mut media)?,
+            Kind::Video => {
+                media.cover_url = url("cover_url")?;
+                dims(&mut media)?;
+                duration(&mut media)?;
+            }
+            Kind::Voice => duration(&mut media)?,
+            Kind::Text | Kind::Emoji => {}
+        }
+        Ok(media)
+    }
+
+    fn sync(&self) -> Field<Command> {
+        Ok(Command::Sync {
+            after: self.opt_u64("after")?.unwrap_or(0),
+            limit: self.limit(SYNC_LIMIT)?,
+        })
+    }
+
+    fn history(&self) -> Field<Command> {
+        let before = self.opt_u64("before")?;
+        if before == Some(0) {
+            return Err("before must be at least 1".into());
+        }
+        Ok(Command::History {
+            with: self.user("with")?,
+            before,
+            limit: self.limit(HISTORY_LIMIT)?,
+        })
+    }
+
+    fn read(&self) -> Field<Command> {
+        let with = self.user("with")?;
+        let seq = self
+            .opt_u64("seq")?
+            .ok_or_else(|| "missing field seq".to_owned())?;
+        if seq == 0 {
+            return Err("seq must be at least 1".into());
+        }
+        Ok(Command::Read { with, seq })
+    }
+
+    fn played(&self) -> Field<Command> {
+        let msg = self.req_str("msg")?;
+        if msg.is_empty() || msg.len() > MAX_ID_BYTES {
+            return Err(format!(
+                "msg must be a message id of 1 to {MAX_ID_BYTES} bytes"
+            ));
+        }
+        Ok(Command::Played {
+            msg: msg.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    const LIMITS: Limits = Limits { max_body_bytes: 16 };
+
+    fn ok(text: &str) -> Request {
+        parse(text, &LIMITS).unwrap_or_else(|e| panic!("{text} refused: {e:?}"))
+    }
+    fn bad(text: &str) -> Rejected {
+        let r = parse(text, &LIMITS).expect_err(text);
+        assert_eq!(r.error.code, ErrorCode::BadRequest, "{text}");
+        r
+    }
+
+    #[test]
+    fn malformed_and_untyped_frames_are_bad_requests() {
+        bad("{");
+        bad("[1,2]");
+        bad("\"send\"");
+        bad(r#"{"rid":"r"}"#);
+        assert_eq!(bad(r#"{"type":5,"rid":"r"}"#).rid.as_deref(), Some("r"));
+        let r = bad(r#"{"type":"dance","rid":"r-9"}"#);
+        assert_eq!(r.rid.as_deref(), Some("r-9"));
+        assert!(r.error.message.contains("unknown type"));
+    }
+
+    #[test]
+    fn rid_must_be_a_short_string() {
+        assert_eq!(
+            ok(r#"{"type":"ping","rid":"abc"}"#).rid.as_deref(),
+            Some("abc")
+        );
+        bad(r#"{"type":"ping","rid":7}"#);
+        bad(&format!(r#"{{"type":"ping","rid":"{}"}}"#, "r".repeat(65)));
+    }
+
+    #[test]
+    fn send_is_validated_and_from_is_ignored() {
+        let r = ok(
+            r#"{"type":"send","id":"c-1","to":"bob","kind":"text","body":"hi","from":"mallory","x":1}"#,
+        );
+        let Command::Send(s) = r.command else {
+            panic!()
+        };
+        assert_eq!(
+            (s.id.as_str(), s.to.as_str(), s.body.as_str()),
+            ("c-1", "bob", "hi")
+        );
+        assert_eq!(s.media, None);
+
+        let e = bad(r#"{"type":"send","id":"c-2","to":"bob","kind":"gif","body":"x"}"#);
+        assert_eq!(e.id.as_deref(), Some("c-2"));
+        assert!(e.error.message.contains("kind must be one of"));
+        bad(r#"{"type":"send","to":"bob","kind":"text","body":"x"}"#);
+        bad(r#"{"type":"send","id":"","to":"bob","kind":"text","body":"x"}"#);
+        bad(r#"{"type":"send","id":"c","to":"b b","kind":"text","body":"x"}"#);
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":""}"#);
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"emoji"}"#);
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":5}"#);
+        // body limit is in bytes
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"ééééééééé"}"#);
+        ok(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"éééééééé"}"#);
+    }
+
+    #[test]
+    fn media_kinds_need_a_url_and_keep_only_their_fields() {
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"image","body":""}"#);
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"image","media":{"url":""}}"#);
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"image","media":"x"}"#);
+        bad(
+            r#"{"type":"send","id":"c","to":"bob","kind":"voice","media":{"url":"u","duration_s":-1}}"#,
+        );
+        let r = ok(
+            r#"{"type":"send","id":"c","to":"bob","kind":"voice","media":{"url":"u","duration_s":7,"width":5}}"#,
+        );
+        let Command::Send(s) = r.command else {
+            panic!()
+        };
+        assert_eq!(
+            s.media,
+            Some(Media {
+                url: "u".into(),
+                duration_s: Some(7),
+                ..Media::default()
+            })
+        );
+        let r = ok(
+            r#"{"type":"send","id":"c","to":"bob","kind":"video","media":{"url":"u","cover_url":"c","width":1,"height":2,"duration_s":3}}"#,
+        );
+        let Command::Send(s) = r.command else {
+            panic!()
+        };
+        let m = s.media.unwrap();
+        assert_eq!(
+            (m.cover_url.as_deref(), m.width, m.height, m.duration_s),
+            (Some("c"), Some(1), Some(2), Some(3))
+        );
+        // text ignores media
+        let r = ok(
+            r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"b","media":{"url":"u"}}"#,
+        );
+        let Command::Send(s) = r.command else {
+            panic!()
+        };
+        assert_eq!(s.media, None);
+    }
+
+    #[test]
+    fn paging_limits_have_defaults_and_bounds() {
+        assert_eq!(
+            ok(r#"{"type":"sync"}"#).command,
+            Command::Sync {
+                after: 0,
+                limit: 100
+            }
+        );
+        assert_eq!(
+            ok(r#"{"type":"sync","after":38,"limit":1000}"#).command,
+            Command::Sync {
+                after: 38,
+                limit: 1000
+            }
+        );
+        bad(r#"{"type":"sync","limit":1001}"#);
+        bad(r#"{"type":"sync","limit":0}"#);
+        bad(r#"{"type":"sync","after":-1}"#);
+        bad(r#"{"type":"sync","after":"3"}"#);
+        assert_eq!(
+            ok(r#"{"type":"history","with":"bob"}"#).command,
+            Command::History {
+                with: "bob".into(),
+                before: None,
+                limit: 50
+            }
+        );
+        bad(r#"{"type":"history","with":"bob","limit":201}"#);
+        bad(r#"{"type":"history"}"#);
+    }
+
+    #[test]
+    fn read_played_connect_are_checked() {
+        assert_eq!(
+            ok(r#"{"type":"read","with":"bob","seq":17}"#).command,
+            Command::Read {
+                with: "bob".into(),
+                seq: 17
+            }
+        );
+        bad(r#"{"type":"read","with":"bob"}"#);
+        bad(r#"{"type":"read","with":"bob","seq":0}"#);
+        bad(r#"{"type":"played"}"#);
+        bad(r#"{"type":"played","msg":12}"#);
+        assert_eq!(
+            ok(r#"{"type":"connect","token":"t"}"#).command,
+            Command::Connect {
+                token: "t".into(),
+                device: String::new()
+            }
+        );
+        bad(r#"{"type":"connect"}"#);
+        bad(&format!(
+            r#"{{"type":"connect","token":"t","device":"{}"}}"#,
+            "d".repeat(65)
+        ));
+    }
+}

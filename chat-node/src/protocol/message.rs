@@ -1,0 +1,114 @@
+//! The message object as stored and as sent to clients.
+
+use serde::{Deserialize, Serialize};
+
+/// What a message carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Text,
+    Emoji,
+    Image,
+    Video,
+    Voice,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "text" => Kind::Text,
+            "emoji" => Kind::Emoji,
+            "image" => Kind::Image,
+            "video" => Kind::Video,
+            "voice" => Kind::Voice,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Emoji => "emoji",
+            Kind::Image => "image",
+            Kind::Video => "video",
+            Kind::Voice => "voice",
+        }
+    }
+    /// `image`, `video` and `voice` carry `media`; `text` and `emoji` a body.
+    pub fn has_media(self) -> bool {
+        matches!(self, Kind::Image | Kind::Video | Kind::Voice)
+    }
+}
+
+/// Media of an image, video or voice message.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Media {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cover_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<u32>,
+}
+
+/// A stored message (PROTOCOL.md, "Message object").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Server id (a ULID): unique in the cluster, increasing with time.
+    pub id: String,
+    pub conv: String,
+    /// Position in the conversation, from 1, gap-free.
+    pub seq: u64,
+    pub from: String,
+    pub to: String,
+    pub kind: Kind,
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Media>,
+    /// Server time, milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// Only on voice messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub played: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_serializes_as_the_protocol_shows() {
+        let m = Message {
+            id: "01JD".into(),
+            conv: "dm:alice:bob".into(),
+            seq: 17,
+            from: "alice".into(),
+            to: "bob".into(),
+            kind: Kind::Voice,
+            body: String::new(),
+            media: Some(Media {
+                url: "u".into(),
+                duration_s: Some(7),
+                ..Media::default()
+            }),
+            ts: 1763856000123,
+            played: Some(false),
+        };
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id":"01JD","conv":"dm:alice:bob","seq":17,"from":"alice","to":"bob",
+                "kind":"voice","body":"","media":{"url":"u","duration_s":7},"ts":1763856000123u64,"played":false})
+        );
+        let text = Message {
+            kind: Kind::Text,
+            media: None,
+            played: None,
+            ..m
+        };
+        let v = serde_json::to_value(&text).unwrap();
+        assert!(v.get("played").is_none() && v.get("media").is_none());
+    }
+}

@@ -1,0 +1,140 @@
+//! Frames the node sends. Each is serialized once and may be shared by many
+//! sessions (a delivery to every device of a user).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{ErrorCode, Message};
+
+/// One inbox entry in a `synced` reply.
+#[derive(Debug, Clone, Serialize)]
+pub struct InboxEntry {
+    pub pts: u64,
+    pub msg: Message,
+}
+
+/// Every frame the node sends, tagged by `type`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Connected {
+        user: &'a str,
+        session: &'a str,
+        node: &'a str,
+        pts: u64,
+        heartbeat_s: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Sent {
+        id: &'a str,
+        msg: &'a Message,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Msg {
+        pts: u64,
+        msg: &'a Message,
+    },
+    Synced {
+        entries: &'a [InboxEntry],
+        more: bool,
+        pts: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    History {
+        with: &'a str,
+        messages: &'a [Message],
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Unread {
+        counts: &'a BTreeMap<String, u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Ok {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Receipt {
+        conv: &'a str,
+        reader: &'a str,
+        seq: u64,
+    },
+    Played {
+        msg: &'a str,
+        conv: &'a str,
+        by: &'a str,
+    },
+    Pong {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Error {
+        code: ErrorCode,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    Reconnect {
+        reason: &'a str,
+    },
+    Kicked {
+        reason: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: no maps with non-string keys,
+        // no foreign Serialize impls.
+        serde_json::to_string(self).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot serialize frame");
+            r#"{"type":"error","code":"internal","message":"cannot serialize reply"}"#.to_owned()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_carry_type_and_echo_rid() {
+        assert_eq!(
+            ServerFrame::Pong { rid: None }.to_json(),
+            r#"{"type":"pong"}"#
+        );
+        assert_eq!(
+            ServerFrame::Ok { rid: Some("r1") }.to_json(),
+            r#"{"type":"ok","rid":"r1"}"#
+        );
+        let e = ServerFrame::Error {
+            code: ErrorCode::BadRequest,
+            message: "kind must be one of …",
+            rid: Some("r-9"),
+            id: Some("c-4"),
+        };
+        assert_eq!(
+            e.to_json(),
+            r#"{"type":"error","code":"bad_request","message":"kind must be one of …","rid":"r-9","id":"c-4"}"#
+        );
+        let mut counts = BTreeMap::new();
+        counts.insert("bob".to_owned(), 3);
+        assert_eq!(
+            ServerFrame::Unread {
+                counts: &counts,
+                rid: None
+            }
+            .to_json(),
+            r#"{"type":"unread","counts":{"bob":3}}"#
+        );
+    }
+}

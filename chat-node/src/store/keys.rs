@@ -1,0 +1,86 @@
+//! Names of everything a cluster keeps in Redis, all under `chat:C:`
+//! (DESIGN.md, "Names in Redis and RabbitMQ"). The operator uses the same
+//! functions to find what a node left behind.
+//!
+//! User ids cannot contain `:` and conversation ids have the fixed shape
+//! `dm:a:b`, so no two of these names can collide.
+
+/// Key names of one cluster.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(cluster: &str) -> Self {
+        Keys {
+            prefix: format!("chat:{cluster}:"),
+        }
+    }
+    /// `chat:C:` — every key of the cluster starts with it.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Hash: token fields, under the SHA-256 of the secret.
+    pub fn token(&self, token_hash: &str) -> String {
+        format!("{}token:{token_hash}", self.prefix)
+    }
+    /// Prefix of message hashes (`chat:C:msg:<id>`).
+    pub fn msg_prefix(&self) -> String {
+        format!("{}msg:", self.prefix)
+    }
+    pub fn msg(&self, id: &str) -> String {
+        format!("{}msg:{id}", self.prefix)
+    }
+    /// Zset: message ids of a conversation scored by `seq`.
+    pub fn conv(&self, conv: &str) -> String {
+        format!("{}conv:{conv}", self.prefix)
+    }
+    /// Counter: last `seq` of a conversation.
+    pub fn conv_seq(&self, conv: &str) -> String {
+        format!("{}conv:{conv}:seq", self.prefix)
+    }
+    /// Zset: message ids of a user's inbox scored by `pts`.
+    pub fn inbox(&self, user: &str) -> String {
+        format!("{}inbox:{user}", self.prefix)
+    }
+    /// Counter: last `pts` of a user's inbox.
+    pub fn inbox_pts(&self, user: &str) -> String {
+        format!("{}inbox:{user}:pts", self.prefix)
+    }
+    /// Hash: peer -> unread count.
+    pub fn unread(&self, user: &str) -> String {
+        format!("{}unread:{user}", self.prefix)
+    }
+    /// Hash: conversation -> read-up-to `seq`.
+    pub fn read_marks(&self, user: &str) -> String {
+        format!("{}read:{user}", self.prefix)
+    }
+    /// String: message id stored for a client id (expires after 24 h).
+    pub fn client_id(&self, user: &str, client_id: &str) -> String {
+        format!("{}cid:{user}:{client_id}", self.prefix)
+    }
+    /// Hash: port -> online count (the node registry).
+    pub fn ports(&self) -> String {
+        format!("{}ports", self.prefix)
+    }
+    /// Hash: a node's details (name, address, ready, heartbeat, instance).
+    pub fn node(&self, port: u16) -> String {
+        format!("{}node:{port}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_design() {
+        let k = Keys::new("prod");
+        assert_eq!(k.ports(), "chat:prod:ports");
+        assert_eq!(k.node(8760), "chat:prod:node:8760");
+        assert_eq!(k.inbox("alice"), "chat:prod:inbox:alice");
+        assert_eq!(k.conv("dm:alice:bob"), "chat:prod:conv:dm:alice:bob");
+        assert!(k.client_id("alice", "c-1").starts_with(k.prefix()));
+    }
+}

@@ -1,0 +1,204 @@
+//! The store seam: everything a node keeps outside its own memory of
+//! connections. Tokens, messages, per-conversation `seq`, per-user inboxes
+//! and `pts`, unread counts, read and played state, client-id idempotency,
+//! and the node registry.
+//!
+//! Two implementations: [`memory::MemoryStore`] (the embedded default, one
+//! node) and [`redis::RedisStore`] (production). Both keep the same rules; the
+//! integration tests run the same protocol suite against each.
+
+pub mod keys;
+pub mod memory;
+pub mod redis;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::protocol::server::InboxEntry;
+use crate::protocol::{Kind, Media, Message};
+
+/// How long a client message id is remembered for idempotent retries.
+pub const CLIENT_ID_TTL_MS: u64 = 24 * 3600 * 1000;
+
+/// A backend failure. Nothing was changed when one of these is returned
+/// (writes are atomic), so the client may retry.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something this code does not understand.
+    #[error("store answered unexpectedly: {0}")]
+    Corrupt(String),
+}
+
+/// A message about to be stored; the store assigns its `seq`.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub conv: String,
+    pub from: String,
+    pub to: String,
+    pub kind: Kind,
+    pub body: String,
+    pub media: Option<Media>,
+    pub ts: u64,
+}
+
+impl NewMessage {
+    /// The stored message, once `seq` is known.
+    pub fn into_message(self, seq: u64) -> Message {
+        let played = (self.kind == Kind::Voice).then_some(false);
+        Message {
+            id: self.id,
+            conv: self.conv,
+            seq,
+            from: self.from,
+            to: self.to,
+            kind: self.kind,
+            body: self.body,
+            media: self.media,
+            ts: self.ts,
+            played,
+        }
+    }
+}
+
+/// The result of storing a message.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub msg: Message,
+    /// The message's position in the sender's inbox (0 for a duplicate).
+    pub sender_pts: u64,
+    /// Its position in the receiver's inbox; `None` for a message to oneself
+    /// (one inbox entry) and for a duplicate.
+    pub receiver_pts: Option<u64>,
+    /// The client id was seen before: `msg` is the first stored message and
+    /// nothing was stored or must be delivered now.
+    pub duplicate: bool,
+}
+
+/// A page of a user's inbox.
+#[derive(Debug, Clone)]
+pub struct SyncPage {
+    pub entries: Vec<InboxEntry>,
+    pub more: bool,
+    /// The user's newest inbox position.
+    pub pts: u64,
+}
+
+/// A page of a conversation, ascending `seq`.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    pub more: bool,
+}
+
+/// What a token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub user: String,
+    pub platform: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// The answer to `played`.
+#[derive(Debug, Clone)]
+pub enum PlayedOutcome {
+    Played(Message),
+    NotFound,
+    /// The user is not the message's receiver.
+    Forbidden,
+    NotVoice,
+}
+
+/// The answer to `read`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    Marked,
+    /// `seq` is beyond the conversation's newest message.
+    BeyondEnd {
+        last: u64,
+    },
+}
+
+/// Inbox retention: an entry is dropped once it is both older than
+/// `max_age_ms` and not among the user's newest `max_entries`.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_entries: u64,
+    pub max_age_ms: u64,
+}
+
+/// One node in the registry (`chat:C:ports` and `chat:C:node:P`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeRecord {
+    pub port: u16,
+    /// Pod or node name, as clients see it.
+    pub name: String,
+    /// Address clients connect to.
+    pub address: String,
+    pub ready: bool,
+    /// Authenticated sessions on the node.
+    pub online: u64,
+    /// Last heartbeat, milliseconds since the Unix epoch.
+    pub heartbeat_ms: u64,
+    /// Id of this run of the node (pod UID or random).
+    pub instance: String,
+}
+
+/// The store seam.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Answers when the backend does.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Records a token under the hash of its secret.
+    async fn put_token(&self, token_hash: &str, record: &TokenRecord) -> Result<(), StoreError>;
+    /// The token's record, if it exists and has not expired at `now_ms`.
+    async fn get_token(
+        &self,
+        token_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+    /// Deletes a token; returns what it was, if it existed.
+    async fn delete_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Stores a message atomically: assigns `seq`, appends to the
+    /// conversation and to both inboxes, bumps the receiver's unread count and
+    /// records the client id; or, for a known client id, changes nothing and
+    /// returns the first message.
+    async fn send(&self, msg: NewMessage, client_id: &str) -> Result<Stored, StoreError>;
+    /// The user's newest inbox position.
+    async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError>;
+    /// Inbox entries with `pts > after`, ascending, at most `limit`.
+    async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError>;
+    /// The newest `limit` messages of `conv` with `seq < before`, ascending.
+    async fn history(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: u64,
+    ) -> Result<HistoryPage, StoreError>;
+    /// Unread counts by peer (zeros left out).
+    async fn unread(&self, user: &str) -> Result<BTreeMap<String, u64>, StoreError>;
+    /// Marks `conv` read by `user` up to `seq`; clears the unread count for `peer`.
+    async fn mark_read(
+        &self,
+        user: &str,
+        peer: &str,
+        conv: &str,
+        seq: u64,
+    ) -> Result<ReadOutcome, StoreError>;
+    /// Marks a voice message played by its receiver `user`.
+    async fn mark_played(&self, user: &str, msg_id: &str) -> Result<PlayedOutcome, StoreError>;
+
+    /// Creates or refreshes this node's registry entry.
+    async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError>;
+    /// Removes a node's registry entry if it still belongs to `instance`.
+    async fn deregister_node(&self, port: u16, instance: &str) -> Result<bool, StoreError>;
+    /// Every registered node, by port.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+}

@@ -1,0 +1,512 @@
+//! The Redis store (production). Every write that must be atomic is one Lua
+//! script, so one round trip either changes everything or nothing. The
+//! connection manager reconnects by itself when Redis comes back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncCommands, Script, Value};
+use async_trait::async_trait;
+
+use super::keys::Keys;
+use super::*;
+
+/// The Lua scripts, loaded once per process and cached by Redis by SHA.
+struct Scripts {
+    send: Script,
+    sync: Script,
+    history: Script,
+    read: Script,
+    played: Script,
+    deregister: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            send: Script::new(include_str!("lua/send.lua")),
+            sync: Script::new(include_str!("lua/sync.lua")),
+            history: Script::new(include_str!("lua/history.lua")),
+            read: Script::new(include_str!("lua/read.lua")),
+            played: Script::new(include_str!("lua/played.lua")),
+            deregister: Script::new(include_str!("lua/deregister.lua")),
+        }
+    }
+}
+
+/// A store in one Redis database, under `chat:C:`.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    retention: Retention,
+    scripts: Scripts,
+}
+
+impl RedisStore {
+    /// Prepares a store; connects lazily, so a node starts while Redis is
+    /// down and becomes ready when it answers.
+    pub fn new(
+        url: &str,
+        cluster: &str,
+        retention: Retention,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let client = ::redis::Client::open(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            keys: Keys::new(cluster),
+            retention,
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// The key names this store uses.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        // Cheap: a handle onto one multiplexed connection.
+        self.conn.clone()
+    }
+}
+
+fn unavailable(e: ::redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Corrupt(e.to_string())
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn as_i64(v: &Value) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(n) => Ok(*n),
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| corrupt("expected an integer")),
+        other => Err(corrupt(format!("expected an integer, got {other:?}"))),
+    }
+}
+
+fn as_u64(v: &Value) -> Result<u64, StoreError> {
+    u64::try_from(as_i64(v)?).map_err(|_| corrupt("expected a non-negative integer"))
+}
+
+fn as_string(v: &Value) -> Result<String, StoreError> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| corrupt("expected UTF-8")),
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(n) => Ok(n.to_string()),
+        other => Err(corrupt(format!("expected a string, got {other:?}"))),
+    }
+}
+
+fn as_array(v: Value) -> Result<Vec<Value>, StoreError> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Ok(a),
+        other => Err(corrupt(format!("expected an array, got {other:?}"))),
+    }
+}
+
+/// A hash as returned by HGETALL inside a script (a flat field/value array).
+fn as_fields(v: Value) -> Result<HashMap<String, String>, StoreError> {
+    let items = match v {
+        Value::Map(pairs) => {
+            return pairs
+                .iter()
+                .map(|(k, v)| Ok((as_string(k)?, as_string(v)?)))
+                .collect();
+        }
+        other => as_array(other)?,
+    };
+    items
+        .chunks(2)
+        .map(|kv| match kv {
+            [k, v] => Ok((as_string(k)?, as_string(v)?)),
+            _ => Err(corrupt("odd field list")),
+        })
+        .collect()
+}
+
+/// Rebuilds a message from its hash.
+fn message_from_fields(f: HashMap<String, String>) -> Result<Message, StoreError> {
+    let get = |name: &str| {
+        f.get(name)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("message without {name}")))
+    };
+    let num = |name: &str| -> Result<u64, StoreError> {
+        get(name)?
+            .parse()
+            .map_err(|_| corrupt(format!("message {name} is not a number")))
+    };
+    let kind_s = get("kind")?;
+    let kind = Kind::parse(&kind_s).ok_or_else(|| corrupt(format!("unknown kind {kind_s}")))?;
+    let media = match f.get("media") {
+        Some(j) if !j.is_empty() => Some(serde_json::from_str(j).map_err(corrupt)?),
+        _ => None,
+    };
+    let played = (kind == Kind::Voice).then(|| f.get("played").is_some_and(|p| p == "1"));
+    Ok(Message {
+        id: get("id")?,
+        conv: get("conv")?,
+        seq: num("seq")?,
+        from: get("from")?,
+        to: get("to")?,
+        kind,
+        body: f.get("body").cloned().unwrap_or_default(),
+        media,
+        ts: num("ts")?,
+        played,
+    })
+}
+
+fn message_from_value(v: Value) -> Result<Message, StoreError> {
+    message_from_fields(as_fields(v)?)
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = ::redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn put_token(&self, token_hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
+        let key = self.keys.token(token_hash);
+        let _: () = ::redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("user", record.user.as_str()),
+                    ("platform", record.platform.as_str()),
+                    ("expires_at", &record.expires_at.to_string()),
+                ],
+            )
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(&key)
+            .arg(record.expires_at)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_token(
+        &self,
+        token_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let f: HashMap<String, String> = self
+            .conn()
+            .hgetall(self.keys.token(token_hash))
+            .await
+            .map_err(unavailable)?;
+        let record = token_from_fields(&f)?;
+        Ok(record.filter(|t| t.expires_at > now_ms))
+    }
+
+    async fn delete_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let key = self.keys.token(token_hash);
+        let (f,): (HashMap<String, String>,) = ::redis::pipe()
+            .atomic()
+            .hgetall(&key)
+            .del(&key)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        token_from_fields(&f)
+    }
+
+    async fn send(&self, new: NewMessage, client_id: &str) -> Result<Stored, StoreError> {
+        let k = &self.keys;
+        let media = match &new.media {
+            Some(m) => serde_json::to_string(m).map_err(corrupt)?,
+            None => String::new(),
+        };
+        let cutoff = new.ts.saturating_sub(self.retention.max_age_ms);
+        let reply: Value = self
+            .scripts
+            .send
+            .key(k.client_id(&new.from, client_id))
+            .key(k.conv_seq(&new.conv))
+            .key(k.conv(&new.conv))
+            .key(k.msg(&new.id))
+            .key(k.inbox(&new.from))
+            .key(k.inbox_pts(&new.from))
+            .key(k.inbox(&new.to))
+            .key(k.inbox_pts(&new.to))
+            .key(k.unread(&new.to))
+            .arg(&new.id)
+            .arg(&new.conv)
+            .arg(&new.from)
+            .arg(&new.to)
+            .arg(new.kind.as_str())
+            .arg(&new.body)
+            .arg(media)
+            .arg(new.ts)
+            .arg(CLIENT_ID_TTL_MS)
+            .arg(self.retention.max_entries)
+            .arg(cutoff)
+            .arg(k.msg_prefix())
+            .arg(if new.kind == Kind::Voice { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut parts = as_array(reply)?.into_iter();
+        let tag = parts.next().ok_or_else(|| corrupt("empty send reply"))?;
+        if as_i64(&tag)? == 1 {
+            let msg = message_from_value(
+                parts
+                    .next()
+                    .ok_or_else(|| corrupt("duplicate without message"))?,
+            )?;
+            return Ok(Stored {
+                msg,
+                sender_pts: 0,
+                receiver_pts: None,
+                duplicate: true,
+            });
+        }
+        let rest: Vec<u64> = parts.map(|v| as_u64(&v)).collect::<Result<_, _>>()?;
+        let [seq, sender_pts, receiver_pts] = rest[..] else {
+            return Err(corrupt("send reply has the wrong length"));
+        };
+        let self_message = new.from == new.to;
+        Ok(Stored {
+            msg: new.into_message(seq),
+            sender_pts,
+            receiver_pts: (!self_message).then_some(receiver_pts),
+            duplicate: false,
+        })
+    }
+
+    async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError> {
+        let pts: Option<u64> = self
+            .conn()
+            .get(self.keys.inbox_pts(user))
+            .await
+            .map_err(unavailable)?;
+        Ok(pts.unwrap_or(0))
+    }
+
+    async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError> {
+        let reply: Value = self
+            .scripts
+            .sync
+            .key(self.keys.inbox(user))
+            .key(self.keys.inbox_pts(user))
+            .arg(after)
+            .arg(limit)
+            .arg(self.keys.msg_prefix())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut parts = as_array(reply)?.into_iter();
+        let pts = as_u64(&parts.next().ok_or_else(|| corrupt("empty sync reply"))?)?;
+        let mut entries = Vec::new();
+        while let (Some(p), Some(m)) = (parts.next(), parts.next()) {
+            entries.push(InboxEntry {
+                pts: as_u64(&p)?,
+                msg: message_from_value(m)?,
+            });
+        }
+        let more = entries.len() as u64 > limit;
+        entries.truncate(limit as usize);
+        Ok(SyncPage { entries, more, pts })
+    }
+
+    async fn history(
+        &self,
+        conv: &str,
+        before: Option<u64>,
+        limit: u64,
+    ) -> Result<HistoryPage, StoreError> {
+        let upper = before.map_or_else(|| "+inf".to_owned(), |b| format!("({b}"));
+        let reply: Value = self
+            .scripts
+            .history
+            .key(self.keys.conv(conv))
+            .arg(upper)
+            .arg(limit)
+            .arg(self.keys.msg_prefix())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut messages = as_array(reply)?
+            .into_iter()
+            .map(message_from_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = messages.len() as u64 > limit;
+        messages.truncate(limit as usize);
+        messages.reverse();
+        Ok(HistoryPage { messages, more })
+    }
+
+    async fn unread(&self, user: &str) -> Result<BTreeMap<String, u64>, StoreError> {
+        let counts: BTreeMap<String, u64> = self
+            .conn()
+            .hgetall(self.keys.unread(user))
+            .await
+            .map_err(unavailable)?;
+        Ok(counts.into_iter().filter(|(_, n)| *n > 0).collect())
+    }
+
+    async fn mark_read(
+        &self,
+        user: &str,
+        peer: &str,
+        conv: &str,
+        seq: u64,
+    ) -> Result<ReadOutcome, StoreError> {
+        let (marked, last): (i64, u64) = self
+            .scripts
+            .read
+            .key(self.keys.conv_seq(conv))
+            .key(self.keys.read_marks(user))
+            .key(self.keys.unread(user))
+            .arg(conv)
+            .arg(seq)
+            .arg(peer)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(if marked == 1 {
+            ReadOutcome::Marked
+        } else {
+            ReadOutcome::BeyondEnd { last }
+        })
+    }
+
+    async fn mark_played(&self, user: &str, msg_id: &str) -> Result<PlayedOutcome, StoreError> {
+        let reply: Value = self
+            .scripts
+            .played
+            .key(self.keys.msg(msg_id))
+            .arg(user)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let mut parts = as_array(reply)?.into_iter();
+        let tag = as_string(&parts.next().ok_or_else(|| corrupt("empty played reply"))?)?;
+        Ok(match tag.as_str() {
+            "played" => PlayedOutcome::Played(message_from_value(
+                parts
+                    .next()
+                    .ok_or_else(|| corrupt("played without message"))?,
+            )?),
+            "not_found" => PlayedOutcome::NotFound,
+            "forbidden" => PlayedOutcome::Forbidden,
+            "not_voice" => PlayedOutcome::NotVoice,
+            other => return Err(corrupt(format!("unknown played outcome {other}"))),
+        })
+    }
+
+    async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let details = self.keys.node(node.port);
+        let _: () = ::redis::pipe()
+            .atomic()
+            .hset(self.keys.ports(), node.port, node.online)
+            .ignore()
+            .hset_multiple(
+                &details,
+                &[
+                    ("name", node.name.clone()),
+                    ("address", node.address.clone()),
+                    ("ready", if node.ready { "1" } else { "0" }.to_owned()),
+                    ("online", node.online.to_string()),
+                    ("heartbeat_ms", node.heartbeat_ms.to_string()),
+                    ("instance", node.instance.clone()),
+                ],
+            )
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn deregister_node(&self, port: u16, instance: &str) -> Result<bool, StoreError> {
+        let removed: i64 = self
+            .scripts
+            .deregister
+            .key(self.keys.ports())
+            .key(self.keys.node(port))
+            .arg(port)
+            .arg(instance)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(removed == 1)
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let mut conn = self.conn();
+        let ports: BTreeMap<u16, u64> =
+            conn.hgetall(self.keys.ports()).await.map_err(unavailable)?;
+        if ports.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = ::redis::pipe();
+        for port in ports.keys() {
+            pipe.hgetall(self.keys.node(*port));
+        }
+        let details: Vec<HashMap<String, String>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(ports
+            .into_iter()
+            .zip(details)
+            .map(|((port, online), d)| NodeRecord {
+                port,
+                name: d.get("name").cloned().unwrap_or_default(),
+                address: d.get("address").cloned().unwrap_or_default(),
+                ready: d.get("ready").is_some_and(|r| r == "1"),
+                online,
+                heartbeat_ms: d
+                    .get("heartbeat_ms")
+                    .and_then(|h| h.parse().ok())
+                    .unwrap_or(0),
+                instance: d.get("instance").cloned().unwrap_or_default(),
+            })
+            .collect())
+    }
+}
+
+fn token_from_fields(f: &HashMap<String, String>) -> Result<Option<TokenRecord>, StoreError> {
+    if f.is_empty() {
+        return Ok(None);
+    }
+    let get = |name: &str| {
+        f.get(name)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("token without {name}")))
+    };
+    Ok(Some(TokenRecord {
+        user: get("user")?,
+        platform: get("platform")?,
+        expires_at: get("expires_at")?
+            .parse()
+            .map_err(|_| corrupt("token expiry is not a number"))?,
+    }))
+}
