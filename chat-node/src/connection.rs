@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::FusedStream;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
@@ -420,10 +421,36 @@ where
         {
             return;
         }
-        let _ = timeout(CLOSE_TIMEOUT, async {
-            while let Some(Ok(_)) = self.ws.next().await {}
-        })
-        .await;
+        // A stream that already failed (say, after an oversize frame) has
+        // lost its framing: skip the close handshake and just drain.
+        let mut framing_lost = FusedStream::is_terminated(&self.ws);
+        if !framing_lost {
+            let _ = timeout(CLOSE_TIMEOUT, async {
+                loop {
+                    match self.ws.next().await {
+                        Some(Ok(_)) => continue,
+                        None => return,
+                        Some(Err(_)) => {
+                            framing_lost = true;
+                            return;
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+        if framing_lost {
+            // Closing a socket with unread bytes resets it, and the reset can
+            // destroy the frames we just sent: read what is pending first.
+            let mut buf = [0u8; 4096];
+            while let Ok(Ok(n)) =
+                timeout(Duration::from_millis(100), self.ws.get_mut().read(&mut buf)).await
+            {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -96,15 +96,15 @@ async fn metrics(State(s): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
-/// Checks `Authorization: Bearer <admin token>`.
-fn admin(node: &Node, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks `Authorization: Bearer <admin token>`; the refusal if it fails.
+fn refuse_non_admin(node: &Node, headers: &HeaderMap) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(t) if ids::secret_eq(t.trim(), &node.admin_token) => Ok(()),
-        _ => Err(error(
+        Some(t) if ids::secret_eq(t.trim(), &node.admin_token) => None,
+        _ => Some(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a valid admin bearer token is required",
@@ -113,7 +113,7 @@ fn admin(node: &Node, headers: &HeaderMap) -> Result<(), Response> {
 }
 
 async fn issue_token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = admin(&s.node, &headers) {
+    if let Some(r) = refuse_non_admin(&s.node, &headers) {
         return r;
     }
     #[derive(serde::Deserialize)]
@@ -169,7 +169,7 @@ async fn revoke_token(
     headers: HeaderMap,
     Path(token): Path<String>,
 ) -> Response {
-    if let Err(r) = admin(&s.node, &headers) {
+    if let Some(r) = refuse_non_admin(&s.node, &headers) {
         return r;
     }
     let hash = ids::token_hash(&token);

@@ -271,7 +271,7 @@ impl Store for MemoryStore {
             return Ok(PlayedOutcome::NotVoice);
         }
         msg.played = Some(true);
-        Ok(PlayedOutcome::Played(msg.clone()))
+        Ok(PlayedOutcome::Played(Box::new(msg.clone())))
     }
 
     async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {

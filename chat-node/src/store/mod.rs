@@ -107,7 +107,7 @@ pub struct TokenRecord {
 /// The answer to `played`.
 #[derive(Debug, Clone)]
 pub enum PlayedOutcome {
-    Played(Message),
+    Played(Box<Message>),
     NotFound,
     /// The user is not the message's receiver.
     Forbidden,

@@ -411,11 +411,12 @@ impl Store for RedisStore {
         let mut parts = as_array(reply)?.into_iter();
         let tag = as_string(&parts.next().ok_or_else(|| corrupt("empty played reply"))?)?;
         Ok(match tag.as_str() {
-            "played" => PlayedOutcome::Played(message_from_value(
-                parts
+            "played" => {
+                let m = parts
                     .next()
-                    .ok_or_else(|| corrupt("played without message"))?,
-            )?),
+                    .ok_or_else(|| corrupt("played without message"))?;
+                PlayedOutcome::Played(Box::new(message_from_value(m)?))
+            }
             "not_found" => PlayedOutcome::NotFound,
             "forbidden" => PlayedOutcome::Forbidden,
             "not_voice" => PlayedOutcome::NotVoice,

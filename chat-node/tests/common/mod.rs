@@ -1,0 +1,337 @@
+//! Test harness: real chat-node servers (in-process on 127.0.0.1:0, or as
+//! child processes), real WebSocket clients, real Redis. Each node gets its
+//! own `CHAT_CLUSTER`, so tests run in parallel and delete what they wrote.
+
+#![allow(dead_code)] // each test binary uses part of the harness
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chat_node::{Config, Server};
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+pub const ADMIN: &str = "test-admin-token";
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// The Redis the tests use (started by scripts/services.sh).
+pub fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// Which store a node runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+/// A cluster id no other test uses.
+pub fn unique_cluster(tag: &str) -> String {
+    format!("t-{tag}-{}", &chat_node::ids::session_id()[2..14])
+}
+
+/// Deletes every Redis key of a cluster.
+pub fn delete_cluster_keys(url: &str, cluster: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("chat:{cluster}:*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+    }
+}
+
+/// A node running in this process.
+pub struct TestNode {
+    pub addr: SocketAddr,
+    pub cluster: String,
+    pub backend: Backend,
+    pub redis_url: Option<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), chat_node::Error>>>,
+    http: reqwest::Client,
+}
+
+impl TestNode {
+    /// Starts a node with test defaults, changed by `tweak`.
+    pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestNode {
+        let cluster = unique_cluster("n");
+        let redis = (backend == Backend::Redis).then(redis_url);
+        Self::start_in(backend, &cluster, redis, tweak).await
+    }
+
+    /// Starts a node of an existing cluster (same Redis, same keys).
+    pub async fn start_in(
+        backend: Backend,
+        cluster: &str,
+        redis_url: Option<String>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestNode {
+        let mut cfg = Config::parse_from(["chat-node"]);
+        cfg.cluster = cluster.to_owned();
+        cfg.redis_url = redis_url.clone();
+        cfg.admin_token = Some(ADMIN.to_owned());
+        cfg.bind = "127.0.0.1".parse().unwrap();
+        cfg.port = Some(0);
+        cfg.health_port = 0;
+        cfg.drain_grace_s = 1;
+        cfg.redis_timeout_ms = 500;
+        tweak(&mut cfg);
+        let server = Server::bind(cfg).await.expect("node binds");
+        let addr = server.local_addr();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        TestNode {
+            addr,
+            cluster: cluster.to_owned(),
+            backend,
+            redis_url,
+            shutdown: Some(tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Issues a token through the admin API.
+    pub async fn token(&self, user: &str, platform: &str) -> String {
+        let r = self
+            .http
+            .post(self.url("/v1/tokens"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"user": user, "platform": platform}))
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(r.status(), 201, "token for {user}");
+        let v: Value = r.json().await.unwrap();
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn revoke(&self, token: &str) -> u16 {
+        self.http
+            .delete(self.url(&format!("/v1/tokens/{token}")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// A connected session of `user` on a fresh token.
+    pub async fn session(&self, user: &str) -> Client {
+        let token = self.token(user, "web").await;
+        Client::connect(self.addr, &token).await.expect_connected()
+    }
+
+    /// Stops the node (drain) and waits for it.
+    pub async fn stop(mut self) {
+        self.stop_inner().await;
+    }
+
+    async fn stop_inner(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(url) = &self.redis_url {
+            delete_cluster_keys(url, &self.cluster);
+        }
+    }
+}
+
+/// A WebSocket client speaking the protocol.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `connected` frame, once connected.
+    pub connected: Value,
+}
+
+/// How a connection attempt went.
+pub struct Connecting(pub Client);
+
+impl Connecting {
+    pub fn expect_connected(self) -> Client {
+        assert_eq!(
+            self.0.connected["type"], "connected",
+            "{}",
+            self.0.connected
+        );
+        self.0
+    }
+}
+
+impl Client {
+    /// Opens `/ws` without sending anything.
+    pub async fn open(addr: SocketAddr) -> Client {
+        let (ws, _) = connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("ws connects");
+        Client {
+            ws,
+            connected: Value::Null,
+        }
+    }
+
+    /// Opens `/ws` and sends `connect`; `connected` holds the first reply.
+    pub async fn connect(addr: SocketAddr, token: &str) -> Connecting {
+        let mut c = Client::open(addr).await;
+        c.send(json!({"type": "connect", "token": token, "device": "test"}))
+            .await;
+        c.connected = c.recv().await;
+        Connecting(c)
+    }
+
+    pub fn user(&self) -> &str {
+        self.connected["user"].as_str().unwrap()
+    }
+    pub fn pts(&self) -> u64 {
+        self.connected["pts"].as_u64().unwrap()
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.ws
+            .send(Message::Text(v.to_string().into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_raw(&mut self, m: Message) {
+        self.ws.send(m).await.expect("ws send");
+    }
+
+    /// The next text frame as JSON; panics on anything else or on timeout.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame within the wait")
+                .expect("connection open")
+                .expect("frame reads");
+            match m {
+                Message::Text(t) => return serde_json::from_str(&t).expect("frame is JSON"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends a request and returns the next frame.
+    pub async fn request(&mut self, v: Value) -> Value {
+        self.send(v).await;
+        self.recv().await
+    }
+
+    /// Sends a text message; returns the `sent` reply.
+    pub async fn send_text(&mut self, to: &str, id: &str, body: &str) -> Value {
+        let r = self
+            .request(json!({"type": "send", "id": id, "to": to, "kind": "text", "body": body}))
+            .await;
+        assert_eq!(r["type"], "sent", "{r}");
+        r
+    }
+
+    /// Asserts that no text frame arrives for `dur`.
+    pub async fn expect_silence(&mut self, dur: Duration) {
+        match tokio::time::timeout(dur, self.ws.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Text(t)))) => panic!("unexpected frame {t}"),
+            Ok(other) => panic!("unexpected event {other:?}"),
+        }
+    }
+
+    /// Waits for the server's close frame; returns its code. Text frames
+    /// before it are returned too.
+    pub async fn closed(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut frames = Vec::new();
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close within the wait")
+            {
+                Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(c))) => return (frames, c.map(|c| u16::from(c.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (frames, None),
+            }
+        }
+    }
+
+    /// Syncs everything after `after`, following `more`.
+    pub async fn sync_all(&mut self, after: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = after;
+        loop {
+            let r = self
+                .request(json!({"type": "sync", "after": after, "limit": 1000}))
+                .await;
+            assert_eq!(r["type"], "synced", "{r}");
+            let entries = r["entries"].as_array().unwrap().clone();
+            if let Some(last) = entries.last() {
+                after = last["pts"].as_u64().unwrap();
+            }
+            out.extend(entries);
+            if !r["more"].as_bool().unwrap() {
+                return out;
+            }
+        }
+    }
+}
+
+/// Runs a test body once per store.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn memory() {
+                    super::$name($crate::common::Backend::Memory).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis() {
+                    super::$name($crate::common::Backend::Redis).await
+                }
+            }
+        )*
+    };
+}

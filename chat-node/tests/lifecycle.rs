@@ -1,0 +1,321 @@
+//! Time limits, draining on SIGTERM (the real binary), and a Redis outage
+//! with recovery (a private Redis process this test stops and restarts).
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN, Backend, Client, TestNode};
+use serde_json::json;
+
+both_stores!(
+    no_connect_in_time_closes_4008,
+    idle_connections_close_4008,
+    drain_sends_reconnect_then_closes_4009
+);
+
+async fn no_connect_in_time_closes_4008(b: Backend) {
+    let node = TestNode::start(b, |c| c.auth_timeout_s = 1).await;
+    let mut c = Client::open(node.addr).await;
+    let started = Instant::now();
+    let (frames, code) = c.closed().await;
+    assert!(frames.is_empty());
+    assert_eq!(code, Some(4008));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    node.stop().await;
+}
+
+async fn idle_connections_close_4008(b: Backend) {
+    let node = TestNode::start(b, |c| c.idle_timeout_s = 1).await;
+    let mut busy = node.session("alice").await;
+    let mut idle = node.session("bob").await;
+    // Frames of any kind keep a connection alive.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(busy.request(json!({"type":"ping"})).await["type"], "pong");
+    }
+    let (_, code) = idle.closed().await;
+    assert_eq!(code, Some(4008));
+    assert_eq!(busy.request(json!({"type":"ping"})).await["type"], "pong");
+    node.stop().await;
+}
+
+async fn drain_sends_reconnect_then_closes_4009(b: Backend) {
+    let node = TestNode::start(b, |c| c.drain_grace_s = 1).await;
+    let addr = node.addr;
+    let mut alice = node.session("alice").await;
+    let mut bob = node.session("bob").await;
+    let stopping = tokio::spawn(node.stop());
+    assert_eq!(
+        alice.recv().await,
+        json!({"type":"reconnect","reason":"draining"})
+    );
+    assert_eq!(
+        bob.recv().await,
+        json!({"type":"reconnect","reason":"draining"})
+    );
+    // Sessions still work during the grace period.
+    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
+    let (_, code) = alice.closed().await;
+    assert_eq!(code, Some(4009));
+    assert_eq!(bob.closed().await.1, Some(4009));
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+    // No new connections once drained.
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .is_err()
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A chat-node child process; killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+async fn wait_ready(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("node on {port} never became ready");
+}
+
+async fn token(port: u16, user: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"user": user, "platform": "web"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_within_the_grace() {
+    let port = free_port();
+    let health = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_chat-node"))
+        .env("CHAT_PORT", port.to_string())
+        .env("CHAT_HEALTH_PORT", health.to_string())
+        .env("CHAT_BIND", "127.0.0.1")
+        .env("CHAT_ADMIN_TOKEN", ADMIN)
+        .env("CHAT_DRAIN_GRACE_S", "2")
+        .env_remove("CHAT_REDIS_URL")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut proc = Proc(child);
+    wait_ready(port).await;
+    assert_eq!(
+        reqwest::get(format!("http://127.0.0.1:{health}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut stays = Client::connect(addr, &token(port, "alice").await)
+        .await
+        .expect_connected();
+    let mut leaves = Client::connect(addr, &token(port, "bob").await)
+        .await
+        .expect_connected();
+
+    let started = Instant::now();
+    signal(&proc.0, "-TERM");
+    assert_eq!(
+        stays.recv().await,
+        json!({"type":"reconnect","reason":"draining"})
+    );
+    assert_eq!(leaves.recv().await["type"], "reconnect");
+    // The health port tells Kubernetes the node is no longer ready.
+    let r = reqwest::get(format!("http://127.0.0.1:{health}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    // A client that follows the advice leaves at once...
+    leaves.ws.close(None).await.unwrap();
+    // ...one that does not is closed at the end of the grace period.
+    let (_, code) = stays.closed().await;
+    assert_eq!(code, Some(4009));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "closed after {waited:?}"
+    );
+    let status = loop {
+        if let Some(s) = proc.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "node did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+/// A private Redis on its own port, with an append-only file so data
+/// survives the restart this test does.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    proc: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16, dir: &std::path::Path) -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port,
+            dir: dir.to_owned(),
+            proc: None,
+        };
+        r.restart();
+        r
+    }
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh installs it)");
+        self.proc = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("private redis did not start");
+    }
+    fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_gives_unavailable_then_recovers() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("parley-redis-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut redis = PrivateRedis::start(port, &dir);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let cluster = common::unique_cluster("outage");
+    let node = TestNode::start_in(Backend::Redis, &cluster, Some(url), |_| {}).await;
+    let mut alice = node.session("alice").await;
+    let mut bob = node.session("bob").await;
+    alice.send_text("bob", "before", "one").await;
+    bob.recv().await;
+
+    redis.kill();
+    let e = alice
+        .request(
+            json!({"type":"send","id":"during","to":"bob","kind":"text","body":"two","rid":"r"}),
+        )
+        .await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{e}"
+    );
+    assert_eq!(
+        (e["id"].as_str(), e["rid"].as_str()),
+        (Some("during"), Some("r"))
+    );
+    assert_eq!(
+        bob.request(json!({"type":"sync","after":0})).await["code"],
+        "unavailable"
+    );
+    assert_eq!(node.get("/readyz").await.0, 503);
+    // Connections stay open through the outage.
+    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
+
+    redis.restart();
+    // The node reconnects by itself; the client retries with the same id.
+    let mut sent = None;
+    for _ in 0..50 {
+        let r = alice
+            .request(json!({"type":"send","id":"during","to":"bob","kind":"text","body":"two"}))
+            .await;
+        if r["type"] == "sent" {
+            sent = Some(r);
+            break;
+        }
+        assert_eq!(r["code"], "unavailable", "{r}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sent = sent.expect("node recovered after Redis came back");
+    assert_eq!(sent["msg"]["seq"], 2);
+    assert_eq!(node.get("/readyz").await.0, 200);
+    assert_eq!(bob.recv().await["msg"]["body"], "two");
+    // Exactly the two messages, nothing partial from the failed attempt.
+    let entries = bob.sync_all(0).await;
+    let bodies: Vec<_> = entries
+        .iter()
+        .map(|e| e["msg"]["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["one", "two"]);
+    assert_eq!(
+        bob.request(json!({"type":"unread"})).await["counts"],
+        json!({"alice": 2})
+    );
+    node.stop().await;
+}
