@@ -125,6 +125,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbound_queue: u32,
 
+    /// Close an HTTP connection that has not sent its request headers within this many seconds.
+    #[arg(long, env = "CHAT_HTTP_HEADER_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_s: u64,
+
     /// Give up on a Redis command after this many milliseconds (the client gets `unavailable`).
     #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_timeout_ms: u64,

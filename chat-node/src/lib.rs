@@ -10,6 +10,7 @@
 //!
 //! - [`config`]: every setting, from flags and `CHAT_*` variables.
 //! - [`server`]: binds the ports, builds store and bus, serves, drains.
+//! - [`serve`]: the HTTP accept loop (header deadline, graceful stop).
 //! - [`http`]: probes, metrics, tokens, route, nodes, and the `/ws` upgrade.
 //! - [`connection`]: one WebSocket from `connect` to close: auth, rate and
 //!   idle limits, request/reply, deliveries, drain.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod ratelimit;
+pub mod serve;
 pub mod server;
 pub mod session;
 pub mod store;

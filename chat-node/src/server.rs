@@ -17,6 +17,7 @@ use crate::error::Error;
 use crate::http::{self, AppState};
 use crate::ids;
 use crate::node::{HEARTBEAT_INTERVAL, Identity, Node};
+use crate::serve;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Retention, Store};
@@ -138,17 +139,13 @@ impl Server {
         let background = TaskTracker::new();
         let (stop_bg, _) = tokio::sync::watch::channel(false);
 
+        let header_timeout = Duration::from_secs(node.cfg.http_header_timeout_s);
         if let Some(health) = self.health {
             let app = http::health_router().with_state(state.clone());
             let mut stop = stop_bg.subscribe();
-            background.spawn(async move {
-                let serve = axum::serve(health, app).with_graceful_shutdown(async move {
-                    crate::node::until_set(&mut stop).await;
-                });
-                if let Err(e) = serve.await {
-                    tracing::error!(error = %e, "health server failed");
-                }
-            });
+            background.spawn(serve::serve(health, app, header_timeout, async move {
+                crate::node::until_set(&mut stop).await;
+            }));
         }
         background.spawn(heartbeat(node.clone(), stop_bg.subscribe()));
 
@@ -160,13 +157,12 @@ impl Server {
         );
         let drain_node = node.clone();
         let app = http::router(state);
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("draining");
-                drain_node.start_drain();
-            })
-            .await?;
+        serve::serve(self.listener, app, header_timeout, async move {
+            shutdown.await;
+            tracing::info!("draining");
+            drain_node.start_drain();
+        })
+        .await;
 
         // The listener is closed; sessions have been told to reconnect.
         connections.close();

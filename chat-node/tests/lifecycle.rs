@@ -319,3 +319,84 @@ async fn redis_outage_gives_unavailable_then_recovers() {
     );
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tcp_client_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let node = TestNode::start(Backend::Memory, |c| c.http_header_timeout_s = 1).await;
+    let mut silent = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let started = Instant::now();
+    // The node closes the socket: read returns 0 (or a reset), not a hang.
+    let r = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Meanwhile the node serves others.
+    assert_eq!(node.get("/healthz").await.0, 200);
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_does_not_read_is_closed_1013_and_others_go_on() {
+    let node = TestNode::start(Backend::Memory, |c| {
+        c.outbound_queue = 4;
+        c.rate_per_s = 10_000;
+        c.rate_burst = 10_000;
+        c.max_body_bytes = 60_000;
+        c.max_frame_bytes = 200_000;
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    let mut stuck = node.session("bob").await; // never reads until the end
+    let mut reader = node.session("bob").await;
+    let body = "x".repeat(60_000);
+    // Enough to fill the socket buffers between the node and `stuck`.
+    let reading = tokio::spawn(async move {
+        let mut n = 0;
+        while n < 400 {
+            let f = reader.recv().await;
+            assert_eq!(f["type"], "msg");
+            n += 1;
+        }
+        reader
+    });
+    for i in 0..400 {
+        let r = alice
+            .request(
+                json!({"type":"send","id":format!("m{i}"),"to":"bob","kind":"text","body":body}),
+            )
+            .await;
+        assert_eq!(r["type"], "sent");
+    }
+    // The reading device got every message.
+    let mut reader = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .unwrap()
+        .unwrap();
+    // The stuck one was cut off with 1013 after some frames; its inbox has all.
+    let (frames, code) = loop_until_close(&mut stuck).await;
+    assert_eq!(code, Some(1013));
+    assert!(frames < 400, "{frames} frames reached the stuck session");
+    assert_eq!(reader.request(json!({"type":"ping"})).await["type"], "pong");
+    let back = node.session("bob").await;
+    assert_eq!(back.pts(), 400);
+    node.stop().await;
+}
+
+/// Reads frames until the close; returns how many text frames came first.
+async fn loop_until_close(c: &mut Client) -> (usize, Option<u16>) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut n = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.ws.next())
+            .await
+            .expect("close arrives")
+        {
+            Some(Ok(Message::Text(_))) => n += 1,
+            Some(Ok(Message::Close(f))) => return (n, f.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (n, None),
+        }
+    }
+}

@@ -92,9 +92,11 @@ impl Store for MemoryStore {
     }
 
     async fn put_token(&self, token_hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
-        self.lock()
-            .tokens
-            .insert(token_hash.to_owned(), record.clone());
+        let mut st = self.lock();
+        // Issuing is rare: a good moment to forget expired tokens.
+        let now = crate::ids::now_ms();
+        st.tokens.retain(|_, t| t.expires_at > now);
+        st.tokens.insert(token_hash.to_owned(), record.clone());
         Ok(())
     }
 
@@ -103,15 +105,12 @@ impl Store for MemoryStore {
         token_hash: &str,
         now_ms: u64,
     ) -> Result<Option<TokenRecord>, StoreError> {
-        let mut st = self.lock();
-        match st.tokens.get(token_hash) {
-            Some(t) if t.expires_at > now_ms => Ok(Some(t.clone())),
-            Some(_) => {
-                st.tokens.remove(token_hash);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(self
+            .lock()
+            .tokens
+            .get(token_hash)
+            .filter(|t| t.expires_at > now_ms)
+            .cloned())
     }
 
     async fn delete_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {

@@ -1,0 +1,173 @@
+//! The store seam's contract, checked on both implementations through the
+//! `Store` trait: the rules that are awkward to reach over the wire
+//! (expiry, retention, compare-and-delete).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_node::ids::{self, now_ms};
+use chat_node::protocol::Kind;
+use chat_node::store::memory::MemoryStore;
+use chat_node::store::redis::RedisStore;
+use chat_node::store::{NewMessage, NodeRecord, Retention, Store, TokenRecord};
+use common::{Backend, delete_cluster_keys, redis_url, unique_cluster};
+
+/// A store of the given kind in a fresh cluster; Redis keys go on drop.
+struct Fixture {
+    store: Arc<dyn Store>,
+    cluster: String,
+    redis: bool,
+}
+
+impl Fixture {
+    fn new(b: Backend, retention: Retention) -> Fixture {
+        let cluster = unique_cluster("store");
+        let store: Arc<dyn Store> = match b {
+            Backend::Memory => Arc::new(MemoryStore::new(retention)),
+            Backend::Redis => Arc::new(
+                RedisStore::new(&redis_url(), &cluster, retention, Duration::from_secs(2)).unwrap(),
+            ),
+        };
+        Fixture {
+            store,
+            cluster,
+            redis: b == Backend::Redis,
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if self.redis {
+            delete_cluster_keys(&redis_url(), &self.cluster);
+        }
+    }
+}
+
+const KEEP_ALL: Retention = Retention {
+    max_entries: 10_000,
+    max_age_ms: 30 * 24 * 3600 * 1000,
+};
+
+fn msg(id: &str, from: &str, to: &str, ts: u64) -> NewMessage {
+    NewMessage {
+        id: id.to_owned(),
+        conv: chat_node::protocol::dm_conv(from, to),
+        from: from.to_owned(),
+        to: to.to_owned(),
+        kind: Kind::Text,
+        body: id.to_owned(),
+        media: None,
+        ts,
+    }
+}
+
+both_stores!(
+    expired_tokens_are_refused,
+    retention_keeps_the_newest_entries_or_the_young_ones,
+    deregistering_spares_a_node_that_came_back,
+);
+
+async fn expired_tokens_are_refused(b: Backend) {
+    let f = Fixture::new(b, KEEP_ALL);
+    let now = now_ms();
+    let rec = TokenRecord {
+        user: "alice".into(),
+        platform: "ios".into(),
+        expires_at: now + 60_000,
+    };
+    let hash = ids::token_hash("ios.secret");
+    f.store.put_token(&hash, &rec).await.unwrap();
+    assert_eq!(
+        f.store.get_token(&hash, now).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(f.store.get_token(&hash, now + 60_000).await.unwrap(), None);
+    assert_eq!(
+        f.store
+            .get_token(&ids::token_hash("ios.other"), now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(f.store.delete_token(&hash).await.unwrap(), Some(rec));
+    assert_eq!(f.store.get_token(&hash, now).await.unwrap(), None);
+}
+
+async fn retention_keeps_the_newest_entries_or_the_young_ones(b: Backend) {
+    let f = Fixture::new(
+        b,
+        Retention {
+            max_entries: 3,
+            max_age_ms: 1000,
+        },
+    );
+    let t0 = now_ms() - 60_000;
+    // Three old messages, then two young ones.
+    for (i, ts) in [t0, t0 + 1, t0 + 2, t0 + 10_000, t0 + 10_001]
+        .into_iter()
+        .enumerate()
+    {
+        f.store
+            .send(msg(&format!("m{i}"), "alice", "bob", ts), &format!("c{i}"))
+            .await
+            .unwrap();
+    }
+    for user in ["alice", "bob"] {
+        let page = f.store.sync(user, 0, 100).await.unwrap();
+        let pts: Vec<u64> = page.entries.iter().map(|e| e.pts).collect();
+        assert_eq!(
+            pts,
+            vec![3, 4, 5],
+            "{user}: old entries beyond the newest 3 are dropped"
+        );
+        assert_eq!(page.pts, 5);
+    }
+    // History is not trimmed.
+    assert_eq!(
+        f.store
+            .history("dm:alice:bob", None, 100)
+            .await
+            .unwrap()
+            .messages
+            .len(),
+        5
+    );
+
+    // Young entries stay even beyond max_entries.
+    let now = now_ms();
+    for i in 0..5 {
+        f.store
+            .send(
+                msg(&format!("y{i}"), "carol", "dave", now),
+                &format!("y{i}"),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.store.sync("dave", 0, 100).await.unwrap().entries.len(), 5);
+}
+
+async fn deregistering_spares_a_node_that_came_back(b: Backend) {
+    let f = Fixture::new(b, KEEP_ALL);
+    let node = |instance: &str, online| NodeRecord {
+        port: 8760,
+        name: "chat-1".into(),
+        address: "chat-1:8760".into(),
+        ready: true,
+        online,
+        heartbeat_ms: now_ms(),
+        instance: instance.into(),
+    };
+    f.store.register_node(&node("old", 3)).await.unwrap();
+    // The pod came back with the same ordinal: a new instance re-registers.
+    f.store.register_node(&node("new", 0)).await.unwrap();
+    assert!(!f.store.deregister_node(8760, "old").await.unwrap());
+    let nodes = f.store.nodes().await.unwrap();
+    assert_eq!(nodes.len(), 1);
+    assert_eq!((nodes[0].instance.as_str(), nodes[0].online), ("new", 0));
+    assert!(f.store.deregister_node(8760, "new").await.unwrap());
+    assert!(f.store.nodes().await.unwrap().is_empty());
+}
