@@ -51,7 +51,10 @@ where
     };
     if let Some(session) = conn.authenticate().await {
         state.set("active");
+        let user = session.ctx.user.clone();
         conn.run(session, &mut state).await;
+        // `run` consumed the session: it is deregistered here by now.
+        node.leave(&user).await;
     }
     node.metrics.connections_open.dec();
 }
@@ -183,15 +186,18 @@ where
             tx,
             stop: stop.clone(),
         };
-        // Register before reading `pts`, so nothing stored from now on can
+        // Register here and in presence before reading `pts` (one round
+        // trip with the presence write), so nothing stored from now on can
         // slip between the two: it is either below `pts` or delivered.
         let registration = self.node.sessions.add(user.clone(), handle);
-        let pts = self
-            .node
-            .store
-            .inbox_pts(&user)
-            .await
-            .map_err(unavailable)?;
+        let pts = match self.node.join(&user).await {
+            Ok(pts) => pts,
+            Err(e) => {
+                drop(registration);
+                self.node.leave(&user).await;
+                return Err(unavailable(e));
+            }
+        };
         let connected = ServerFrame::Connected {
             user: &user,
             session: &id,
@@ -201,9 +207,11 @@ where
             rid,
         }
         .to_json();
-        self.send_text(connected)
-            .await
-            .map_err(|_| ProtoError::new(ErrorCode::Internal, "connection lost"))?;
+        if self.send_text(connected).await.is_err() {
+            drop(registration);
+            self.node.leave(&user).await;
+            return Err(ProtoError::new(ErrorCode::Internal, "connection lost"));
+        }
         tracing::debug!(user = %user, session = %id, device, "session opened");
         Ok(Some(Session {
             ctx: SessionCtx { user, session: id },
@@ -214,7 +222,8 @@ where
     }
 
     /// Serves an authenticated session until it ends.
-    async fn run(&mut self, mut s: Session, state: &mut StateGauge) {
+    async fn run(&mut self, s: Session, state: &mut StateGauge) {
+        let mut s = s;
         let idle = self.node.cfg.idle_timeout();
         let grace = self.node.cfg.drain_grace();
         let mut last_seen = Instant::now();

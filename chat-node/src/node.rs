@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::bus::{Bus, Event};
+use crate::bus::{Bus, Envelope, Event};
 use crate::config::Config;
 use crate::ids::{self, MessageIds};
 use crate::metrics::Metrics;
@@ -16,6 +16,8 @@ use crate::store::{NodeRecord, Store, StoreError, TokenRecord};
 
 /// How often a node refreshes its registry entry.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a node that is not ready yet re-checks and re-registers.
+pub const NOT_READY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// A registry entry older than this is a node that died without cleaning up.
 pub const STALE_AFTER_MS: u64 = 15_000;
 
@@ -55,6 +57,7 @@ pub struct Node {
     pub ids: MessageIds,
     pub limits: Limits,
     drain: watch::Sender<bool>,
+    presence_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
 impl Node {
@@ -64,6 +67,8 @@ impl Node {
         admin_token: String,
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
+        sessions: Arc<Sessions>,
+        metrics: Metrics,
     ) -> Self {
         let limits = Limits {
             max_body_bytes: cfg.max_body_bytes as usize,
@@ -74,11 +79,12 @@ impl Node {
             admin_token,
             store,
             bus,
-            sessions: Arc::default(),
-            metrics: Metrics::new(),
+            sessions,
+            metrics,
             ids: MessageIds::default(),
             limits,
             drain: watch::Sender::new(false),
+            presence_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
 
@@ -122,8 +128,10 @@ impl Node {
         }
     }
 
-    /// Hands frames to the local sessions, then to other nodes over the bus.
-    /// Best effort: the inbox is the truth, `sync` repairs any loss.
+    /// Hands frames to the local sessions, then over the bus to the other
+    /// nodes that presence says hold sessions of the users concerned: one
+    /// presence lookup for all users, one envelope per node. Best effort:
+    /// the inbox is the truth, `sync` repairs any loss.
     pub async fn fan_out(&self, deliveries: Vec<Delivery>) {
         for d in &deliveries {
             let n = self
@@ -133,35 +141,158 @@ impl Node {
                 self.metrics.messages_delivered.inc_by(n as u64);
             }
         }
-        for d in deliveries {
-            let event = Event::Deliver {
+        if self.bus.is_local() {
+            return;
+        }
+        let events = deliveries
+            .into_iter()
+            .map(|d| Event::Deliver {
                 user: d.user,
                 frame: d.frame.as_str().to_owned(),
                 except: d.except.map(|s| s.to_string()),
-            };
-            if let Err(e) = self.bus.publish(event).await {
-                self.metrics.bus_errors.inc();
-                tracing::warn!(error = %e, "cannot publish delivery");
-            }
-        }
+                message: d.is_message,
+            })
+            .collect();
+        self.publish(events).await;
     }
 
     /// Stops the sessions of a revoked token, here and on other nodes.
     pub async fn kick(&self, user: &str, token_hash: &str) {
         self.sessions.kick_token(user, token_hash);
+        if self.bus.is_local() {
+            return;
+        }
         let event = Event::Kick {
             user: user.to_owned(),
             token_hash: token_hash.to_owned(),
         };
-        if let Err(e) = self.bus.publish(event).await {
-            self.metrics.bus_errors.inc();
-            tracing::warn!(error = %e, "cannot publish kick");
+        self.publish(vec![event]).await;
+    }
+
+    /// Sends events to every other node holding sessions of their users.
+    async fn publish(&self, events: Vec<Event>) {
+        let mut users: Vec<&str> = events.iter().map(Event::user).collect();
+        users.sort_unstable();
+        users.dedup();
+        let presence = match self.store.presence(&users).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.bus_errors.inc();
+                tracing::warn!(error = %e, "cannot read presence; deliveries to other nodes skipped");
+                return;
+            }
+        };
+        for (port, envelope) in route(&users, &presence, &events, self.id.port) {
+            if let Err(e) = self.bus.publish(port, &envelope).await {
+                self.metrics.bus_errors.inc();
+                tracing::warn!(error = %e, port, "cannot publish to node");
+            }
         }
     }
+
+    /// The lock that serializes presence writes for `user` on this node, so
+    /// a session opening and the last one closing cannot reorder them.
+    fn presence_lock(&self, user: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.hash(&mut h);
+        &self.presence_locks[(h.finish() as usize) % self.presence_locks.len()]
+    }
+
+    /// A session of `user` (already registered here) opened: record
+    /// presence; returns the user's newest inbox position.
+    pub async fn join(&self, user: &str) -> Result<u64, StoreError> {
+        let _g = self.presence_lock(user).lock().await;
+        self.store.join(user, self.id.port, &self.id.instance).await
+    }
+
+    /// A session of `user` closed (already deregistered): if it was the
+    /// user's last one here, drop the presence entry.
+    pub async fn leave(&self, user: &str) {
+        let _g = self.presence_lock(user).lock().await;
+        if self.sessions.has_user(user) {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .leave(user, self.id.port, &self.id.instance)
+            .await
+        {
+            tracing::warn!(error = %e, user, "cannot drop presence; it is cleared when this node restarts");
+        }
+    }
+}
+
+/// Groups events by the nodes that hold sessions of their users: one
+/// envelope per node (addressed to its current run), none for `self_port`.
+pub fn route(
+    users: &[&str],
+    presence: &[Vec<(u16, String)>],
+    events: &[Event],
+    self_port: u16,
+) -> Vec<(u16, Envelope)> {
+    let mut out: std::collections::BTreeMap<u16, Envelope> = std::collections::BTreeMap::new();
+    for event in events {
+        let Some(i) = users.iter().position(|u| *u == event.user()) else {
+            continue;
+        };
+        for (port, instance) in presence.get(i).into_iter().flatten() {
+            if *port == self_port {
+                continue;
+            }
+            out.entry(*port)
+                .or_insert_with(|| Envelope {
+                    instance: instance.clone(),
+                    events: Vec::new(),
+                })
+                .events
+                .push(event.clone());
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// Resolves once the watched flag is true (or its sender is gone). Holds no
 /// borrow of the flag across an await, so callers stay `Send`.
 pub async fn until_set(flag: &mut watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deliver(user: &str) -> Event {
+        Event::Deliver {
+            user: user.into(),
+            frame: format!("to {user}"),
+            except: None,
+            message: true,
+        }
+    }
+
+    #[test]
+    fn route_sends_one_envelope_per_other_node_holding_the_users() {
+        let users = ["alice", "bob"];
+        let presence = vec![
+            vec![(8750, "i0".to_owned()), (8760, "i1".to_owned())], // alice: here and on 8760
+            vec![(8760, "i1".to_owned()), (8770, "i2".to_owned())], // bob
+        ];
+        let events = vec![deliver("bob"), deliver("alice")];
+        let routed = route(&users, &presence, &events, 8750);
+        assert_eq!(routed.len(), 2);
+        assert_eq!(routed[0].0, 8760);
+        assert_eq!(routed[0].1.instance, "i1");
+        assert_eq!(routed[0].1.events, vec![deliver("bob"), deliver("alice")]);
+        assert_eq!(routed[1].0, 8770);
+        assert_eq!(routed[1].1.events, vec![deliver("bob")]);
+    }
+
+    #[test]
+    fn route_skips_this_node_and_absent_users() {
+        let users = ["alice"];
+        let presence = vec![vec![(8750, "i0".to_owned())]];
+        assert!(route(&users, &presence, &[deliver("alice")], 8750).is_empty());
+        assert!(route(&users, &[vec![]], &[deliver("alice")], 8750).is_empty());
+    }
 }

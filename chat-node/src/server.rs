@@ -12,12 +12,16 @@ use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
+use crate::bus::rabbit::{RabbitBus, RabbitConfig};
+use crate::bus::{Event, Inbound};
 use crate::config::{Config, fill_advertise};
 use crate::error::Error;
 use crate::http::{self, AppState};
 use crate::ids;
-use crate::node::{HEARTBEAT_INTERVAL, Identity, Node};
+use crate::metrics::Metrics;
+use crate::node::{HEARTBEAT_INTERVAL, Identity, NOT_READY_INTERVAL, Node};
 use crate::serve;
+use crate::session::Sessions;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Retention, Store};
@@ -51,9 +55,9 @@ impl Server {
     /// Resolves identity and ports, binds, and builds the store and bus.
     pub async fn bind(cfg: Config) -> Result<Server, Error> {
         cfg.validate()?;
-        if cfg.amqp_url.is_some() {
+        if cfg.amqp_url.is_some() && cfg.redis_url.is_none() {
             return Err(Error::Config(
-                "CHAT_AMQP_URL is not supported by this build yet; unset it to run one node on the in-process bus".into(),
+                "CHAT_AMQP_URL needs CHAT_REDIS_URL: the nodes of a cluster share inboxes and presence in Redis".into(),
             ));
         }
         let host = hostname();
@@ -95,10 +99,32 @@ impl Server {
             )?),
             None => Arc::new(MemoryStore::new(retention)),
         };
-        let bus: Arc<dyn Bus> = Arc::new(LocalBus);
+        let sessions: Arc<Sessions> = Arc::default();
+        let metrics = Metrics::new();
+        let bus: Arc<dyn Bus> = match &cfg.amqp_url {
+            Some(url) => {
+                let inbound = inbound_handler(sessions.clone(), metrics.clone());
+                let rabbit = RabbitConfig {
+                    url: url.clone(),
+                    cluster: cfg.cluster.clone(),
+                    port,
+                    instance: id.instance.clone(),
+                };
+                Arc::new(RabbitBus::start(rabbit, inbound))
+            }
+            None => Arc::new(LocalBus),
+        };
         let generated_admin_token = cfg.admin_token.is_none();
         let admin_token = cfg.admin_token.clone().unwrap_or_else(ids::admin_token);
-        let node = Arc::new(Node::new(cfg, id, admin_token, store, bus));
+        let node = Arc::new(Node::new(
+            cfg,
+            id,
+            admin_token,
+            store,
+            bus,
+            sessions,
+            metrics,
+        ));
         Ok(Server {
             node,
             listener,
@@ -148,6 +174,7 @@ impl Server {
             }));
         }
         background.spawn(heartbeat(node.clone(), stop_bg.subscribe()));
+        background.spawn(clear_stale_presence(node.clone()));
 
         tracing::info!(
             node = %node.id.name, port = node.id.port, address = %node.id.address,
@@ -189,24 +216,71 @@ impl Server {
 }
 
 /// Keeps this node's registry entry fresh (online count, readiness,
-/// heartbeat) until told to stop.
+/// heartbeat) until told to stop. While the node is not ready (backends
+/// still connecting) it refreshes often, so it is routable as soon as it is.
 async fn heartbeat(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain = node.drain_signal();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            // Say "not ready" at once when draining starts.
-            _ = drain.changed() => {}
-            _ = crate::node::until_set(&mut stop) => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
         let ready = node.ready().await;
         if let Err(e) = node.store.register_node(&node.record(ready)).await {
             tracing::warn!(error = %e, "cannot refresh registry entry");
         }
+        let wait = if ready || node.is_draining() {
+            HEARTBEAT_INTERVAL
+        } else {
+            NOT_READY_INTERVAL
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            // Say "not ready" at once when draining starts.
+            _ = drain.changed() => {}
+            _ = crate::node::until_set(&mut stop) => return,
+        }
+    }
+}
+
+/// Events from other nodes go to the local sessions.
+fn inbound_handler(sessions: Arc<Sessions>, metrics: Metrics) -> Inbound {
+    Arc::new(move |event: Event| match event {
+        Event::Deliver {
+            user,
+            frame,
+            except,
+            message,
+        } => {
+            let frame = tokio_tungstenite::tungstenite::Utf8Bytes::from(frame);
+            let n = sessions.deliver(&user, &frame, except.as_deref());
+            if message {
+                metrics.messages_delivered.inc_by(n as u64);
+            }
+        }
+        Event::Kick { user, token_hash } => {
+            sessions.kick_token(&user, &token_hash);
+        }
+    })
+}
+
+/// A node that restarts on the same port inherits presence entries of its
+/// previous run (if that run died without cleaning up): drop them, so no
+/// delivery is routed here for sessions that no longer exist. Retries until
+/// the store answers.
+async fn clear_stale_presence(node: Arc<Node>) {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match node
+            .store
+            .clear_presence(node.id.port, &node.id.instance, true)
+            .await
+        {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(removed = n, "cleared presence left by a previous run");
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot clear stale presence yet"),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }

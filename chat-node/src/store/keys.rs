@@ -60,6 +60,18 @@ impl Keys {
     pub fn client_id(&self, user: &str, client_id: &str) -> String {
         format!("{}cid:{user}:{client_id}", self.prefix)
     }
+    /// Hash: port -> instance, one field per node holding sessions of the user.
+    pub fn presence(&self, user: &str) -> String {
+        format!("{}presence:{user}", self.prefix)
+    }
+    /// Prefix of presence hashes.
+    pub fn presence_prefix(&self) -> String {
+        format!("{}presence:", self.prefix)
+    }
+    /// Set: users with a presence entry pointing at the node on `port`.
+    pub fn node_users(&self, port: u16) -> String {
+        format!("{}node:{port}:users", self.prefix)
+    }
     /// Hash: port -> online count (the node registry).
     pub fn ports(&self) -> String {
         format!("{}ports", self.prefix)

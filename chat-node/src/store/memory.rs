@@ -30,6 +30,8 @@ struct State {
     /// expiry order of `client_ids`
     client_id_expiry: VecDeque<(u64, (String, String))>,
     nodes: BTreeMap<u16, NodeRecord>,
+    /// user -> port -> instance
+    presence: HashMap<String, BTreeMap<u16, String>>,
 }
 
 #[derive(Default)]
@@ -162,6 +164,61 @@ impl Store for MemoryStore {
 
     async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError> {
         Ok(self.lock().inboxes.get(user).map_or(0, |i| i.pts))
+    }
+
+    async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        st.presence
+            .entry(user.to_owned())
+            .or_default()
+            .insert(port, instance.to_owned());
+        Ok(st.inboxes.get(user).map_or(0, |i| i.pts))
+    }
+
+    async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        if let Some(p) = st.presence.get_mut(user) {
+            if p.get(&port).is_some_and(|i| i == instance) {
+                p.remove(&port);
+            }
+            if p.is_empty() {
+                st.presence.remove(user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn presence(&self, users: &[&str]) -> Result<Vec<Vec<(u16, String)>>, StoreError> {
+        let st = self.lock();
+        Ok(users
+            .iter()
+            .map(|u| {
+                st.presence
+                    .get(*u)
+                    .map(|p| p.iter().map(|(port, i)| (*port, i.clone())).collect())
+                    .unwrap_or_default()
+            })
+            .collect())
+    }
+
+    async fn clear_presence(
+        &self,
+        port: u16,
+        instance: &str,
+        keep: bool,
+    ) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let mut removed = 0;
+        st.presence.retain(|_, p| {
+            if p.get(&port)
+                .is_some_and(|owner| (owner == instance) != keep)
+            {
+                p.remove(&port);
+                removed += 1;
+            }
+            !p.is_empty()
+        });
+        Ok(removed)
     }
 
     async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError> {

@@ -173,6 +173,23 @@ pub trait Store: Send + Sync + 'static {
     async fn send(&self, msg: NewMessage, client_id: &str) -> Result<Stored, StoreError>;
     /// The user's newest inbox position.
     async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError>;
+
+    /// A session of `user` opened on node `port` (run `instance`): records
+    /// presence and returns the user's newest inbox position.
+    async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError>;
+    /// The user's last session on node `port` closed: removes the presence
+    /// entry if it still belongs to `instance`.
+    async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError>;
+    /// For each user, the nodes holding sessions of theirs: (port, instance).
+    async fn presence(&self, users: &[&str]) -> Result<Vec<Vec<(u16, String)>>, StoreError>;
+    /// Removes presence entries of node `port`: with `keep`, every entry of
+    /// another instance; else only the entries of `instance`. Returns how many.
+    async fn clear_presence(
+        &self,
+        port: u16,
+        instance: &str,
+        keep: bool,
+    ) -> Result<u64, StoreError>;
     /// Inbox entries with `pts > after`, ascending, at most `limit`.
     async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError>;
     /// The newest `limit` messages of `conv` with `seq < before`, ascending.

@@ -20,6 +20,9 @@ struct Scripts {
     read: Script,
     played: Script,
     deregister: Script,
+    join: Script,
+    leave: Script,
+    clear_presence: Script,
 }
 
 impl Scripts {
@@ -31,6 +34,9 @@ impl Scripts {
             read: Script::new(include_str!("lua/read.lua")),
             played: Script::new(include_str!("lua/played.lua")),
             deregister: Script::new(include_str!("lua/deregister.lua")),
+            join: Script::new(include_str!("lua/join.lua")),
+            leave: Script::new(include_str!("lua/leave.lua")),
+            clear_presence: Script::new(include_str!("lua/clear_presence.lua")),
         }
     }
 }
@@ -309,6 +315,65 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(pts.unwrap_or(0))
+    }
+
+    async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError> {
+        self.scripts
+            .join
+            .key(self.keys.presence(user))
+            .key(self.keys.node_users(port))
+            .key(self.keys.inbox_pts(user))
+            .arg(port)
+            .arg(instance)
+            .arg(user)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError> {
+        let _: i64 = self
+            .scripts
+            .leave
+            .key(self.keys.presence(user))
+            .key(self.keys.node_users(port))
+            .arg(port)
+            .arg(instance)
+            .arg(user)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn presence(&self, users: &[&str]) -> Result<Vec<Vec<(u16, String)>>, StoreError> {
+        let mut pipe = ::redis::pipe();
+        for u in users {
+            pipe.hgetall(self.keys.presence(u));
+        }
+        let maps: Vec<BTreeMap<u16, String>> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(maps.into_iter().map(|m| m.into_iter().collect()).collect())
+    }
+
+    async fn clear_presence(
+        &self,
+        port: u16,
+        instance: &str,
+        keep: bool,
+    ) -> Result<u64, StoreError> {
+        self.scripts
+            .clear_presence
+            .key(self.keys.node_users(port))
+            .arg(port)
+            .arg(instance)
+            .arg(self.keys.presence_prefix())
+            .arg(if keep { "keep" } else { "drop" })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
     }
 
     async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError> {

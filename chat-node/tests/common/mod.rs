@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
+pub mod cluster;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

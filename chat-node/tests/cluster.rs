@@ -1,0 +1,327 @@
+//! Several chat-node processes as one chat service: cross-node delivery,
+//! devices spread over nodes, a node killed during traffic, drain, a node
+//! restarting on its ordinal, route and registry after a kill.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::Client;
+use common::cluster::Cluster;
+use serde_json::{Value, json};
+
+const QUIET: Duration = Duration::from_millis(500);
+
+/// Receives `n` `msg` frames; returns them.
+async fn recv_msgs(c: &mut Client, n: usize) -> Vec<Value> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let f = c.recv().await;
+        assert_eq!(f["type"], "msg", "{f}");
+        out.push(f);
+    }
+    out
+}
+
+fn field(frames: &[Value], f: impl Fn(&Value) -> Value) -> Vec<Value> {
+    frames.iter().map(f).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_nodes_to_every_device_in_order() {
+    let cluster = Cluster::start(3).await;
+    let mut alice0 = cluster.session(0, "alice").await;
+    let mut alice1 = cluster.session(1, "alice").await;
+    let mut alice2 = cluster.session(2, "alice").await;
+    let mut bob1 = cluster.session(1, "bob").await;
+    let mut bob2 = cluster.session(2, "bob").await;
+
+    for i in 1..=30 {
+        alice0
+            .send_text("bob", &format!("a{i}"), &format!("m{i}"))
+            .await;
+    }
+    let want: Vec<Value> = (1..=30).map(|i| json!(format!("m{i}"))).collect();
+    for c in [&mut bob1, &mut bob2, &mut alice1, &mut alice2] {
+        let got = recv_msgs(c, 30).await;
+        assert_eq!(field(&got, |f| f["msg"]["body"].clone()), want);
+        assert_eq!(
+            field(&got, |f| f["pts"].clone()),
+            (1..=30).map(|i| json!(i)).collect::<Vec<_>>()
+        );
+    }
+    // Bob answers from node 2: every device of alice hears it, and bob's
+    // device on node 1.
+    let sent = bob2.send_text("alice", "b1", "hi from 2").await;
+    assert_eq!(sent["msg"]["seq"], 31);
+    for c in [&mut alice0, &mut alice1, &mut alice2, &mut bob1] {
+        let f = c.recv().await;
+        assert_eq!(
+            (f["msg"]["seq"].as_u64(), f["pts"].as_u64()),
+            (Some(31), Some(31))
+        );
+    }
+    for c in [&mut alice0, &mut alice1, &mut alice2, &mut bob1, &mut bob2] {
+        c.expect_silence(QUIET).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_order_is_the_same_on_every_device_and_node() {
+    let cluster = Cluster::start(3).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    let mut watchers = [
+        cluster.session(2, "alice").await,
+        cluster.session(2, "bob").await,
+    ];
+    // Both write at once, from different nodes.
+    let a = tokio::spawn(async move {
+        for i in 0..20 {
+            alice
+                .send(json!({"type":"send","id":format!("a{i}"),"to":"bob","kind":"text","body":format!("a{i}")}))
+                .await;
+        }
+        alice
+    });
+    let b = tokio::spawn(async move {
+        for i in 0..20 {
+            bob.send(json!({"type":"send","id":format!("b{i}"),"to":"alice","kind":"text","body":format!("b{i}")}))
+                .await;
+        }
+        bob
+    });
+    let (_a, _b) = (a.await.unwrap(), b.await.unwrap());
+    // Live frames may arrive from two nodes interleaved; ordered by seq they
+    // must be the same conversation everywhere, gap-free.
+    let mut views = Vec::new();
+    for w in watchers.iter_mut() {
+        let mut by_seq = BTreeMap::new();
+        for f in recv_msgs(w, 40).await {
+            by_seq.insert(f["msg"]["seq"].as_u64().unwrap(), f["msg"]["id"].clone());
+        }
+        assert_eq!(
+            by_seq.keys().copied().collect::<Vec<_>>(),
+            (1..=40).collect::<Vec<_>>()
+        );
+        views.push(by_seq.into_values().collect::<Vec<_>>());
+    }
+    assert_eq!(views[0], views[1]);
+    // History read on each node agrees with that order.
+    for i in 0..3 {
+        let mut c = cluster.session(i, "bob").await;
+        let h = c
+            .request(json!({"type":"history","with":"alice","limit":200}))
+            .await;
+        assert_eq!(
+            field(h["messages"].as_array().unwrap(), |m| m["id"].clone()),
+            views[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_loses_nothing_and_leaves_the_route() {
+    let mut cluster = Cluster::start(3).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let bob_token = cluster.token(2, "bob").await;
+    let mut bob = Client::connect(cluster.addr(2), &bob_token)
+        .await
+        .expect_connected();
+
+    let mut last_pts = 0;
+    let mut seen: Vec<u64> = Vec::new();
+    for i in 1..=60 {
+        alice
+            .send_text("bob", &format!("k{i}"), &format!("m{i}"))
+            .await;
+        if i == 20 {
+            // Bob's device processes what arrived so far, then its node dies.
+            for f in recv_msgs(&mut bob, 20).await {
+                last_pts = f["pts"].as_u64().unwrap();
+                seen.push(f["msg"]["seq"].as_u64().unwrap());
+            }
+            cluster.kill(2).await;
+        }
+    }
+    let killed_at = Instant::now();
+    // Every send was acknowledged (send_text asserts `sent`). Bob comes back
+    // on another node and syncs from his last pts.
+    let (node, mut bob) = cluster.reconnect(&bob_token, &[2]).await;
+    assert_ne!(node, 2);
+    for e in bob.sync_all(last_pts).await {
+        seen.push(e["msg"]["seq"].as_u64().unwrap());
+    }
+    assert_eq!(
+        seen,
+        (1..=60).collect::<Vec<_>>(),
+        "every message exactly once, in order"
+    );
+
+    // Within 15 s of the kill the dead node is neither routed to nor ready.
+    loop {
+        let (_, nodes) = cluster.get_json(0, "/v1/nodes").await;
+        let dead = nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["port"] == cluster.ports[2])
+            .cloned();
+        let (status, route) = cluster.get_json(1, "/v1/route").await;
+        assert_eq!(status, 200);
+        let routed_dead = route["address"] == format!("127.0.0.1:{}", cluster.ports[2]);
+        if dead.is_some_and(|d| d["ready"] == false) && !routed_dead {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(16),
+            "dead node still offered: {nodes} {route}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for _ in 0..20 {
+        let (_, route) = cluster.get_json(0, "/v1/route").await;
+        assert_ne!(route["address"], format!("127.0.0.1:{}", cluster.ports[2]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_sessions_to_other_nodes() {
+    let mut cluster = Cluster::start(3).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let bob_token = cluster.token(1, "bob").await;
+    let mut bob = Client::connect(cluster.addr(1), &bob_token)
+        .await
+        .expect_connected();
+    alice.send_text("bob", "d1", "before").await;
+    let last = recv_msgs(&mut bob, 1).await[0]["pts"].as_u64().unwrap();
+
+    cluster.signal(1, "-TERM");
+    assert_eq!(
+        bob.recv().await,
+        json!({"type":"reconnect","reason":"draining"})
+    );
+    // The draining node is no longer routed to.
+    let (_, route) = cluster.get_json(0, "/v1/route").await;
+    assert_ne!(route["address"], format!("127.0.0.1:{}", cluster.ports[1]));
+    alice.send_text("bob", "d2", "during").await;
+    // Bob follows the advice: leaves, reconnects elsewhere, syncs.
+    let _ = futures_util::SinkExt::close(&mut bob.ws).await;
+    let (node, mut bob) = cluster.reconnect(&bob_token, &[1]).await;
+    assert_ne!(node, 1);
+    alice.send_text("bob", "d3", "after").await;
+    let live = recv_msgs(&mut bob, 1).await;
+    assert_eq!(live[0]["msg"]["body"], "after");
+    let synced = bob.sync_all(last).await;
+    assert_eq!(
+        field(&synced, |e| e["msg"]["body"].clone()),
+        vec![json!("during"), json!("after")]
+    );
+
+    assert!(
+        cluster.wait_exit(1, Duration::from_secs(10)).await,
+        "drained node exits 0"
+    );
+    let (_, nodes) = cluster.get_json(0, "/v1/nodes").await;
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["port"] != cluster.ports[1]),
+        "drained node deregistered: {nodes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarting_on_its_ordinal_hands_out_no_stale_deliveries() {
+    let mut cluster = Cluster::start(2).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let bob_token = cluster.token(1, "bob").await;
+    let bob = Client::connect(cluster.addr(1), &bob_token)
+        .await
+        .expect_connected();
+    drop(bob);
+    // Bob's node dies with his presence still pointing at it; alice writes.
+    let bob = Client::connect(cluster.addr(1), &bob_token)
+        .await
+        .expect_connected();
+    cluster.kill(1).await;
+    drop(bob);
+    for i in 1..=5 {
+        alice
+            .send_text("bob", &format!("s{i}"), &format!("m{i}"))
+            .await;
+    }
+    // Same ordinal, same port, same queue, new run.
+    cluster.spawn(1);
+    cluster.wait_ready(1).await;
+    let mut bob = Client::connect(cluster.addr(1), &bob_token)
+        .await
+        .expect_connected();
+    assert_eq!(bob.pts(), 5);
+    bob.expect_silence(Duration::from_secs(1)).await;
+    assert_eq!(bob.sync_all(0).await.len(), 5);
+    // Live delivery to the new run works.
+    alice.send_text("bob", "s6", "m6").await;
+    assert_eq!(recv_msgs(&mut bob, 1).await[0]["pts"], 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_restart_during_traffic_loses_nothing() {
+    let mut rabbit = common::cluster::PrivateRabbit::start().await;
+    let cluster = Cluster::start_with(2, &rabbit.url()).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    for i in 1..=10 {
+        alice
+            .send_text("bob", &format!("r{i}"), &format!("m{i}"))
+            .await;
+    }
+    let last = recv_msgs(&mut bob, 10).await[9]["pts"].as_u64().unwrap();
+
+    rabbit.kill().await;
+    // Both nodes notice and say so.
+    for i in 0..2 {
+        let mut status = 200;
+        for _ in 0..100 {
+            status = cluster.get_json(i, "/readyz").await.0;
+            if status == 503 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status, 503, "node {i} still ready without its bus");
+    }
+    // Sends are still stored and acknowledged; live delivery waits.
+    for i in 11..=20 {
+        alice
+            .send_text("bob", &format!("r{i}"), &format!("m{i}"))
+            .await;
+    }
+
+    rabbit.restart().await;
+    cluster.wait_ready(0).await;
+    cluster.wait_ready(1).await;
+    for i in 21..=30 {
+        alice
+            .send_text("bob", &format!("r{i}"), &format!("m{i}"))
+            .await;
+    }
+    // Live delivery is back: exactly the messages sent after the restart.
+    let live = recv_msgs(&mut bob, 10).await;
+    assert_eq!(
+        field(&live, |f| f["msg"]["body"].clone()),
+        (21..=30)
+            .map(|i| json!(format!("m{i}")))
+            .collect::<Vec<_>>()
+    );
+    bob.expect_silence(QUIET).await;
+    // And sync fills in what the outage kept from him, exactly once.
+    let synced = bob.sync_all(last).await;
+    assert_eq!(
+        field(&synced, |e| e["pts"].clone()),
+        (11..=30).map(|i| json!(i)).collect::<Vec<_>>()
+    );
+}
