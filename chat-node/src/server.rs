@@ -173,7 +173,8 @@ impl Server {
                 crate::node::until_set(&mut stop).await;
             }));
         }
-        background.spawn(heartbeat(node.clone(), stop_bg.subscribe()));
+        let (stop_heartbeat, heartbeat_stop) = tokio::sync::watch::channel(false);
+        let heartbeat_task = tokio::spawn(heartbeat(node.clone(), heartbeat_stop));
         background.spawn(clear_stale_presence(node.clone()));
 
         tracing::info!(
@@ -200,6 +201,11 @@ impl Server {
         {
             tracing::warn!("connections still open after the drain grace; exiting anyway");
         }
+        // Stop consuming, stop the heartbeat (so nothing re-registers the
+        // node), then deregister; the health port goes last.
+        node.bus.shutdown().await;
+        stop_heartbeat.send_replace(true);
+        let _ = heartbeat_task.await;
         if let Err(e) = node
             .store
             .deregister_node(node.id.port, &node.id.instance)

@@ -232,6 +232,20 @@ async fn sigterm_drains_sessions_to_other_nodes() {
             .all(|n| n["port"] != cluster.ports[1]),
         "drained node deregistered: {nodes}"
     );
+    // A node with no sessions drains at once, and deregisters too.
+    cluster.signal(2, "-TERM");
+    assert!(cluster.wait_exit(2, Duration::from_secs(10)).await);
+    let (_, nodes) = cluster.get_json(0, "/v1/nodes").await;
+    let ports: Vec<&Value> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| &n["port"])
+        .collect();
+    assert!(
+        !ports.contains(&&json!(cluster.ports[2])),
+        "idle drained node deregistered: {nodes}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
