@@ -212,36 +212,68 @@ impl Cluster {
     }
 
     /// Reconnects like a client whose node went away: ask any live node for
-    /// a route, fall back to the node list when the routed node refuses.
+    /// a route; when the routed node refuses (it may be dead but not yet
+    /// stale), try the ready nodes of `/v1/nodes`, least loaded first.
     pub async fn reconnect(&self, user_token: &str, avoid: &[usize]) -> (usize, Client) {
         for _ in 0..100 {
             for i in (0..self.ports.len()).filter(|i| !avoid.contains(i)) {
-                let Ok(r) = self.http.get(self.url(i, "/v1/route")).send().await else {
-                    continue;
-                };
-                if r.status() != 200 {
-                    continue;
+                let mut candidates: Vec<u16> = Vec::new();
+                let (status, route) = self.get_json_lenient(i, "/v1/route").await;
+                if status == 200 {
+                    candidates.extend(route["address"].as_str().and_then(port_of));
                 }
-                let v: Value = r.json().await.unwrap();
-                let addr: SocketAddr = v["address"].as_str().unwrap().parse().unwrap();
-                let Some(j) = self.ports.iter().position(|p| *p == addr.port()) else {
-                    continue;
-                };
-                if avoid.contains(&j) {
-                    continue;
+                let (status, nodes) = self.get_json_lenient(i, "/v1/nodes").await;
+                if status == 200 {
+                    let mut ready: Vec<&Value> = nodes
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|n| n["ready"] == true)
+                        .collect();
+                    ready.sort_by_key(|n| n["online"].as_u64());
+                    candidates.extend(
+                        ready
+                            .iter()
+                            .filter_map(|n| n["address"].as_str().and_then(port_of)),
+                    );
                 }
-                if tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
-                    .await
-                    .is_ok()
-                {
-                    let c = Client::connect(addr, user_token).await.expect_connected();
-                    return (j, c);
+                for port in candidates {
+                    let Some(j) = self.ports.iter().position(|p| *p == port) else {
+                        continue;
+                    };
+                    if avoid.contains(&j) {
+                        continue;
+                    }
+                    if tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+                        .await
+                        .is_ok()
+                    {
+                        let c = Client::connect(self.addr(j), user_token)
+                            .await
+                            .expect_connected();
+                        return (j, c);
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("no node to reconnect to");
     }
+
+    /// Like `get_json`, but a node that does not answer is a 0 status.
+    async fn get_json_lenient(&self, i: usize, path: &str) -> (u16, Value) {
+        match self.http.get(self.url(i, path)).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+}
+
+fn port_of(address: &str) -> Option<u16> {
+    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
 impl Drop for Cluster {
