@@ -72,6 +72,11 @@ impl Keys {
     pub fn node_users(&self, port: u16) -> String {
         format!("{}node:{port}:users", self.prefix)
     }
+    /// Set: every port whose node ever declared a queue `chat.C.P`, so the
+    /// operator can find queues of nodes that are gone (removed with the queue).
+    pub fn queue_ports(&self) -> String {
+        format!("{}queues", self.prefix)
+    }
     /// Hash: port -> online count (the node registry).
     pub fn ports(&self) -> String {
         format!("{}ports", self.prefix)

@@ -7,6 +7,7 @@
 //! node) and [`redis::RedisStore`] (production). Both keep the same rules; the
 //! integration tests run the same protocol suite against each.
 
+pub mod gc;
 pub mod keys;
 pub mod memory;
 pub mod redis;

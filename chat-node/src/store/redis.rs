@@ -79,13 +79,13 @@ impl RedisStore {
         &self.keys
     }
 
-    fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> ConnectionManager {
         // Cheap: a handle onto one multiplexed connection.
         self.conn.clone()
     }
 }
 
-fn unavailable(e: ::redis::RedisError) -> StoreError {
+pub(crate) fn unavailable(e: ::redis::RedisError) -> StoreError {
     if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
         StoreError::Unavailable(e.to_string())
     } else {
@@ -494,6 +494,8 @@ impl Store for RedisStore {
         let _: () = ::redis::pipe()
             .atomic()
             .hset(self.keys.ports(), node.port, node.online)
+            .ignore()
+            .sadd(self.keys.queue_ports(), node.port)
             .ignore()
             .hset_multiple(
                 &details,

@@ -1,0 +1,133 @@
+//! What the operator needs to clean up after nodes that are gone, on the
+//! same key names and with compare-and-delete on the node run (instance id)
+//! it judged gone, so a node that came back on the same port is never
+//! touched (DESIGN.md, "Safety rules for collection").
+
+use std::collections::BTreeSet;
+
+use ::redis::{AsyncCommands, Script};
+
+use super::StoreError;
+use super::redis::{RedisStore, unavailable};
+
+/// What a cluster has in the registry, as the operator sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistrySnapshot {
+    /// Every port named anywhere: the ports hash, node details, queue ports.
+    pub ports: BTreeSet<u16>,
+    /// Ports whose node ever declared a queue (`chat:C:queues`).
+    pub queue_ports: BTreeSet<u16>,
+}
+
+/// How much one clean-up removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub registry: u64,
+    pub presence: u64,
+}
+
+impl RedisStore {
+    /// The ports this cluster's registry knows of.
+    pub async fn registry_snapshot(&self) -> Result<RegistrySnapshot, StoreError> {
+        let mut conn = self.conn();
+        let k = self.keys();
+        let fields: Vec<u16> = conn.hkeys(k.ports()).await.map_err(unavailable)?;
+        let queue_ports: BTreeSet<u16> =
+            conn.smembers(k.queue_ports()).await.map_err(unavailable)?;
+        let mut ports: BTreeSet<u16> = fields.into_iter().collect();
+        ports.extend(queue_ports.iter().copied());
+        Ok(RegistrySnapshot { ports, queue_ports })
+    }
+
+    /// The runs (instance ids) of the node on `port` that left details or
+    /// presence behind.
+    pub async fn node_runs(&self, port: u16) -> Result<BTreeSet<String>, StoreError> {
+        let k = self.keys();
+        let runs: Vec<String> = Script::new(include_str!("lua/node_runs.lua"))
+            .key(k.node(port))
+            .key(k.node_users(port))
+            .arg(port)
+            .arg(k.presence_prefix())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(runs.into_iter().collect())
+    }
+
+    /// The node run `instance` on `port` is gone for good (its ordinal was
+    /// scaled away): remove its registry entry, details and presence.
+    pub async fn retire_run(&self, port: u16, instance: &str) -> Result<Removed, StoreError> {
+        self.collect_run(port, instance, "retire").await
+    }
+
+    /// The node run `instance` on `port` is gone but its ordinal will come
+    /// back: clear its presence and online count, keep its entry.
+    pub async fn reset_run(&self, port: u16, instance: &str) -> Result<Removed, StoreError> {
+        self.collect_run(port, instance, "reset").await
+    }
+
+    async fn collect_run(
+        &self,
+        port: u16,
+        instance: &str,
+        mode: &str,
+    ) -> Result<Removed, StoreError> {
+        let k = self.keys();
+        let (registry, presence): (u64, u64) = Script::new(include_str!("lua/retire_node.lua"))
+            .key(k.ports())
+            .key(k.node(port))
+            .key(k.node_users(port))
+            .arg(port)
+            .arg(instance)
+            .arg(k.presence_prefix())
+            .arg(mode)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(Removed { registry, presence })
+    }
+
+    /// The queue of `port` is deleted and no run is left: forget the port.
+    /// Only a ports field without details (no live run) is removed.
+    pub async fn forget_port(&self, port: u16) -> Result<(), StoreError> {
+        let k = self.keys();
+        let mut conn = self.conn();
+        let _: () = conn
+            .srem(k.queue_ports(), port)
+            .await
+            .map_err(unavailable)?;
+        let details: bool = conn.exists(k.node(port)).await.map_err(unavailable)?;
+        if !details {
+            let _: () = conn.hdel(k.ports(), port).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every key of the cluster matching `pattern` (relative to
+    /// `chat:C:`); returns how many. Used on ChatCluster deletion.
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let full = format!("{}{pattern}", self.keys().prefix());
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&full)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if !keys.is_empty() {
+                let n: u64 = conn.del(&keys).await.map_err(unavailable)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The `ChatCluster` custom resource (group `parley.dev`, version
+//! `v1alpha1`, short name `chat`). Every field's `///` doc becomes its
+//! description in the generated CRD (`crds/chatcluster.yaml`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Annotation that stops reconcile and collection while set to "true".
+pub const PAUSE_ANNOTATION: &str = "parley.dev/pause-reconciliation";
+/// Finalizer that cleans up the cluster's queues and registry on deletion.
+pub const FINALIZER: &str = "parley.dev/cleanup";
+
+/// A horizontally scalable chat service: a StatefulSet of chat-node pods
+/// sharing Redis and RabbitMQ.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "parley.dev",
+    version = "v1alpha1",
+    kind = "ChatCluster",
+    namespaced,
+    status = "ChatClusterStatus",
+    derive = "Default",
+    derive = "PartialEq",
+    shortname = "chat",
+    category = "parley",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired chat nodes"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Ready chat nodes"
+    ),
+    printcolumn(
+        name = "Online",
+        type_ = "integer",
+        json_path = ".status.online",
+        description = "Sessions online"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatClusterSpec {
+    /// Number of chat-node pods. Pod N serves on port `ports.base + N x ports.step`.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// Container image of chat-node.
+    #[serde(default = "default_image")]
+    pub image: String,
+
+    /// When to pull the image: Always, IfNotPresent or Never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// Ports of the chat nodes.
+    #[serde(default)]
+    pub ports: Ports,
+
+    /// How the nodes reach Redis (messages, inboxes, tokens, registry). Run it with AOF persistence.
+    pub redis: BackendRef,
+
+    /// How the nodes reach RabbitMQ (deliveries between nodes).
+    pub rabbitmq: BackendRef,
+
+    /// Secret key holding the bearer token for the nodes' `/v1/tokens` API.
+    /// Unset: the operator creates a Secret `<name>-admin-token` with a random one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_secret_ref: Option<SecretKeyRef>,
+
+    /// How clients reach individual nodes.
+    #[serde(default)]
+    pub expose: Expose,
+
+    /// Chat limits passed to every node.
+    #[serde(default)]
+    pub chat: ChatSettings,
+
+    /// Seconds a draining node gives its sessions to move before closing them
+    /// (4009). Pods get this plus 15 seconds to terminate.
+    #[serde(default = "default_drain_grace")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub drain_grace_seconds: u32,
+
+    /// What happens to messages, inboxes and tokens when the ChatCluster is
+    /// deleted. Queues, exchange and registry are always removed.
+    #[serde(default)]
+    pub cleanup_policy: CleanupPolicy,
+
+    /// Cluster id that prefixes every Redis key and RabbitMQ name.
+    /// Unset: `<namespace>_<name>`. Two ChatClusters must never share one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub cluster_id: Option<String>,
+
+    /// Compute resources of each chat-node container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Affinity of the pods (spread them over nodes or zones, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Log filter of the nodes (RUST_LOG syntax), e.g. `info` or `chat_node=debug`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+}
+
+impl Default for ChatClusterSpec {
+    /// The same defaults as a manifest that leaves the fields out.
+    fn default() -> Self {
+        ChatClusterSpec {
+            replicas: default_replicas(),
+            image: default_image(),
+            image_pull_policy: None,
+            ports: Ports::default(),
+            redis: BackendRef::default(),
+            rabbitmq: BackendRef::default(),
+            admin_token_secret_ref: None,
+            expose: Expose::default(),
+            chat: ChatSettings::default(),
+            drain_grace_seconds: default_drain_grace(),
+            cleanup_policy: CleanupPolicy::default(),
+            cluster_id: None,
+            resources: None,
+            node_selector: None,
+            tolerations: None,
+            affinity: None,
+            log_level: None,
+        }
+    }
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+fn default_image() -> String {
+    format!("parley/chat-node:{}", env!("CARGO_PKG_VERSION"))
+}
+fn default_drain_grace() -> u32 {
+    15
+}
+
+/// Image pull policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// Ports of the chat nodes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ports {
+    /// Port of ordinal 0.
+    #[serde(default = "default_base")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub base: u16,
+    /// Distance between the ports of consecutive ordinals.
+    #[serde(default = "default_step")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub step: u16,
+    /// Fixed port serving /healthz, /readyz and /metrics on every pod (the probes use it).
+    #[serde(default = "default_health")]
+    #[schemars(range(min = 1024, max = 65535))]
+    pub health: u16,
+}
+
+fn default_base() -> u16 {
+    8750
+}
+fn default_step() -> u16 {
+    10
+}
+fn default_health() -> u16 {
+    9090
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Ports {
+            base: default_base(),
+            step: default_step(),
+            health: default_health(),
+        }
+    }
+}
+
+/// A backend URL, given directly or read from a Secret (set exactly one).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{"rule": "has(self.url) != has(self.urlSecretRef)", "message": "set exactly one of url and urlSecretRef"}]))]
+pub struct BackendRef {
+    /// The URL, e.g. `redis://redis:6379/0` or `amqp://user:pass@rabbitmq:5672/%2f`.
+    /// Prefer `urlSecretRef` when it carries a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Secret key holding the URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the ChatCluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// How clients reach individual nodes: one Service per pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Expose {
+    /// Type of the per-pod Services.
+    #[serde(default)]
+    pub service_type: ServiceType,
+    /// Address a node tells clients to use (`/v1/route`); `{pod}`,
+    /// `{ordinal}` and `{port}` are filled in. Unset: the pod's DNS name in
+    /// the headless Service, `{pod}.<name>-nodes.<namespace>.svc:{port}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Annotations of the per-pod Services (load balancer settings, say).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Kubernetes Service type of the per-pod Services.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Chat limits (PROTOCOL.md); unset ones keep the node defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSettings {
+    /// Largest WebSocket frame in bytes (default 65536).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 256, max = 16777216))]
+    pub max_frame_bytes: Option<u32>,
+    /// Largest message body in bytes (default 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_body_bytes: Option<u32>,
+    /// Seconds a silent connection stays open (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub idle_timeout_seconds: Option<u32>,
+    /// Seconds a new connection has to send `connect` (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub auth_timeout_seconds: Option<u32>,
+    /// Frames per second per connection (default 50).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub rate_per_second: Option<u32>,
+    /// Burst of frames per connection (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub rate_burst: Option<u32>,
+    /// Inbox entries younger than this many days are kept (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox_retention_days: Option<u32>,
+    /// The newest this-many inbox entries per user are kept (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub inbox_retention_entries: Option<u32>,
+    /// Lifetime of issued tokens in seconds (default 604800, 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 60))]
+    pub token_ttl_seconds: Option<u32>,
+}
+
+/// What to do with the cluster's data when the ChatCluster is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CleanupPolicy {
+    /// Keep messages, inboxes and tokens in Redis.
+    #[default]
+    Retain,
+    /// Delete every key of the cluster.
+    Delete,
+}
+
+/// Observed state of a ChatCluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatClusterStatus {
+    /// Pods that exist.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that are ready.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the pods (for the scale subresource and autoscalers).
+    #[serde(default)]
+    pub selector: String,
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Progressing, Degraded, RedisAvailable, RabbitMQAvailable, Paused.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// One entry per node.
+    #[serde(default)]
+    pub nodes: Vec<NodeStatus>,
+    /// Sessions online across all nodes.
+    #[serde(default)]
+    pub online: u64,
+    /// The cluster id in use.
+    #[serde(default)]
+    pub cluster_id: String,
+    /// What gone nodes left that waits to be collected (while a backend is down).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_cleanup: Vec<String>,
+}
+
+/// One chat node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// Pod name.
+    pub name: String,
+    pub ordinal: u32,
+    pub port: u16,
+    /// Address clients use for it.
+    pub address: String,
+    pub ready: bool,
+    /// Sessions online on it (from the node registry).
+    pub online: u64,
+}
+
+impl ChatCluster {
+    /// The cluster id: `spec.clusterId`, else `<namespace>_<name>` (no
+    /// Kubernetes name contains `_`, so two clusters cannot collide).
+    pub fn cluster_id(&self) -> String {
+        self.spec.cluster_id.clone().unwrap_or_else(|| {
+            format!(
+                "{}_{}",
+                self.metadata.namespace.as_deref().unwrap_or("default"),
+                self.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+    }
+
+    /// Whether the pause annotation is set.
+    pub fn paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSE_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }
+}

@@ -1,0 +1,244 @@
+//! Talking to the backends for garbage collection: check they answer,
+//! observe what runs left behind, carry out a plan, and wipe a cluster on
+//! deletion. Queues are deleted with `if-unused`: a queue with a consumer
+//! cannot be deleted, whatever the plan believes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chat_node::bus::rabbit::{exchange_name, queue_name};
+use chat_node::store::redis::RedisStore;
+use chat_node::store::{Retention, Store, StoreError};
+use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, ConnectionProperties};
+
+use super::plan::{Action, Observed, PortFormula, PortState};
+
+/// How long to wait for a backend before calling it unavailable.
+const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A backend failure during collection.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("Redis: {0}")]
+    Redis(#[from] StoreError),
+    #[error("RabbitMQ: {0}")]
+    Rabbit(String),
+}
+
+/// Redis and RabbitMQ of one chat cluster.
+pub struct Backends {
+    pub cluster: String,
+    redis: RedisStore,
+    amqp_url: String,
+}
+
+/// What a plan's execution did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    pub queues: u64,
+    pub registry: u64,
+    pub presence: u64,
+    /// Actions not carried out, with why (a queue in use, say).
+    pub skipped: Vec<(Action, String)>,
+}
+
+impl Backends {
+    pub fn new(cluster: &str, redis_url: &str, amqp_url: &str) -> Result<Backends, BackendError> {
+        // Retention does not matter here: collection never stores messages.
+        let retention = Retention {
+            max_entries: 1,
+            max_age_ms: 0,
+        };
+        Ok(Backends {
+            cluster: cluster.to_owned(),
+            redis: RedisStore::new(redis_url, cluster, retention, BACKEND_TIMEOUT)?,
+            amqp_url: amqp_url.to_owned(),
+        })
+    }
+
+    /// The node registry (for status: addresses, readiness, online counts).
+    pub async fn registry(&self) -> Result<Vec<chat_node::store::NodeRecord>, BackendError> {
+        Ok(self.redis.nodes().await?)
+    }
+
+    /// Whether Redis answers.
+    pub async fn redis_available(&self) -> Result<(), BackendError> {
+        Ok(self.redis.ping().await?)
+    }
+
+    /// Whether RabbitMQ accepts a connection.
+    pub async fn rabbit_available(&self) -> Result<(), BackendError> {
+        let conn = self.connect().await?;
+        let _ = conn.close(200, "check".into()).await;
+        Ok(())
+    }
+
+    async fn connect(&self) -> Result<Connection, BackendError> {
+        let rabbit = |e: &dyn std::fmt::Display| BackendError::Rabbit(e.to_string());
+        match tokio::time::timeout(
+            BACKEND_TIMEOUT,
+            Connection::connect(&self.amqp_url, ConnectionProperties::default()),
+        )
+        .await
+        {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(rabbit(&e)),
+            Err(_) => Err(BackendError::Rabbit("connection timed out".into())),
+        }
+    }
+
+    /// What the backends hold for this cluster, with the cluster's size and
+    /// pods, ready for [`super::plan`].
+    pub async fn observe(
+        &self,
+        replicas: u32,
+        formula: Option<PortFormula>,
+        pods: BTreeMap<u32, String>,
+    ) -> Result<Observed, BackendError> {
+        let snapshot = self.redis.registry_snapshot().await?;
+        let mut ports = BTreeMap::new();
+        for port in snapshot.ports {
+            let runs = self.redis.node_runs(port).await?;
+            let queue = snapshot.queue_ports.contains(&port);
+            ports.insert(port, PortState { runs, queue });
+        }
+        Ok(Observed {
+            replicas,
+            formula,
+            pods,
+            ports,
+        })
+    }
+
+    /// Carries out a plan. A port whose queue cannot be deleted (in use)
+    /// keeps everything else too; the next reconcile looks again.
+    pub async fn execute(&self, plan: &[Action]) -> Result<Collected, BackendError> {
+        let mut done = Collected::default();
+        let mut blocked: BTreeSet<u16> = BTreeSet::new();
+        let mut conn: Option<Connection> = None;
+        for action in plan {
+            if blocked.contains(&action.port()) {
+                done.skipped
+                    .push((action.clone(), "its queue is still in use".into()));
+                continue;
+            }
+            match action {
+                Action::DeleteQueue { port } => {
+                    if conn.is_none() {
+                        conn = Some(self.connect().await?);
+                    }
+                    let c = conn.as_ref().expect("connected above");
+                    match delete_queue_if_unused(c, &queue_name(&self.cluster, *port)).await? {
+                        QueueDeleted::Deleted | QueueDeleted::Missing => done.queues += 1,
+                        QueueDeleted::InUse => {
+                            blocked.insert(*port);
+                            done.skipped
+                                .push((action.clone(), "the queue has a consumer".into()));
+                        }
+                    }
+                }
+                Action::RetireRun { port, instance } => {
+                    let r = self.redis.retire_run(*port, instance).await?;
+                    done.registry += r.registry;
+                    done.presence += r.presence;
+                }
+                Action::ResetRun { port, instance } => {
+                    let r = self.redis.reset_run(*port, instance).await?;
+                    done.presence += r.presence;
+                }
+                Action::ForgetPort { port } => self.redis.forget_port(*port).await?,
+            }
+        }
+        if let Some(c) = conn {
+            let _ = c.close(200, "collected".into()).await;
+        }
+        Ok(done)
+    }
+
+    /// Removes the cluster's queues, exchange and registry; with
+    /// `delete_data`, every key of the cluster (messages, inboxes, tokens).
+    /// Fails while a queue is still in use (its node has not stopped yet).
+    pub async fn wipe(&self, delete_data: bool) -> Result<Collected, BackendError> {
+        let mut done = Collected::default();
+        let snapshot = self.redis.registry_snapshot().await?;
+        let conn = self.connect().await?;
+        for port in &snapshot.ports {
+            match delete_queue_if_unused(&conn, &queue_name(&self.cluster, *port)).await? {
+                QueueDeleted::Deleted | QueueDeleted::Missing => done.queues += 1,
+                QueueDeleted::InUse => {
+                    let _ = conn.close(200, "busy".into()).await;
+                    return Err(BackendError::Rabbit(format!(
+                        "queue of node {port} is still in use"
+                    )));
+                }
+            }
+        }
+        let ch = conn
+            .create_channel()
+            .await
+            .map_err(|e| BackendError::Rabbit(e.to_string()))?;
+        let x = exchange_name(&self.cluster);
+        if let Err(e) = ch
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+        {
+            tracing::debug!(error = %e, "exchange delete");
+        }
+        let _ = conn.close(200, "wiped".into()).await;
+        for pattern in ["presence:*", "node:*", "ports", "queues"] {
+            done.registry += self.redis.delete_matching(pattern).await?;
+        }
+        if delete_data {
+            done.registry += self.redis.delete_matching("*").await?;
+        }
+        Ok(done)
+    }
+}
+
+enum QueueDeleted {
+    Deleted,
+    Missing,
+    InUse,
+}
+
+/// Deletes a queue unless it has consumers. Each attempt uses a channel of
+/// its own: a refused delete closes the channel it was sent on.
+async fn delete_queue_if_unused(
+    conn: &Connection,
+    queue: &str,
+) -> Result<QueueDeleted, BackendError> {
+    let rabbit = |e: lapin::Error| BackendError::Rabbit(e.to_string());
+    let ch = conn.create_channel().await.map_err(rabbit)?;
+    // A passive declare tells whether it exists without creating it.
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let q = match ch
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+    {
+        Ok(q) => q,
+        Err(_) => return Ok(QueueDeleted::Missing),
+    };
+    if q.consumer_count() > 0 {
+        let _ = ch.close(200, "in use".into()).await;
+        return Ok(QueueDeleted::InUse);
+    }
+    let opts = QueueDeleteOptions {
+        if_unused: true,
+        ..Default::default()
+    };
+    let result = ch.queue_delete(queue.into(), opts).await;
+    let _ = ch.close(200, "done".into()).await;
+    match result {
+        Ok(_) => Ok(QueueDeleted::Deleted),
+        // if-unused refused: a consumer arrived in between.
+        Err(e) if e.to_string().contains("PRECONDITION") || e.to_string().contains("406") => {
+            Ok(QueueDeleted::InUse)
+        }
+        Err(e) => Err(rabbit(e)),
+    }
+}

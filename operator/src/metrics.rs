@@ -1,0 +1,107 @@
+//! Operator metrics: reconciles, errors, durations, collections by kind.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// The operator's metrics; cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub reconciles: Counter,
+    pub errors: Family<ErrorLabel, Counter>,
+    pub duration: Histogram,
+    /// Things collected from the backends: `queue`, `registry`, `presence`.
+    pub collected: Family<KindLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::with_prefix("parley_operator");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            reconciles: Counter::default(),
+            errors: Family::default(),
+            duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            collected: Family::default(),
+        };
+        r.register("reconciles", "Reconciles run", m.reconciles.clone());
+        r.register(
+            "reconcile_errors",
+            "Reconciles that failed, by error",
+            m.errors.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciles",
+            m.duration.clone(),
+        );
+        r.register(
+            "collected",
+            "Things collected after gone nodes, by kind",
+            m.collected.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a reconcile and records its duration when dropped.
+    pub fn reconcile_timer(&self) -> ReconcileTimer {
+        self.reconciles.inc();
+        ReconcileTimer {
+            start: Instant::now(),
+            histogram: self.duration.clone(),
+        }
+    }
+
+    pub fn error(&self, e: &crate::Error) {
+        self.errors
+            .get_or_create(&ErrorLabel {
+                error: e.metric_label(),
+            })
+            .inc();
+    }
+
+    pub fn collected(&self, kind: &'static str, n: u64) {
+        if n > 0 {
+            self.collected.get_or_create(&KindLabel { kind }).inc_by(n);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Records a reconcile's duration on drop.
+pub struct ReconcileTimer {
+    start: Instant,
+    histogram: Histogram,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}

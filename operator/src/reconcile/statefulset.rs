@@ -1,0 +1,211 @@
+//! The StatefulSet: stable pod names give stable ordinals, which give
+//! stable ports (base + ordinal x step). Configuration reaches the nodes by
+//! the environment names of DESIGN.md.
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::meta::{admin_secret_name, headless_name, labels, owned_meta, selector_labels};
+use crate::crd::{BackendRef, ChatCluster, SecretKeyRef};
+
+/// Extra seconds a pod gets to terminate beyond the drain grace (deregister,
+/// close the bus, flush).
+pub const TERMINATION_MARGIN_S: i64 = 15;
+
+fn env(name: &str, value: impl ToString) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_string()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// A backend URL as an env var: inline, or from its Secret.
+fn env_backend(name: &str, b: &BackendRef) -> Option<EnvVar> {
+    match (&b.url, &b.url_secret_ref) {
+        (_, Some(r)) => Some(env_secret(name, r)),
+        (Some(url), None) => Some(env(name, url)),
+        (None, None) => None,
+    }
+}
+
+/// The admin token's Secret key: the spec's, or the one the operator makes.
+pub fn admin_token_ref(cc: &ChatCluster) -> SecretKeyRef {
+    cc.spec
+        .admin_token_secret_ref
+        .clone()
+        .unwrap_or_else(|| SecretKeyRef {
+            name: admin_secret_name(cc),
+            key: "token".to_owned(),
+        })
+}
+
+/// The advertise template: the spec's, else the pod's headless DNS name.
+pub fn advertise(cc: &ChatCluster) -> String {
+    cc.spec.expose.advertise.clone().unwrap_or_else(|| {
+        format!(
+            "{{pod}}.{}.{}.svc:{{port}}",
+            headless_name(cc),
+            cc.namespace().unwrap_or_else(|| "default".to_owned())
+        )
+    })
+}
+
+fn container_env(cc: &ChatCluster) -> Vec<EnvVar> {
+    let s = &cc.spec;
+    let mut e = vec![
+        env("CHAT_CLUSTER", cc.cluster_id()),
+        env("CHAT_BASE_PORT", s.ports.base),
+        env("CHAT_PORT_STEP", s.ports.step),
+        env("CHAT_HEALTH_PORT", s.ports.health),
+        env("CHAT_BIND", "0.0.0.0"),
+        env("CHAT_ADVERTISE", advertise(cc)),
+        env("CHAT_DRAIN_GRACE_S", s.drain_grace_seconds),
+        // The run's instance id: the pod UID, so collection can tell a pod
+        // that came back from its predecessor.
+        env_field("CHAT_INSTANCE_ID", "metadata.uid"),
+        env_secret("CHAT_ADMIN_TOKEN", &admin_token_ref(cc)),
+    ];
+    e.extend(env_backend("CHAT_REDIS_URL", &s.redis));
+    e.extend(env_backend("CHAT_AMQP_URL", &s.rabbitmq));
+    let c = &s.chat;
+    let limits = [
+        ("CHAT_MAX_FRAME_BYTES", c.max_frame_bytes),
+        ("CHAT_MAX_BODY_BYTES", c.max_body_bytes),
+        ("CHAT_IDLE_TIMEOUT_S", c.idle_timeout_seconds),
+        ("CHAT_AUTH_TIMEOUT_S", c.auth_timeout_seconds),
+        ("CHAT_RATE_PER_S", c.rate_per_second),
+        ("CHAT_RATE_BURST", c.rate_burst),
+        ("CHAT_INBOX_RETENTION_DAYS", c.inbox_retention_days),
+        ("CHAT_INBOX_RETENTION_ENTRIES", c.inbox_retention_entries),
+        ("CHAT_TOKEN_TTL_S", c.token_ttl_seconds),
+    ];
+    e.extend(limits.iter().filter_map(|(k, v)| v.map(|v| env(k, v))));
+    if let Some(level) = &s.log_level {
+        e.push(env("RUST_LOG", level));
+    }
+    e
+}
+
+fn probe(cc: &ChatCluster, path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(i32::from(cc.spec.ports.health)),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+pub fn build(cc: &ChatCluster) -> StatefulSet {
+    let s = &cc.spec;
+    let container = Container {
+        name: "chat-node".to_owned(),
+        image: Some(s.image.clone()),
+        image_pull_policy: s.image_pull_policy.map(|p| p.as_str().to_owned()),
+        env: Some(container_env(cc)),
+        // The chat port differs per pod (base + ordinal x step), which a pod
+        // template cannot say; the per-pod Services target it by number.
+        ports: Some(vec![ContainerPort {
+            name: Some("health".to_owned()),
+            container_port: i32::from(s.ports.health),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe(cc, "/healthz", 10, 3)),
+        readiness_probe: Some(probe(cc, "/readyz", 5, 2)),
+        resources: s.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    StatefulSet {
+        metadata: owned_meta(cc, cc.name_any()),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(s.replicas),
+            service_name: Some(headless_name(cc)),
+            // Chat nodes do not depend on each other: start and stop together.
+            pod_management_policy: Some("Parallel".to_owned()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(cc)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(cc)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    termination_grace_period_seconds: Some(
+                        i64::from(s.drain_grace_seconds) + TERMINATION_MARGIN_S,
+                    ),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    node_selector: s.node_selector.clone(),
+                    tolerations: s.tolerations.clone(),
+                    affinity: s.affinity.clone(),
+                    automount_service_account_token: Some(false),
+                    ..PodSpec::default()
+                }),
+            },
+            ..StatefulSetSpec::default()
+        }),
+        ..StatefulSet::default()
+    }
+}

@@ -1,0 +1,464 @@
+//! Reconcile against an in-memory Kubernetes API (kube-fake-client: server-
+//! side apply, status subresource, selectors), with the real Redis and
+//! RabbitMQ of the machine as the cluster's backends. The tests check what
+//! the API ends up holding, not the calls made.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use kube_fake_client::ClientBuilder;
+use parley_operator::controller::{Context, reconcile};
+use parley_operator::crd::{BackendRef, ChatCluster, ChatClusterSpec, FINALIZER, PAUSE_ANNOTATION};
+use parley_operator::metrics::Metrics;
+
+const NS: &str = "chat-ns";
+
+fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+fn amqp_url() -> String {
+    std::env::var("CHAT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}-{}", std::process::id() as u64 * 1000 + rand_suffix())
+}
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    u64::from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+            % 1000,
+    )
+}
+
+fn chat(name: &str, replicas: i32) -> ChatCluster {
+    let spec = ChatClusterSpec {
+        replicas,
+        image: "parley/chat-node:test".into(),
+        redis: BackendRef {
+            url: Some(redis_url()),
+            url_secret_ref: None,
+        },
+        rabbitmq: BackendRef {
+            url: Some(amqp_url()),
+            url_secret_ref: None,
+        },
+        cluster_id: Some(unique("op")),
+        ..ChatClusterSpec::default()
+    };
+    let mut cc = ChatCluster::new(name, spec);
+    cc.metadata.namespace = Some(NS.into());
+    cc
+}
+
+async fn client_with(objects: Vec<ChatCluster>, pods: Vec<Pod>) -> Client {
+    let mut b = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>();
+    for o in objects {
+        b = b.with_object(o);
+    }
+    for p in pods {
+        b = b.with_object(p);
+    }
+    b.build().await.expect("fake client")
+}
+
+fn ctx(client: &Client) -> Arc<Context> {
+    Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::from_secs(600),
+    ))
+}
+
+async fn get_cc(client: &Client, name: &str) -> ChatCluster {
+    Api::<ChatCluster>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+/// Runs reconcile on the current object, as the controller would.
+async fn run(client: &Client, name: &str) {
+    let cc = get_cc(client, name).await;
+    reconcile(Arc::new(cc), ctx(client))
+        .await
+        .expect("reconcile");
+}
+
+async fn list<K>(client: &Client) -> Vec<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let mut items = Api::<K>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    items.sort_by_key(|o| o.name_any());
+    items
+}
+
+fn env_of(sts: &StatefulSet) -> BTreeMap<String, String> {
+    let c = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    c.env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let v = e.value.clone().unwrap_or_else(|| {
+                let src = e.value_from.as_ref().unwrap();
+                if let Some(f) = &src.field_ref {
+                    format!("field:{}", f.field_path)
+                } else {
+                    let s = src.secret_key_ref.as_ref().unwrap();
+                    format!("secret:{}/{}", s.name, s.key)
+                }
+            });
+            (e.name.clone(), v)
+        })
+        .collect()
+}
+
+fn cond(cc: &ChatCluster, ty: &str) -> (String, String) {
+    let c = cc
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ty)
+        .unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+fn pod(cc_name: &str, ordinal: u32, uid: &str, ready: bool) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{cc_name}-{ordinal}")),
+            namespace: Some(NS.into()),
+            uid: Some(uid.into()),
+            labels: Some(
+                [
+                    ("app.kubernetes.io/name".to_owned(), "chat-node".to_owned()),
+                    ("app.kubernetes.io/instance".to_owned(), cc_name.to_owned()),
+                ]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        status: Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..PodCondition::default()
+            }]),
+            ..PodStatus::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+#[tokio::test]
+async fn reconcile_creates_every_owned_object_with_stable_ports() {
+    let client = client_with(vec![chat("chat", 3)], vec![]).await;
+    run(&client, "chat").await;
+
+    let cc = get_cc(&client, "chat").await;
+    assert!(cc.finalizers().contains(&FINALIZER.to_owned()));
+
+    let stss: Vec<StatefulSet> = list(&client).await;
+    assert_eq!(stss.len(), 1);
+    let sts = &stss[0];
+    let spec = sts.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("chat-nodes"));
+    let owner = &sts.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("ChatCluster", "chat", Some(true))
+    );
+    let env = env_of(sts);
+    assert_eq!(env["CHAT_CLUSTER"], cc.cluster_id());
+    assert_eq!(env["CHAT_BASE_PORT"], "8750");
+    assert_eq!(env["CHAT_PORT_STEP"], "10");
+    assert_eq!(env["CHAT_HEALTH_PORT"], "9090");
+    assert_eq!(env["CHAT_REDIS_URL"], redis_url());
+    assert_eq!(env["CHAT_AMQP_URL"], amqp_url());
+    assert_eq!(env["CHAT_INSTANCE_ID"], "field:metadata.uid");
+    assert_eq!(env["CHAT_ADMIN_TOKEN"], "secret:chat-admin-token/token");
+    assert_eq!(env["CHAT_ADVERTISE"], "{pod}.chat-nodes.chat-ns.svc:{port}");
+    let pod_spec = spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod_spec.termination_grace_period_seconds, Some(15 + 15));
+    let c = &pod_spec.containers[0];
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        c.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(
+        (
+            sc.run_as_non_root,
+            sc.read_only_root_filesystem,
+            sc.allow_privilege_escalation
+        ),
+        (Some(true), Some(true), Some(false))
+    );
+
+    let services: Vec<Service> = list(&client).await;
+    let names: Vec<String> = services.iter().map(|s| s.name_any()).collect();
+    assert_eq!(names, vec!["chat-0", "chat-1", "chat-2", "chat-nodes"]);
+    let ports: Vec<i32> = services[..3]
+        .iter()
+        .map(|s| s.spec.as_ref().unwrap().ports.as_ref().unwrap()[0].port)
+        .collect();
+    assert_eq!(ports, vec![8750, 8760, 8770]);
+    assert_eq!(
+        services[3].spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("None")
+    );
+    assert_eq!(
+        services[1].spec.as_ref().unwrap().type_.as_deref(),
+        Some("ClusterIP")
+    );
+
+    let pdbs: Vec<PodDisruptionBudget> = list(&client).await;
+    assert_eq!(pdbs.len(), 1);
+    let secrets: Vec<Secret> = list(&client).await;
+    assert_eq!(secrets[0].name_any(), "chat-admin-token");
+    assert_eq!(secrets[0].data.as_ref().unwrap()["token"].0.len(), 48);
+
+    let status = cc.status.as_ref().unwrap();
+    assert_eq!(
+        status.selector,
+        "app.kubernetes.io/instance=chat,app.kubernetes.io/name=chat-node"
+    );
+    assert_eq!(status.nodes.len(), 3);
+    assert_eq!(cond(&cc, "Ready").0, "False");
+    assert_eq!(cond(&cc, "Progressing").0, "True");
+    assert_eq!(cond(&cc, "RedisAvailable").0, "True");
+    assert_eq!(cond(&cc, "RabbitMQAvailable").0, "True");
+
+    // A second reconcile changes nothing and keeps the admin token.
+    let token = secrets[0].data.as_ref().unwrap()["token"].clone();
+    run(&client, "chat").await;
+    let secrets: Vec<Secret> = list(&client).await;
+    assert_eq!(secrets[0].data.as_ref().unwrap()["token"], token);
+}
+
+#[tokio::test]
+async fn scale_changes_and_drift_are_put_right() {
+    let client = client_with(vec![chat("chat", 3)], vec![]).await;
+    run(&client, "chat").await;
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    // kubectl scale: the spec changes.
+    api.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"replicas": 1, "image": "parley/chat-node:v2"}})),
+    )
+    .await
+    .unwrap();
+    // Someone edits the StatefulSet by hand.
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    sts_api
+        .patch(
+            "chat",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    run(&client, "chat").await;
+    let sts = sts_api.get("chat").await.unwrap();
+    let spec = sts.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    assert_eq!(
+        spec.template.spec.unwrap().containers[0].image.as_deref(),
+        Some("parley/chat-node:v2")
+    );
+    let services: Vec<Service> = list(&client).await;
+    let names: Vec<String> = services.iter().map(|s| s.name_any()).collect();
+    assert_eq!(
+        names,
+        vec!["chat-0", "chat-nodes"],
+        "per-pod services of retired ordinals are removed"
+    );
+}
+
+#[tokio::test]
+async fn status_reflects_pods() {
+    let client = client_with(
+        vec![chat("chat", 2)],
+        vec![
+            pod("chat", 0, "uid-0", true),
+            pod("chat", 1, "uid-1", false),
+        ],
+    )
+    .await;
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    let st = cc.status.as_ref().unwrap();
+    assert_eq!((st.replicas, st.ready_replicas), (2, 1));
+    assert_eq!(cond(&cc, "Ready").0, "False");
+    // Both pods ready: Ready.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let mut p1 = pods.get("chat-1").await.unwrap();
+    p1.status = pod("chat", 1, "uid-1", true).status;
+    pods.replace_status("chat-1", &Default::default(), &p1)
+        .await
+        .unwrap();
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cc.status.as_ref().unwrap().ready_replicas, 2);
+}
+
+#[tokio::test]
+async fn a_paused_cluster_is_left_alone() {
+    let mut cc = chat("chat", 2);
+    cc.metadata.annotations = Some([(PAUSE_ANNOTATION.to_owned(), "true".to_owned())].into());
+    let client = client_with(vec![cc], vec![]).await;
+    run(&client, "chat").await;
+    assert!(list::<StatefulSet>(&client).await.is_empty());
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc, "Paused"), ("True".into(), "AnnotationSet".into()));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_reported_degraded() {
+    let mut cc = chat("chat", 1);
+    cc.spec.redis = BackendRef::default();
+    let client = client_with(vec![cc], vec![]).await;
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc, "Degraded"), ("True".into(), "InvalidSpec".into()));
+}
+
+#[tokio::test]
+async fn unreachable_backends_degrade_and_delete_nothing() {
+    let mut cc = chat("chat", 1);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    cc.spec.rabbitmq.url = Some(format!("amqp://guest:guest@127.0.0.1:{dead}/%2f"));
+    let cluster = cc.cluster_id();
+    // A retired node's registry entry sits in Redis.
+    let r = redis::Client::open(redis_url()).unwrap();
+    let mut conn = r.get_connection().unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("chat:{cluster}:ports"))
+        .arg(8770)
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("chat:{cluster}:node:8770"))
+        .arg("instance")
+        .arg("gone")
+        .query(&mut conn)
+        .unwrap();
+    let client = client_with(vec![cc], vec![pod("chat", 0, "uid-0", true)]).await;
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc, "RabbitMQAvailable").0, "False");
+    assert_eq!(
+        cond(&cc, "Degraded"),
+        ("True".into(), "BackendUnavailable".into())
+    );
+    let pending = &cc.status.as_ref().unwrap().pending_cleanup;
+    assert!(pending.iter().any(|p| p.contains("8770")), "{pending:?}");
+    let still: bool = redis::cmd("HEXISTS")
+        .arg(format!("chat:{cluster}:ports"))
+        .arg(8770)
+        .query(&mut conn)
+        .unwrap();
+    assert!(still, "nothing deleted while RabbitMQ is down");
+    let _: () = redis::cmd("DEL")
+        .arg(format!("chat:{cluster}:ports"))
+        .arg(format!("chat:{cluster}:node:8770"))
+        .query(&mut conn)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deletion_cleans_up_and_releases_the_finalizer() {
+    let mut cc = chat("chat", 1);
+    cc.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    cc.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    let cluster = cc.cluster_id();
+    let r = redis::Client::open(redis_url()).unwrap();
+    let mut conn = r.get_connection().unwrap();
+    for (k, f, v) in [
+        ("ports", "8750", "2"),
+        ("node:8750", "instance", "uid-0"),
+        ("presence:alice", "8750", "uid-0"),
+        ("msg:1", "body", "hi"),
+    ] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("chat:{cluster}:{k}"))
+            .arg(f)
+            .arg(v)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let client = client_with(vec![cc], vec![]).await;
+    run(&client, "chat").await;
+    // Registry gone, data kept (cleanupPolicy Retain).
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("chat:{cluster}:*"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(keys, vec![format!("chat:{cluster}:msg:1")]);
+    // The finalizer is released: the object is gone.
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    assert!(
+        api.get_opt("chat")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.finalizers().is_empty())
+    );
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+}
