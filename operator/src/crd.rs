@@ -17,6 +17,9 @@ pub const FINALIZER: &str = "parley.dev/cleanup";
 
 /// A horizontally scalable chat service: a StatefulSet of chat-node pods
 /// sharing Redis and RabbitMQ.
+// Repeated `printcolumn(type_ = ...)` arguments are distinct columns, not
+// duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "parley.dev",

@@ -58,11 +58,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Refuse to start without the CRD, with the fix in the message.
     let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         kube::Api::all(client.clone());
-    if crds.get_opt(&ChatCluster::crd_name()).await?.is_none() {
-        return Err(format!(
-            "the ChatCluster CRD is not installed; install it with: kubectl apply -f crds/chatcluster.yaml (or the Helm chart)"
-        )
-        .into());
+    if crds.get_opt(ChatCluster::crd_name()).await?.is_none() {
+        return Err("the ChatCluster CRD is not installed; install it with: kubectl apply -f crds/chatcluster.yaml (or the Helm chart)".into());
     }
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
