@@ -103,7 +103,7 @@ fn signal(child: &Child, sig: &str) {
 async fn wait_ready(port: u16) {
     let url = format!("http://127.0.0.1:{port}/readyz");
     for _ in 0..100 {
-        if let Ok(r) = reqwest::get(&url).await
+        if let Ok(r) = crate::common::http::get(&url).await
             && r.status() == 200
         {
             return;
@@ -114,7 +114,7 @@ async fn wait_ready(port: u16) {
 }
 
 async fn token(port: u16, user: &str) -> String {
-    let r = reqwest::Client::new()
+    let r = crate::common::http::Http::new()
         .post(format!("http://127.0.0.1:{port}/v1/tokens"))
         .bearer_auth(ADMIN)
         .json(&json!({"user": user, "platform": "web"}))
@@ -144,7 +144,7 @@ async fn sigterm_drains_and_exits_within_the_grace() {
     let mut proc = Proc(child);
     wait_ready(port).await;
     assert_eq!(
-        reqwest::get(format!("http://127.0.0.1:{health}/healthz"))
+        crate::common::http::get(format!("http://127.0.0.1:{health}/healthz"))
             .await
             .unwrap()
             .status(),
@@ -166,7 +166,7 @@ async fn sigterm_drains_and_exits_within_the_grace() {
     );
     assert_eq!(leaves.recv().await["type"], "reconnect");
     // The health port tells Kubernetes the node is no longer ready.
-    let r = reqwest::get(format!("http://127.0.0.1:{health}/readyz"))
+    let r = crate::common::http::get(format!("http://127.0.0.1:{health}/readyz"))
         .await
         .unwrap();
     assert_eq!(r.status(), 503);

@@ -27,6 +27,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// How long deletion waits for unreachable backends before letting go.
     pub cleanup_deadline: Duration,
+    /// Consecutive failed or degraded reconciles per cluster, for backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -40,7 +42,25 @@ impl Context {
             client,
             metrics,
             cleanup_deadline,
+            failures: Default::default(),
         }
+    }
+
+    /// The retry delay after one more failure of `key`: 5 s doubling to 5
+    /// minutes.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(key.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        backoff_delay(*n)
+    }
+
+    /// `key` reconciled cleanly: the next failure starts over.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Publishes a Kubernetes Event on the ChatCluster (best effort).
@@ -60,14 +80,38 @@ pub async fn reconcile(cc: Arc<ChatCluster>, ctx: Arc<Context>) -> Result<Action
         return rec::paused(&cc, &ctx).await;
     }
     rec::ensure_finalizer(&cc, &Api::namespaced(ctx.client.clone(), &ns)).await?;
-    rec::apply_cluster(&cc, &ctx).await
+    let healthy = rec::apply_cluster(&cc, &ctx).await?;
+    // Degraded (a backend down, an invalid spec) is retried with backoff too.
+    Ok(if healthy {
+        ctx.succeeded(&key(&cc));
+        Action::requeue(rec::RESYNC)
+    } else {
+        Action::requeue(ctx.backoff(&key(&cc)))
+    })
 }
 
-/// Logs, counts and retries a failed reconcile.
+/// Logs, counts, reports (as an Event) and retries a failed reconcile,
+/// backing off while it keeps failing.
 pub fn error_policy(cc: Arc<ChatCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(cluster = %cc.name_any(), error = %error, "reconcile failed");
     ctx.metrics.error(error);
-    Action::requeue(Duration::from_secs(15))
+    let delay = ctx.backoff(&key(&cc));
+    let note = error.to_string();
+    tokio::spawn(async move {
+        ctx.event(&cc, EventType::Warning, "ReconcileFailed", &note)
+            .await;
+    });
+    Action::requeue(delay)
+}
+
+/// 5 s after the first failure, doubling, at most 5 minutes.
+pub fn backoff_delay(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+fn key(cc: &ChatCluster) -> String {
+    format!("{}/{}", cc.namespace().unwrap_or_default(), cc.name_any())
 }
 
 /// Runs the controller until the stream ends (on a shutdown signal).
@@ -113,4 +157,15 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes() {
+        let d: Vec<u64> = (1..=9).map(|n| backoff_delay(n).as_secs()).collect();
+        assert_eq!(d, vec![5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
 }

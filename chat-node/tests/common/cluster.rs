@@ -51,7 +51,7 @@ pub struct Cluster {
     pub ports: Vec<u16>,
     pub amqp: String,
     procs: Vec<Option<Child>>,
-    http: reqwest::Client,
+    http: crate::common::http::Http,
 }
 
 impl Cluster {
@@ -66,7 +66,7 @@ impl Cluster {
             ports: (0..n).map(|_| free_port()).collect(),
             amqp: amqp.to_owned(),
             procs: (0..n).map(|_| None).collect(),
-            http: reqwest::Client::new(),
+            http: crate::common::http::Http::new(),
         };
         for i in 0..n {
             c.spawn(i);

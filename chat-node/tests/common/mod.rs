@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses part of the harness
 
 pub mod cluster;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -65,7 +66,7 @@ pub struct TestNode {
     pub redis_url: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), chat_node::Error>>>,
-    http: reqwest::Client,
+    http: crate::common::http::Http,
 }
 
 impl TestNode {
@@ -106,7 +107,7 @@ impl TestNode {
             redis_url,
             shutdown: Some(tx),
             task: Some(task),
-            http: reqwest::Client::new(),
+            http: crate::common::http::Http::new(),
         }
     }
 
@@ -145,7 +146,7 @@ impl TestNode {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
-    pub fn http(&self) -> &reqwest::Client {
+    pub fn http(&self) -> &crate::common::http::Http {
         &self.http
     }
 

@@ -11,7 +11,6 @@ pub mod statefulset;
 pub mod status;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -54,8 +53,9 @@ where
         .await?)
 }
 
-/// Reconciles a ChatCluster that is not being deleted.
-pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
+/// Reconciles a ChatCluster that is not being deleted; returns whether it
+/// is healthy (backends answer, spec valid).
+pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<bool> {
     let ns = cc.namespace().ok_or(Error::NoNamespace)?;
     let client = &ctx.client;
     let mut o = Observations {
@@ -103,8 +103,17 @@ pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
     }
 
     let healthy = o.redis.is_ok() && o.rabbitmq.is_ok() && o.config_error.is_none();
+    if let Err(why) = o.redis.as_ref().and(o.rabbitmq.as_ref()) {
+        ctx.event(
+            cc,
+            EventType::Warning,
+            "BackendUnavailable",
+            &format!("nothing is collected: {why}"),
+        )
+        .await;
+    }
     publish_status(cc, ctx, &o).await?;
-    Ok(Action::requeue(if healthy { RESYNC } else { RETRY }))
+    Ok(healthy)
 }
 
 /// Checks the backends, collects what gone nodes left (only when both
@@ -464,10 +473,4 @@ pub async fn record(ctx: &Context, cc: &ChatCluster, type_: EventType, reason: &
 /// Every label an owned object carries (for tests and pruning).
 pub fn owned_labels(cc: &ChatCluster) -> BTreeMap<String, String> {
     labels(cc)
-}
-
-#[allow(unused)]
-fn _assert_send(cc: Arc<ChatCluster>, ctx: Arc<Context>) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(async move { apply_cluster(&cc, &ctx).await });
 }
