@@ -134,12 +134,14 @@ impl Node {
     /// the inbox is the truth, `sync` repairs any loss.
     pub async fn fan_out(&self, deliveries: Vec<Delivery>) {
         for d in &deliveries {
-            let n = self
-                .sessions
-                .deliver(&d.user, &d.frame, d.except.as_deref());
-            if d.is_message {
-                self.metrics.messages_delivered.inc_by(n as u64);
-            }
+            deliver_local(
+                &self.sessions,
+                &self.metrics,
+                &d.user,
+                &d.frame,
+                d.except.as_deref(),
+                d.is_message,
+            );
         }
         if self.bus.is_local() {
             return;
@@ -220,6 +222,22 @@ impl Node {
         {
             tracing::warn!(error = %e, user, "cannot drop presence; it is cleared when this node restarts");
         }
+    }
+}
+
+/// Queues a frame for this node's sessions of `user` (but `except`),
+/// counting it as delivered messages when it is a `msg` frame.
+pub fn deliver_local(
+    sessions: &Sessions,
+    metrics: &Metrics,
+    user: &str,
+    frame: &Utf8Bytes,
+    except: Option<&str>,
+    is_message: bool,
+) {
+    let n = sessions.deliver(user, frame, except);
+    if is_message {
+        metrics.messages_delivered.inc_by(n as u64);
     }
 }
 

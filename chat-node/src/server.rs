@@ -255,10 +255,14 @@ fn inbound_handler(sessions: Arc<Sessions>, metrics: Metrics) -> Inbound {
             message,
         } => {
             let frame = tokio_tungstenite::tungstenite::Utf8Bytes::from(frame);
-            let n = sessions.deliver(&user, &frame, except.as_deref());
-            if message {
-                metrics.messages_delivered.inc_by(n as u64);
-            }
+            crate::node::deliver_local(
+                &sessions,
+                &metrics,
+                &user,
+                &frame,
+                except.as_deref(),
+                message,
+            );
         }
         Event::Kick { user, token_hash } => {
             sessions.kick_token(&user, &token_hash);

@@ -9,6 +9,11 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
 
+mod decode;
+
+use self::decode::{
+    as_array, as_i64, as_string, as_u64, corrupt, message_from_value, token_from_fields,
+};
 use super::keys::Keys;
 use super::*;
 
@@ -28,15 +33,15 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            send: Script::new(include_str!("lua/send.lua")),
-            sync: Script::new(include_str!("lua/sync.lua")),
-            history: Script::new(include_str!("lua/history.lua")),
-            read: Script::new(include_str!("lua/read.lua")),
-            played: Script::new(include_str!("lua/played.lua")),
-            deregister: Script::new(include_str!("lua/deregister.lua")),
-            join: Script::new(include_str!("lua/join.lua")),
-            leave: Script::new(include_str!("lua/leave.lua")),
-            clear_presence: Script::new(include_str!("lua/clear_presence.lua")),
+            send: Script::new(include_str!("../lua/send.lua")),
+            sync: Script::new(include_str!("../lua/sync.lua")),
+            history: Script::new(include_str!("../lua/history.lua")),
+            read: Script::new(include_str!("../lua/read.lua")),
+            played: Script::new(include_str!("../lua/played.lua")),
+            deregister: Script::new(include_str!("../lua/deregister.lua")),
+            join: Script::new(include_str!("../lua/join.lua")),
+            leave: Script::new(include_str!("../lua/leave.lua")),
+            clear_presence: Script::new(include_str!("../lua/clear_presence.lua")),
         }
     }
 }
@@ -91,98 +96,6 @@ pub(crate) fn unavailable(e: ::redis::RedisError) -> StoreError {
     } else {
         StoreError::Corrupt(e.to_string())
     }
-}
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn as_i64(v: &Value) -> Result<i64, StoreError> {
-    match v {
-        Value::Int(n) => Ok(*n),
-        Value::BulkString(b) => std::str::from_utf8(b)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| corrupt("expected an integer")),
-        other => Err(corrupt(format!("expected an integer, got {other:?}"))),
-    }
-}
-
-fn as_u64(v: &Value) -> Result<u64, StoreError> {
-    u64::try_from(as_i64(v)?).map_err(|_| corrupt("expected a non-negative integer"))
-}
-
-fn as_string(v: &Value) -> Result<String, StoreError> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).map_err(|_| corrupt("expected UTF-8")),
-        Value::SimpleString(s) => Ok(s.clone()),
-        Value::Int(n) => Ok(n.to_string()),
-        other => Err(corrupt(format!("expected a string, got {other:?}"))),
-    }
-}
-
-fn as_array(v: Value) -> Result<Vec<Value>, StoreError> {
-    match v {
-        Value::Array(a) | Value::Set(a) => Ok(a),
-        other => Err(corrupt(format!("expected an array, got {other:?}"))),
-    }
-}
-
-/// A hash as returned by HGETALL inside a script (a flat field/value array).
-fn as_fields(v: Value) -> Result<HashMap<String, String>, StoreError> {
-    let items = match v {
-        Value::Map(pairs) => {
-            return pairs
-                .iter()
-                .map(|(k, v)| Ok((as_string(k)?, as_string(v)?)))
-                .collect();
-        }
-        other => as_array(other)?,
-    };
-    items
-        .chunks(2)
-        .map(|kv| match kv {
-            [k, v] => Ok((as_string(k)?, as_string(v)?)),
-            _ => Err(corrupt("odd field list")),
-        })
-        .collect()
-}
-
-/// Rebuilds a message from its hash.
-fn message_from_fields(f: HashMap<String, String>) -> Result<Message, StoreError> {
-    let get = |name: &str| {
-        f.get(name)
-            .cloned()
-            .ok_or_else(|| corrupt(format!("message without {name}")))
-    };
-    let num = |name: &str| -> Result<u64, StoreError> {
-        get(name)?
-            .parse()
-            .map_err(|_| corrupt(format!("message {name} is not a number")))
-    };
-    let kind_s = get("kind")?;
-    let kind = Kind::parse(&kind_s).ok_or_else(|| corrupt(format!("unknown kind {kind_s}")))?;
-    let media = match f.get("media") {
-        Some(j) if !j.is_empty() => Some(serde_json::from_str(j).map_err(corrupt)?),
-        _ => None,
-    };
-    let played = (kind == Kind::Voice).then(|| f.get("played").is_some_and(|p| p == "1"));
-    Ok(Message {
-        id: get("id")?,
-        conv: get("conv")?,
-        seq: num("seq")?,
-        from: get("from")?,
-        to: get("to")?,
-        kind,
-        body: f.get("body").cloned().unwrap_or_default(),
-        media,
-        ts: num("ts")?,
-        played,
-    })
-}
-
-fn message_from_value(v: Value) -> Result<Message, StoreError> {
-    message_from_fields(as_fields(v)?)
 }
 
 #[async_trait]
@@ -559,22 +472,4 @@ impl Store for RedisStore {
             })
             .collect())
     }
-}
-
-fn token_from_fields(f: &HashMap<String, String>) -> Result<Option<TokenRecord>, StoreError> {
-    if f.is_empty() {
-        return Ok(None);
-    }
-    let get = |name: &str| {
-        f.get(name)
-            .cloned()
-            .ok_or_else(|| corrupt(format!("token without {name}")))
-    };
-    Ok(Some(TokenRecord {
-        user: get("user")?,
-        platform: get("platform")?,
-        expires_at: get("expires_at")?
-            .parse()
-            .map_err(|_| corrupt("token expiry is not a number"))?,
-    }))
 }
