@@ -44,6 +44,8 @@ pub struct Metrics {
     pub send_seconds: Histogram,
     pub bus_errors: Counter,
     pub sessions_stopped_slow: Counter,
+    /// Resident memory of the process, read when metrics are scraped.
+    pub resident_memory: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,6 +69,7 @@ impl Metrics {
             send_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             bus_errors: Counter::default(),
             sessions_stopped_slow: Counter::default(),
+            resident_memory: Gauge::default(),
         };
         r.register(
             "connections_open",
@@ -105,6 +108,11 @@ impl Metrics {
             "Sessions closed because their delivery queue overflowed",
             m.sessions_stopped_slow.clone(),
         );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the chat-node process",
+            m.resident_memory.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -127,6 +135,9 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn encode(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            self.resident_memory.set(rss as i64);
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "cannot encode metrics");
@@ -166,4 +177,11 @@ impl Drop for StateGauge {
             .get_or_create(&StateLabel { state: self.state })
             .dec();
     }
+}
+
+/// Resident memory of this process (Linux: `/proc/self/statm`), in bytes.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

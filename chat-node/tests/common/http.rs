@@ -1,10 +1,6 @@
-//! A minimal HTTP/1.1 client for the tests, on hyper (already a dependency
-//! of the node). Plain HTTP to 127.0.0.1 is all the tests need.
+//! A reqwest-like face on the library's small HTTP client, for the tests.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 /// A status code that compares with integers.
@@ -98,35 +94,16 @@ impl Req {
         self
     }
     pub async fn send(self) -> Result<Resp, String> {
-        let uri: hyper::Uri = self.url.parse().map_err(|e| format!("{e}"))?;
-        let host = uri.host().ok_or("no host")?.to_owned();
-        let port = uri.port_u16().unwrap_or(80);
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let mut req = Request::builder()
-            .method(self.method)
-            .uri(path)
-            .header("host", format!("{host}:{port}"));
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(self.body)))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = Status(resp.status().as_u16());
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok(Resp { status, body })
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r =
+            chat_node::http_client::request(self.method, &self.url, &headers, self.body).await?;
+        Ok(Resp {
+            status: Status(r.status),
+            body: r.body,
+        })
     }
 }

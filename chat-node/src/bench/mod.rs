@@ -1,0 +1,279 @@
+//! The load generator (`chat-bench`): opens authenticated sessions spread
+//! over the nodes, sends messages at a target rate between random pairs of
+//! users, and reports delivered messages per second, end-to-end latency
+//! from `send` to the receiver's `msg`, errors by code, each node's memory
+//! per session, and any loss or duplication among acknowledged messages.
+//!
+//! One process stays under the per-process open-file limit; larger runs
+//! start several processes with different `--prefix`es (scripts/bench.sh)
+//! and merge their reports.
+
+pub mod report;
+pub mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::sync::mpsc;
+
+use self::report::{Latency, NodeMemory, Report, exactly_once};
+use self::session::{Shared, now_us};
+use crate::http_client;
+
+/// What to run.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "chat-bench", about = "Load generator for parley chat nodes")]
+pub struct Args {
+    /// Nodes as host:port, comma-separated; sessions are spread over them.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub nodes: Vec<String>,
+    /// Admin token of the nodes (to issue user tokens).
+    #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// Users to create.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Sessions (devices) per user; a user's devices go to different nodes.
+    #[arg(long, default_value_t = 1)]
+    pub devices: usize,
+    /// Messages per second to send in total; 0 only connects (idle run).
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
+    /// Seconds of measured traffic.
+    #[arg(long, default_value_t = 20)]
+    pub duration_s: u64,
+    /// Seconds of traffic before measuring starts.
+    #[arg(long, default_value_t = 3)]
+    pub warmup_s: u64,
+    /// Only pair users whose sessions are on different nodes.
+    #[arg(long)]
+    pub cross_node: bool,
+    /// Prefix of user names and client ids (distinct per process).
+    #[arg(long, default_value = "u")]
+    pub prefix: String,
+    /// Connections opened at once.
+    #[arg(long, default_value_t = 200)]
+    pub connect_concurrency: usize,
+    /// Keep the sessions open this many seconds after the run (to look at them).
+    #[arg(long, default_value_t = 0)]
+    pub hold_s: u64,
+    /// Name of the scenario in the report.
+    #[arg(long, default_value = "run")]
+    pub label: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// A node's resident memory, from its `/metrics`.
+async fn node_rss(node: &str) -> u64 {
+    let Ok(r) = http_client::request("GET", &format!("http://{node}/metrics"), &[], vec![]).await
+    else {
+        return 0;
+    };
+    let text = String::from_utf8_lossy(&r.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("chat_process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn issue_token(node: &str, admin: &str, user: &str) -> Result<String, String> {
+    let body = serde_json::json!({"user": user, "platform": "bench"})
+        .to_string()
+        .into_bytes();
+    let auth = format!("Bearer {admin}");
+    let r = http_client::request(
+        "POST",
+        &format!("http://{node}/v1/tokens"),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await?;
+    if r.status != 201 {
+        return Err(format!("token for {user}: HTTP {}", r.status));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no token".into())
+}
+
+/// Runs one load-generator process.
+pub async fn run(args: Args) -> Result<Report, String> {
+    let n = args.nodes.len();
+    let node_of = |user: usize, device: usize| (user + device) % n;
+    let user_name = |i: usize| format!("{}{i}", args.prefix);
+    let mut memory: Vec<NodeMemory> = Vec::new();
+    for node in &args.nodes {
+        memory.push(NodeMemory {
+            node: node.clone(),
+            sessions: 0,
+            rss_before_bytes: node_rss(node).await,
+            rss_connected_bytes: 0,
+            rss_end_bytes: 0,
+            bytes_per_session: 0.0,
+        });
+    }
+
+    let tokens: Vec<String> = futures_util::stream::iter(0..args.users)
+        .map(|i| {
+            let node = args.nodes[i % n].clone();
+            let (admin, user) = (args.admin_token.clone(), user_name(i));
+            async move { issue_token(&node, &admin, &user).await }
+        })
+        .buffered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+
+    let shared = Arc::new(Shared {
+        stats: Default::default(),
+        window_start_us: 0.into(),
+        window_end_us: 0.into(),
+        expected_per_message: (2 * args.devices - 1) as u32,
+    });
+    let started = Instant::now();
+    let slots: Vec<(usize, usize)> = (0..args.users)
+        .flat_map(|u| (0..args.devices).map(move |d| (u, d)))
+        .collect();
+    let opened: Vec<((usize, usize), Result<mpsc::Sender<String>, String>)> =
+        futures_util::stream::iter(slots)
+            .map(|(u, d)| {
+                let (node, token, shared) = (
+                    args.nodes[node_of(u, d)].clone(),
+                    tokens[u].clone(),
+                    shared.clone(),
+                );
+                async move { ((u, d), session::open(&node, &token, shared).await) }
+            })
+            .buffer_unordered(args.connect_concurrency.max(1))
+            .collect()
+            .await;
+    let connect_seconds = started.elapsed().as_secs_f64();
+    let mut senders: Vec<Vec<Option<mpsc::Sender<String>>>> =
+        vec![vec![None; args.devices]; args.users];
+    let mut failures = 0usize;
+    for ((u, d), r) in opened {
+        match r {
+            Ok(tx) => {
+                senders[u][d] = Some(tx);
+                memory[node_of(u, d)].sessions += 1;
+            }
+            Err(e) => {
+                if failures < 3 {
+                    eprintln!("chat-bench: connect failed: {e}");
+                }
+                failures += 1;
+            }
+        }
+    }
+    if failures > 0 {
+        return Err(format!("{failures} sessions failed to connect"));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for m in memory.iter_mut() {
+        m.rss_connected_bytes = node_rss(&m.node).await;
+        if m.sessions > 0 {
+            m.bytes_per_session =
+                m.rss_connected_bytes.saturating_sub(m.rss_before_bytes) as f64 / m.sessions as f64;
+        }
+    }
+
+    if args.rate > 0 {
+        traffic(&args, &senders, &shared, n).await;
+        // Let deliveries in flight arrive.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    for m in memory.iter_mut() {
+        m.rss_end_bytes = node_rss(&m.node).await;
+    }
+    let mut st = std::mem::take(&mut *shared.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    let (lost, duplicated) = exactly_once(&st);
+    let window = args.duration_s.max(1) as f64;
+    let report = Report {
+        label: args.label.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        nodes: args.nodes.clone(),
+        users: args.users,
+        devices: args.devices,
+        sessions: args.users * args.devices,
+        connect_seconds,
+        target_rate: args.rate,
+        duration_s: args.duration_s,
+        sent_acked: st.acked_in_window,
+        sent_per_s: st.acked_in_window as f64 / window,
+        delivered: st.delivered_in_window,
+        delivered_per_s: st.delivered_in_window as f64 / window,
+        latency: Latency::from_us(&mut st.latencies_us),
+        lost,
+        duplicated,
+        errors: st.errors.clone(),
+        backpressure: st.backpressure,
+        node_memory: memory,
+        generator_rss_bytes: crate::metrics::resident_memory_bytes().unwrap_or(0),
+    };
+    if args.hold_s > 0 {
+        tokio::time::sleep(Duration::from_secs(args.hold_s)).await;
+    }
+    drop(senders);
+    Ok(report)
+}
+
+/// Sends at the target rate for warm-up plus the measured window.
+async fn traffic(
+    args: &Args,
+    senders: &[Vec<Option<mpsc::Sender<String>>>],
+    shared: &Shared,
+    n: usize,
+) {
+    let users = args.users;
+    let total = Duration::from_secs(args.warmup_s + args.duration_s);
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    let mut seq: u64 = 0;
+    let mut rng = rand::rng();
+    let mut window_open = false;
+    while started.elapsed() < total {
+        if !window_open && started.elapsed() >= Duration::from_secs(args.warmup_s) {
+            shared.window_start_us.store(now_us(), Ordering::Relaxed);
+            window_open = true;
+        }
+        let due = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as u64;
+        while sent < due {
+            sent += 1;
+            let from = rng.random_range(0..users);
+            let mut to = rng.random_range(0..users);
+            // Another user; with --cross-node, one whose first device is elsewhere.
+            while to == from || (args.cross_node && n > 1 && to % n == from % n) {
+                to = rng.random_range(0..users);
+            }
+            seq += 1;
+            let frame = format!(
+                r#"{{"type":"send","id":"{}-{seq}","to":"{}{to}","kind":"text","body":"{}"}}"#,
+                args.prefix,
+                args.prefix,
+                now_us()
+            );
+            if let Some(tx) = &senders[from][0]
+                && tx.try_send(frame).is_err()
+            {
+                shared
+                    .stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .backpressure += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    shared.window_end_us.store(now_us(), Ordering::Relaxed);
+}

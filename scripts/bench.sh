@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Benchmark scenarios, each one command. Builds release binaries, starts the
+# nodes it needs on 127.0.0.1 (and Redis/RabbitMQ via scripts/services.sh),
+# runs chat-bench (several processes where one would pass the open-file
+# limit), and writes docs/bench/<scenario>.json. Then
+# scripts/bench_report.py turns every JSON there into docs/bench/README.md
+# and docs/bench/latency.png.
+#
+# usage: scripts/bench.sh idle|memory|redis|cluster [--quick]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster [--quick]}
+quick=${2:-}
+out=docs/bench
+mkdir -p "$out"
+cargo build --release -q -p chat-node --bins
+bin=target/release
+admin=bench-admin
+cluster="bench-$scenario-$$"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for port in 18750 18760 18770; do
+    rabbitmqctl -q -n rabbit@localhost delete_queue "chat.$cluster.$port" >/dev/null 2>&1 || true
+  done
+  if command -v redis-cli >/dev/null; then
+    redis-cli --scan --pattern "chat:$cluster:*" | xargs -r -n 1000 redis-cli del >/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+# start_node ORDINAL [ENV...]: a node on port 18750 + 10 x ordinal.
+start_node() {
+  local ordinal=$1; shift
+  env CHAT_CLUSTER="$cluster" CHAT_ADMIN_TOKEN=$admin CHAT_ORDINAL="$ordinal" CHAT_BASE_PORT=18750 \
+    CHAT_HEALTH_PORT=0 CHAT_BIND=127.0.0.1 CHAT_ADVERTISE='127.0.0.1:{port}' RUST_LOG=warn \
+    CHAT_RATE_PER_S=1000 CHAT_RATE_BURST=2000 "$@" "$bin/chat-node" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$((18750 + 10 * ordinal))/readyz" >/dev/null && return
+    sleep 0.1
+  done
+  echo "node $ordinal did not become ready" >&2; exit 1
+}
+
+# bench PROCESSES LABEL ARGS...: run chat-bench in parallel processes and merge.
+bench() {
+  local procs=$1 label=$2; shift 2
+  local parts=()
+  for i in $(seq 1 "$procs"); do
+    "$bin/chat-bench" --admin-token $admin --label "$label" --prefix "p$i-" \
+      --json "$out/.$label.$i.json" "$@" >/dev/null &
+    parts+=($!)
+  done
+  for p in "${parts[@]}"; do wait "$p"; done
+  python3 scripts/bench_report.py merge "$out/$label.json" "$out"/."$label".*.json
+  rm -f "$out"/."$label".*.json
+}
+
+d=20; [ "$quick" = --quick ] && d=5
+case "$scenario" in
+  idle)
+    # As many idle sessions as one node holds here: a process may open at
+    # most 20,000 files, the node included, so ~19,000 sessions.
+    start_node 0
+    n=9500; [ "$quick" = --quick ] && n=1000
+    bench 2 idle --nodes 127.0.0.1:18750 --users "$n" --rate 0 --connect-concurrency 500
+    ;;
+  memory)
+    start_node 0
+    bench 1 memory --nodes 127.0.0.1:18750 --users 2000 --rate 20000 --duration-s "$d"
+    ;;
+  redis)
+    scripts/services.sh redis
+    start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0
+    bench 1 redis --nodes 127.0.0.1:18750 --users 2000 --rate 20000 --duration-s "$d"
+    ;;
+  cluster)
+    scripts/services.sh
+    for o in 0 1 2; do
+      start_node "$o" CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
+    done
+    bench 1 cluster --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
+      --rate 10000 --cross-node --duration-s "$d"
+    ;;
+  *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+esac
+py=.tools/venv/bin/python
+if [ ! -x "$py" ]; then scripts/tools.sh >/dev/null; fi
+"$py" -c 'import matplotlib' 2>/dev/null || .tools/venv/bin/pip install -q matplotlib
+"$py" scripts/bench_report.py render "$out"
+echo "wrote $out/$scenario.json, $out/README.md, $out/latency.png"

@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Merges chat-bench reports and renders them.
+
+  bench_report.py merge OUT.json PART.json...   sums the parts of one run
+  bench_report.py render DIR                    DIR/*.json -> DIR/README.md, DIR/latency.png
+"""
+import glob
+import json
+import os
+import platform
+import sys
+
+
+def merge(out, parts):
+    reports = [json.load(open(p)) for p in parts]
+    r = dict(reports[0])
+    for k in ("users", "sessions", "sent_acked", "sent_per_s", "delivered", "delivered_per_s", "lost", "duplicated", "backpressure"):
+        r[k] = sum(x[k] for x in reports)
+    r["connect_seconds"] = max(x["connect_seconds"] for x in reports)
+    errors = {}
+    for x in reports:
+        for code, n in x["errors"].items():
+            errors[code] = errors.get(code, 0) + n
+    r["errors"] = errors
+    if len(reports) > 1:
+        # Percentiles of separate processes cannot be combined exactly: keep
+        # the worst of each, and say so.
+        lat = {k: max(x["latency"][k] for x in reports) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")}
+        lat["count"] = sum(x["latency"]["count"] for x in reports)
+        lat["note"] = f"worst of {len(reports)} processes"
+        r["latency"] = lat
+        # Node memory: the last process to finish saw every session connected.
+        nodes = {}
+        for x in reports:
+            for m in x["node_memory"]:
+                cur = nodes.setdefault(m["node"], dict(m, sessions=0))
+                cur["sessions"] += m["sessions"]
+                cur["rss_before_bytes"] = min(cur["rss_before_bytes"], m["rss_before_bytes"])
+                cur["rss_connected_bytes"] = max(cur["rss_connected_bytes"], m["rss_connected_bytes"])
+                cur["rss_end_bytes"] = max(cur["rss_end_bytes"], m["rss_end_bytes"])
+        for m in nodes.values():
+            grown = m["rss_connected_bytes"] - m["rss_before_bytes"]
+            m["bytes_per_session"] = grown / m["sessions"] if m["sessions"] else 0
+        r["node_memory"] = list(nodes.values())
+        r["command"] = f"{len(reports)} processes: " + reports[0]["command"]
+    r["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
+    json.dump(r, open(out, "w"), indent=2)
+
+
+def render(d):
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(d, "*.json")))]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Produced by `scripts/bench.sh <scenario>` (release build, load generator on the same machine).",
+        "Numbers are measured, not asserted; see the command of each run.",
+        "",
+        "| scenario | sessions | target msg/s | sent msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | errors | node RSS / session |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lat = r["latency"]
+        per = ", ".join(f"{m['bytes_per_session'] / 1024:.1f} KiB" for m in r["node_memory"])
+        errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
+        lines.append(
+            f"| {r['label']} | {r['sessions']} | {r['target_rate']} | {r['sent_per_s']:.0f} | {r['delivered_per_s']:.0f} "
+            f"| {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} "
+            f"| {r['lost']} | {r['duplicated']} | {errors} | {per} |"
+        )
+    lines += ["", "Commands and machines:", ""]
+    for r in runs:
+        lines.append(f"- **{r['label']}** ({r.get('machine', '?')}): `{r['command']}`")
+    open(os.path.join(d, "README.md"), "w").write("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot", file=sys.stderr)
+        return
+    traffic = [r for r in runs if r["target_rate"] > 0]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    if traffic:
+        xs = range(len(traffic))
+        for i, (q, c) in enumerate((("p50_ms", "#4c72b0"), ("p90_ms", "#dd8452"), ("p99_ms", "#c44e52"))):
+            a.bar([x + i * 0.27 for x in xs], [r["latency"][q] for r in traffic], 0.27, label=q[:3], color=c)
+        a.set_xticks([x + 0.27 for x in xs], [f"{r['label']}\n{r['delivered_per_s']:.0f} msg/s" for r in traffic])
+        a.set_ylabel("send -> msg latency (ms)")
+        a.set_title("End-to-end latency")
+        a.legend()
+    mem = [(r["label"], m["bytes_per_session"] / 1024) for r in runs for m in r["node_memory"] if m["sessions"]]
+    b.bar([m[0] for m in mem], [m[1] for m in mem], color="#55a868")
+    b.axhline(8, color="gray", linestyle="--", label="8 KiB target")
+    b.set_ylabel("node RSS per session (KiB)")
+    b.set_title("Memory per connection")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(d, "latency.png"), dpi=110)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "merge":
+        merge(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1] == "render":
+        render(sys.argv[2])
