@@ -6,7 +6,8 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: scripts/bench.sh idle|memory|redis|cluster [--quick]
+# usage: [RATE=msgs/s] scripts/bench.sh idle|memory|redis|cluster [--quick]
+# RATE overrides the scenario's rate; the result is then labelled <scenario>-<rate>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster [--quick]}
@@ -59,6 +60,7 @@ bench() {
 }
 
 d=20; [ "$quick" = --quick ] && d=5
+label=$scenario; [ -n "${RATE:-}" ] && label="$scenario-$RATE"
 case "$scenario" in
   idle)
     # As many idle sessions as one node holds here: a process may open at
@@ -69,20 +71,20 @@ case "$scenario" in
     ;;
   memory)
     start_node 0
-    bench 1 memory --nodes 127.0.0.1:18750 --users 2000 --rate 20000 --duration-s "$d"
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d"
     ;;
   redis)
     scripts/services.sh redis
     start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0
-    bench 1 redis --nodes 127.0.0.1:18750 --users 2000 --rate 20000 --duration-s "$d"
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d"
     ;;
   cluster)
     scripts/services.sh
     for o in 0 1 2; do
       start_node "$o" CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
     done
-    bench 1 cluster --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
-      --rate 10000 --cross-node --duration-s "$d"
+    bench 1 "$label" --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
+      --rate "${RATE:-10000}" --cross-node --duration-s "$d"
     ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
@@ -90,4 +92,4 @@ py=.tools/venv/bin/python
 if [ ! -x "$py" ]; then scripts/tools.sh >/dev/null; fi
 "$py" -c 'import matplotlib' 2>/dev/null || .tools/venv/bin/pip install -q matplotlib
 "$py" scripts/bench_report.py render "$out"
-echo "wrote $out/$scenario.json, $out/README.md, $out/latency.png"
+echo "wrote $out/$label.json, $out/README.md, $out/latency.png"

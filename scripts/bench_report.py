@@ -22,6 +22,11 @@ def merge(out, parts):
         for code, n in x["errors"].items():
             errors[code] = errors.get(code, 0) + n
     r["errors"] = errors
+    closed = {}
+    for x in reports:
+        for code, n in x.get("sessions_closed", {}).items():
+            closed[code] = closed.get(code, 0) + n
+    r["sessions_closed"] = closed
     if len(reports) > 1:
         # Percentiles of separate processes cannot be combined exactly: keep
         # the worst of each, and say so.
@@ -55,21 +60,35 @@ def render(d):
         "Produced by `scripts/bench.sh <scenario>` (release build, load generator on the same machine).",
         "Numbers are measured, not asserted; see the command of each run.",
         "",
-        "| scenario | sessions | target msg/s | sent msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | errors | node RSS / session |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | sessions | target msg/s | sent msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | errors | closed by node | node RSS / session |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lat = r["latency"]
         per = ", ".join(f"{m['bytes_per_session'] / 1024:.1f} KiB" for m in r["node_memory"])
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
+        closed = ", ".join(f"{k}: {v}" for k, v in r.get("sessions_closed", {}).items()) or "0"
         lines.append(
             f"| {r['label']} | {r['sessions']} | {r['target_rate']} | {r['sent_per_s']:.0f} | {r['delivered_per_s']:.0f} "
             f"| {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} "
-            f"| {r['lost']} | {r['duplicated']} | {errors} | {per} |"
+            f"| {r['lost']} | {r['duplicated']} | {errors} | {closed} | {per} |"
         )
-    lines += ["", "Commands and machines:", ""]
+    lines += ["", "Reproduce, machines, and the load generator's own command line:", ""]
     for r in runs:
-        lines.append(f"- **{r['label']}** ({r.get('machine', '?')}): `{r['command']}`")
+        scenario, _, rate = r["label"].partition("-")
+        again = f"RATE={rate} scripts/bench.sh {scenario}" if rate else f"scripts/bench.sh {scenario}"
+        lines.append(f"- **{r['label']}**: `{again}` on {r.get('machine', '?')}; ran `{r['command']}`")
+    idle = [r for r in runs if r["target_rate"] == 0]
+    for r in idle:
+        for m in r["node_memory"]:
+            per = m["bytes_per_session"]
+            lines += [
+                "",
+                f"Idle sessions: **measured** {m['sessions']} sessions on one node at {per / 1024:.1f} KiB of node RSS each "
+                f"({m['rss_connected_bytes'] / 2**20:.0f} MiB in all). One process may open at most 20,000 files here, "
+                "so one node cannot hold more; 100,000 sessions per node is an **extrapolation**: "
+                f"about {100_000 * per / 2**30:.2f} GiB at the measured cost per session.",
+            ]
     open(os.path.join(d, "README.md"), "w").write("\n".join(lines) + "\n")
     try:
         import matplotlib

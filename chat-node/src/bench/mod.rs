@@ -68,6 +68,11 @@ pub struct Args {
     pub json: Option<std::path::PathBuf>,
 }
 
+/// A session's writer: frames to send on it.
+type Writer = mpsc::Sender<String>;
+/// (user, device) and how opening its session went.
+type Opened = ((usize, usize), Result<Writer, String>);
+
 /// A node's resident memory, from its `/metrics`.
 async fn node_rss(node: &str) -> u64 {
     let Ok(r) = http_client::request("GET", &format!("http://{node}/metrics"), &[], vec![]).await
@@ -145,19 +150,18 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let slots: Vec<(usize, usize)> = (0..args.users)
         .flat_map(|u| (0..args.devices).map(move |d| (u, d)))
         .collect();
-    let opened: Vec<((usize, usize), Result<mpsc::Sender<String>, String>)> =
-        futures_util::stream::iter(slots)
-            .map(|(u, d)| {
-                let (node, token, shared) = (
-                    args.nodes[node_of(u, d)].clone(),
-                    tokens[u].clone(),
-                    shared.clone(),
-                );
-                async move { ((u, d), session::open(&node, &token, shared).await) }
-            })
-            .buffer_unordered(args.connect_concurrency.max(1))
-            .collect()
-            .await;
+    let opened: Vec<Opened> = futures_util::stream::iter(slots)
+        .map(|(u, d)| {
+            let (node, token, shared) = (
+                args.nodes[node_of(u, d)].clone(),
+                tokens[u].clone(),
+                shared.clone(),
+            );
+            async move { ((u, d), session::open(&node, &token, shared).await) }
+        })
+        .buffer_unordered(args.connect_concurrency.max(1))
+        .collect()
+        .await;
     let connect_seconds = started.elapsed().as_secs_f64();
     let mut senders: Vec<Vec<Option<mpsc::Sender<String>>>> =
         vec![vec![None; args.devices]; args.users];
@@ -190,8 +194,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
 
     if args.rate > 0 {
         traffic(&args, &senders, &shared, n).await;
-        // Let deliveries in flight arrive.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        drain(&shared).await;
     }
     for m in memory.iter_mut() {
         m.rss_end_bytes = node_rss(&m.node).await;
@@ -218,6 +221,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         duplicated,
         errors: st.errors.clone(),
         backpressure: st.backpressure,
+        sessions_closed: st.closed.clone(),
         node_memory: memory,
         generator_rss_bytes: crate::metrics::resident_memory_bytes().unwrap_or(0),
     };
@@ -226,6 +230,32 @@ pub async fn run(args: Args) -> Result<Report, String> {
     }
     drop(senders);
     Ok(report)
+}
+
+/// Waits until every acknowledged message has all its deliveries, or no
+/// delivery arrived for 3 seconds (at most a minute): what is still missing
+/// then is lost.
+async fn drain(shared: &Shared) {
+    let progress = || {
+        let st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let seen: u64 = st.deliveries.values().map(|n| u64::from(*n)).sum();
+        let want: u64 = st.acked.values().map(|n| u64::from(*n)).sum();
+        (seen, want)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        let (seen, want) = progress();
+        if seen >= want {
+            return;
+        }
+        if seen != last.0 {
+            last = (seen, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(3) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Sends at the target rate for warm-up plus the measured window.

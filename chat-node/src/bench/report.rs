@@ -21,6 +21,8 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// Sends that could not be queued because a session's writer was full.
     pub backpressure: u64,
+    /// Sessions the node closed during the run, by close code.
+    pub closed: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +89,8 @@ pub struct Report {
     pub duplicated: u64,
     pub errors: BTreeMap<String, u64>,
     pub backpressure: u64,
+    /// Sessions the node closed during the run, by close code.
+    pub sessions_closed: BTreeMap<String, u64>,
     pub node_memory: Vec<NodeMemory>,
     pub generator_rss_bytes: u64,
 }

@@ -74,11 +74,22 @@ pub async fn open(
         }
     });
     tokio::spawn(async move {
-        while let Some(Ok(m)) = stream.next().await {
-            if let Message::Text(t) = m {
-                record(&shared, &t);
+        let mut end = "connection lost".to_owned();
+        while let Some(m) = stream.next().await {
+            match m {
+                Ok(Message::Text(t)) => record(&shared, &t),
+                Ok(Message::Close(frame)) => {
+                    end = frame
+                        .map_or_else(|| "no code".to_owned(), |f| u16::from(f.code).to_string());
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
+        // The generator closes nothing itself before the report is made.
+        let mut st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+        *st.closed.entry(end).or_default() += 1;
     });
     Ok(tx)
 }
