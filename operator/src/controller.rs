@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use crate::crd::ChatCluster;
 use crate::metrics::Metrics;
@@ -65,7 +65,16 @@ impl Context {
 
     /// Publishes a Kubernetes Event on the ChatCluster (best effort).
     pub async fn event(&self, cc: &ChatCluster, type_: EventType, reason: &str, note: &str) {
-        rec::record(self, cc, type_, reason, note).await;
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &cc.object_ref(&())).await {
+            tracing::debug!(error = %e, "cannot publish event");
+        }
     }
 }
 

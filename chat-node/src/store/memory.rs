@@ -162,10 +162,6 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError> {
-        Ok(self.lock().inboxes.get(user).map_or(0, |i| i.pts))
-    }
-
     async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError> {
         let mut st = self.lock();
         st.presence

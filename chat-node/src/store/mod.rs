@@ -172,9 +172,6 @@ pub trait Store: Send + Sync + 'static {
     /// records the client id; or, for a known client id, changes nothing and
     /// returns the first message.
     async fn send(&self, msg: NewMessage, client_id: &str) -> Result<Stored, StoreError>;
-    /// The user's newest inbox position.
-    async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError>;
-
     /// A session of `user` opened on node `port` (run `instance`): records
     /// presence and returns the user's newest inbox position.
     async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError>;

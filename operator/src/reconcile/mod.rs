@@ -20,13 +20,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use self::meta::{MANAGER, admin_secret_name, labels, owned_meta, selector_string};
+use self::meta::{MANAGER, admin_secret_name, owned_meta, selector_string};
 use self::status::{Observations, PodInfo, RegistryEntry};
 use crate::controller::Context;
 use crate::crd::{BackendRef, ChatCluster, CleanupPolicy, FINALIZER};
@@ -454,23 +454,4 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
         .collect();
     set_finalizers(cc, &api, remaining).await?;
     Ok(Action::await_change())
-}
-
-/// Publishes a Kubernetes Event on the ChatCluster (best effort).
-pub async fn record(ctx: &Context, cc: &ChatCluster, type_: EventType, reason: &str, note: &str) {
-    let ev = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &cc.object_ref(&())).await {
-        tracing::debug!(error = %e, "cannot publish event");
-    }
-}
-
-/// Every label an owned object carries (for tests and pruning).
-pub fn owned_labels(cc: &ChatCluster) -> BTreeMap<String, String> {
-    labels(cc)
 }

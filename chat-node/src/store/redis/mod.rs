@@ -221,15 +221,6 @@ impl Store for RedisStore {
         })
     }
 
-    async fn inbox_pts(&self, user: &str) -> Result<u64, StoreError> {
-        let pts: Option<u64> = self
-            .conn()
-            .get(self.keys.inbox_pts(user))
-            .await
-            .map_err(unavailable)?;
-        Ok(pts.unwrap_or(0))
-    }
-
     async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError> {
         self.scripts
             .join
