@@ -117,8 +117,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_TOKEN_TTL_S", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
     pub token_ttl_s: u64,
 
-    /// WebSocket read buffer per connection, in bytes (memory per idle connection).
-    #[arg(long, env = "CHAT_WS_READ_BUFFER", default_value_t = 2048, value_parser = clap::value_parser!(u32).range(256..))]
+    /// WebSocket read buffer per connection, in bytes: allocated for every
+    /// connection, so it sets much of the memory an idle session costs; it
+    /// grows on demand for larger frames.
+    #[arg(long, env = "CHAT_WS_READ_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..))]
     pub ws_read_buffer: u32,
 
     /// Deliveries queued for one session before it counts as too slow and is closed (1013).

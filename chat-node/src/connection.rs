@@ -49,7 +49,9 @@ where
         node: node.clone(),
         limiter,
     };
-    if let Some(session) = conn.authenticate().await {
+    // Boxed: request-time futures live on the heap only while they run, so
+    // the long-lived connection task stays small (memory per idle session).
+    if let Some(session) = Box::pin(conn.authenticate()).await {
         state.set("active");
         let user = session.ctx.user.clone();
         conn.run(session, &mut state).await;
@@ -233,7 +235,7 @@ where
             let flow = tokio::select! {
                 biased;
                 reason = s.stop.triggered() => {
-                    self.stopped(reason).await;
+                    Box::pin(self.stopped(reason)).await;
                     Flow::Close
                 }
                 Some(frame) = s.rx.recv() => match self.send(WsMessage::Text(frame)).await {
@@ -242,10 +244,10 @@ where
                 },
                 incoming = self.ws.next() => {
                     last_seen = Instant::now();
-                    self.incoming(&s.ctx, incoming).await
+                    Box::pin(self.incoming(&s.ctx, incoming)).await
                 }
                 _ = sleep_until(last_seen + idle) => {
-                    self.close(close::TIMEOUT, "idle").await;
+                    Box::pin(self.close(close::TIMEOUT, "idle")).await;
                     Flow::Close
                 }
                 _ = crate::node::until_set(&mut drain), if drain_deadline.is_none() => {
@@ -258,7 +260,7 @@ where
                     }
                 }
                 _ = sleep_until(drain_deadline.unwrap_or(last_seen)), if drain_deadline.is_some() => {
-                    self.close(close::DRAINING, "node draining").await;
+                    Box::pin(self.close(close::DRAINING, "node draining")).await;
                     Flow::Close
                 }
             };

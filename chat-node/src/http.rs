@@ -273,7 +273,7 @@ async fn upgrade(State(s): State<AppState>, mut req: Request) -> Response {
     };
     let node = s.node.clone();
     let cfg = ws_config(&node);
-    s.connections.spawn(async move {
+    let fut = async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(
@@ -286,7 +286,8 @@ async fn upgrade(State(s): State<AppState>, mut req: Request) -> Response {
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }
-    });
+    };
+    s.connections.spawn(fut);
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")
