@@ -193,8 +193,8 @@ pub async fn run(args: Args) -> Result<Report, String> {
     }
 
     if args.rate > 0 {
-        traffic(&args, &senders, &shared, n).await;
-        drain(&shared).await;
+        let sends = traffic(&args, &senders, &shared, n).await;
+        drain(&shared, sends).await;
     }
     for m in memory.iter_mut() {
         m.rss_end_bytes = node_rss(&m.node).await;
@@ -232,25 +232,31 @@ pub async fn run(args: Args) -> Result<Report, String> {
     Ok(report)
 }
 
-/// Waits until every acknowledged message has all its deliveries, or no
-/// delivery arrived for 3 seconds (at most a minute): what is still missing
-/// then is lost.
-async fn drain(shared: &Shared) {
-    let progress = || {
+/// Waits until every send has its reply and every acknowledged message has
+/// all its deliveries, or nothing changed for 3 seconds (at most a minute):
+/// what is still missing then is lost.
+async fn drain(shared: &Shared, sends: u64) {
+    let outstanding = || {
         let st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
-        let seen: u64 = st.deliveries.values().map(|n| u64::from(*n)).sum();
-        let want: u64 = st.acked.values().map(|n| u64::from(*n)).sum();
-        (seen, want)
+        let replies = st.acked.len() as u64 + st.errors.values().sum::<u64>();
+        let missing: u64 = st
+            .acked
+            .iter()
+            .map(|(id, want)| {
+                u64::from(want.saturating_sub(st.deliveries.get(id).copied().unwrap_or(0)))
+            })
+            .sum();
+        (sends.saturating_sub(replies), missing)
     };
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = (u64::MAX, Instant::now());
+    let mut last = ((u64::MAX, u64::MAX), Instant::now());
     while Instant::now() < deadline {
-        let (seen, want) = progress();
-        if seen >= want {
+        let now = outstanding();
+        if now == (0, 0) {
             return;
         }
-        if seen != last.0 {
-            last = (seen, Instant::now());
+        if now != last.0 {
+            last = (now, Instant::now());
         } else if last.1.elapsed() > Duration::from_secs(3) {
             return;
         }
@@ -264,7 +270,7 @@ async fn traffic(
     senders: &[Vec<Option<mpsc::Sender<String>>>],
     shared: &Shared,
     n: usize,
-) {
+) -> u64 {
     let users = args.users;
     let total = Duration::from_secs(args.warmup_s + args.duration_s);
     let started = Instant::now();
@@ -272,6 +278,7 @@ async fn traffic(
     let mut seq: u64 = 0;
     let mut rng = rand::rng();
     let mut window_open = false;
+    let mut queued: u64 = 0;
     while started.elapsed() < total {
         if !window_open && started.elapsed() >= Duration::from_secs(args.warmup_s) {
             shared.window_start_us.store(now_us(), Ordering::Relaxed);
@@ -293,17 +300,19 @@ async fn traffic(
                 args.prefix,
                 now_us()
             );
-            if let Some(tx) = &senders[from][0]
-                && tx.try_send(frame).is_err()
-            {
-                shared
-                    .stats
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .backpressure += 1;
+            match &senders[from][0] {
+                Some(tx) if tx.try_send(frame).is_ok() => queued += 1,
+                _ => {
+                    shared
+                        .stats
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .backpressure += 1
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     shared.window_end_us.store(now_us(), Ordering::Relaxed);
+    queued
 }
