@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use ::redis::{AsyncCommands, Script};
 
-use super::StoreError;
 use super::redis::{RedisStore, unavailable};
+use super::{Store, StoreError};
 
 /// What a cluster has in the registry, as the operator sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,17 +73,17 @@ impl RedisStore {
         mode: &str,
     ) -> Result<Removed, StoreError> {
         let k = self.keys();
-        let (registry, presence): (u64, u64) = Script::new(include_str!("lua/retire_node.lua"))
+        let registry: u64 = Script::new(include_str!("lua/collect_run.lua"))
             .key(k.ports())
             .key(k.node(port))
-            .key(k.node_users(port))
             .arg(port)
             .arg(instance)
-            .arg(k.presence_prefix())
             .arg(mode)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
+        // The same compare-and-delete a node uses on its own stale presence.
+        let presence = self.clear_presence(port, instance, false).await?;
         Ok(Removed { registry, presence })
     }
 
