@@ -4,6 +4,12 @@ use clap::Parser;
 
 use chat_node::bench::{Args, run};
 
+/// mimalloc: the message path allocates a lot of small, short-lived
+/// buffers, and glibc malloc spent a fifth of the node's CPU on them
+/// (profiled under load; see docs/bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();

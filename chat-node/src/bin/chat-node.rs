@@ -5,6 +5,12 @@ use tracing_subscriber::EnvFilter;
 
 use chat_node::{Config, Server};
 
+/// mimalloc: the message path allocates a lot of small, short-lived
+/// buffers, and glibc malloc spent a fifth of the node's CPU on them
+/// (profiled under load; see docs/bench/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
