@@ -332,7 +332,7 @@ where
                 .observe(started.elapsed().as_secs_f64());
         }
         if !outcome.deliveries.is_empty() {
-            self.node.fan_out(outcome.deliveries).await;
+            self.node.fan_out(outcome.deliveries, outcome.routes).await;
         }
         Flow::Continue
     }

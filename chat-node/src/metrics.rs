@@ -43,9 +43,23 @@ pub struct Metrics {
     /// From a `send` frame arriving to its `sent` reply being written.
     pub send_seconds: Histogram,
     pub bus_errors: Counter,
+    /// Events the broker confirmed, and the broker messages they filled.
+    pub bus_events: Counter,
+    pub bus_messages: Counter,
     pub sessions_stopped_slow: Counter,
     /// Resident memory of the process, read when metrics are scraped.
     pub resident_memory: Gauge,
+}
+
+impl Metrics {
+    /// The counters a bus updates.
+    pub fn bus(&self) -> crate::bus::BusMetrics {
+        crate::bus::BusMetrics {
+            errors: self.bus_errors.clone(),
+            events: self.bus_events.clone(),
+            messages: self.bus_messages.clone(),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -68,6 +82,8 @@ impl Metrics {
             // 0.1 ms .. ~3.3 s
             send_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             bus_errors: Counter::default(),
+            bus_events: Counter::default(),
+            bus_messages: Counter::default(),
             sessions_stopped_slow: Counter::default(),
             resident_memory: Gauge::default(),
         };
@@ -102,6 +118,16 @@ impl Metrics {
             "bus_publish_errors",
             "Deliveries the bus could not publish",
             m.bus_errors.clone(),
+        );
+        r.register(
+            "bus_events_published",
+            "Deliveries and kicks the broker confirmed",
+            m.bus_events.clone(),
+        );
+        r.register(
+            "bus_messages_published",
+            "Broker messages those events were coalesced into",
+            m.bus_messages.clone(),
         );
         r.register(
             "sessions_stopped_slow",

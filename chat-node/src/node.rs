@@ -12,7 +12,7 @@ use crate::ids::{self, MessageIds};
 use crate::metrics::Metrics;
 use crate::protocol::client::Limits;
 use crate::session::Sessions;
-use crate::store::{NodeRecord, Store, StoreError, TokenRecord};
+use crate::store::{NodeRecord, Nodes, Routes, Store, StoreError, TokenRecord};
 
 /// How often a node refreshes its registry entry.
 pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -129,10 +129,11 @@ impl Node {
     }
 
     /// Hands frames to the local sessions, then over the bus to the other
-    /// nodes that presence says hold sessions of the users concerned: one
-    /// presence lookup for all users, one envelope per node. Best effort:
-    /// the inbox is the truth, `sync` repairs any loss.
-    pub async fn fan_out(&self, deliveries: Vec<Delivery>) {
+    /// nodes that presence says hold sessions of the users concerned (from
+    /// `routes` when the command read it already, else one lookup for all
+    /// users), one envelope per node. Best effort: the inbox is the truth,
+    /// `sync` repairs any loss.
+    pub async fn fan_out(&self, deliveries: Vec<Delivery>, routes: Option<Routes>) {
         for d in &deliveries {
             deliver_local(
                 &self.sessions,
@@ -155,7 +156,7 @@ impl Node {
                 message: d.is_message,
             })
             .collect();
-        self.publish(events).await;
+        self.publish(events, routes).await;
     }
 
     /// Stops the sessions of a revoked token, here and on other nodes.
@@ -168,25 +169,36 @@ impl Node {
             user: user.to_owned(),
             token_hash: token_hash.to_owned(),
         };
-        self.publish(vec![event]).await;
+        self.publish(vec![event], None).await;
     }
 
     /// Sends events to every other node holding sessions of their users.
-    async fn publish(&self, events: Vec<Event>) {
+    async fn publish(&self, events: Vec<Event>, routes: Option<Routes>) {
         let mut users: Vec<&str> = events.iter().map(Event::user).collect();
         users.sort_unstable();
         users.dedup();
-        let presence = match self.store.presence(&users).await {
+        let known = routes.and_then(|r| {
+            users
+                .iter()
+                .map(|u| r.iter().find(|(user, _)| user == u).map(|(_, n)| n.clone()))
+                .collect::<Option<Vec<Nodes>>>()
+        });
+        let presence = match known {
+            Some(p) => Ok(p),
+            None => self.store.presence(&users).await,
+        };
+        let presence = match presence {
             Ok(p) => p,
             Err(e) => {
-                self.metrics.bus_errors.inc();
+                self.metrics.bus_errors.inc_by(events.len() as u64);
                 tracing::warn!(error = %e, "cannot read presence; deliveries to other nodes skipped");
                 return;
             }
         };
         for (port, envelope) in route(&users, &presence, &events, self.id.port) {
-            if let Err(e) = self.bus.publish(port, &envelope).await {
-                self.metrics.bus_errors.inc();
+            let n = envelope.events.len() as u64;
+            if let Err(e) = self.bus.publish(port, envelope).await {
+                self.metrics.bus_errors.inc_by(n);
                 tracing::warn!(error = %e, port, "cannot publish to node");
             }
         }
@@ -245,7 +257,7 @@ pub fn deliver_local(
 /// envelope per node (addressed to its current run), none for `self_port`.
 pub fn route(
     users: &[&str],
-    presence: &[Vec<(u16, String)>],
+    presence: &[Nodes],
     events: &[Event],
     self_port: u16,
 ) -> Vec<(u16, Envelope)> {

@@ -110,7 +110,7 @@ impl Server {
                     port,
                     instance: id.instance.clone(),
                 };
-                Arc::new(RabbitBus::start(rabbit, inbound))
+                Arc::new(RabbitBus::start(rabbit, inbound, metrics.bus()))
             }
             None => Arc::new(LocalBus),
         };

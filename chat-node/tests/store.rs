@@ -68,7 +68,52 @@ both_stores!(
     expired_tokens_are_refused,
     retention_keeps_the_newest_entries_or_the_young_ones,
     deregistering_spares_a_node_that_came_back,
+    send_reads_the_routes_of_both_users,
 );
+
+async fn send_reads_the_routes_of_both_users(b: Backend) {
+    let f = Fixture::new(b, KEEP_ALL);
+    let now = now_ms();
+    f.store.join("alice", 8750, "i0").await.unwrap();
+    f.store.join("bob", 8770, "i2").await.unwrap();
+    f.store.join("bob", 8760, "i1").await.unwrap();
+    let stored = f
+        .store
+        .send(msg("m1", "alice", "bob", now), "c1", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.routes,
+        Some(vec![
+            ("alice".to_owned(), vec![(8750, "i0".to_owned())]),
+            (
+                "bob".to_owned(),
+                vec![(8760, "i1".to_owned()), (8770, "i2".to_owned())]
+            ),
+        ])
+    );
+    // A user without sessions has no nodes; a note to oneself names one user.
+    let stored = f
+        .store
+        .send(msg("m2", "carol", "carol", now), "c2", true)
+        .await
+        .unwrap();
+    assert_eq!(stored.routes, Some(vec![("carol".to_owned(), vec![])]));
+    // Not asked for, or a retry: nothing to route.
+    let stored = f
+        .store
+        .send(msg("m3", "alice", "bob", now), "c3", false)
+        .await
+        .unwrap();
+    assert_eq!(stored.routes, None);
+    let retry = f
+        .store
+        .send(msg("m4", "alice", "bob", now), "c1", true)
+        .await
+        .unwrap();
+    assert!(retry.duplicate);
+    assert_eq!(retry.routes, None);
+}
 
 async fn expired_tokens_are_refused(b: Backend) {
     let f = Fixture::new(b, KEEP_ALL);
@@ -111,7 +156,11 @@ async fn retention_keeps_the_newest_entries_or_the_young_ones(b: Backend) {
         .enumerate()
     {
         f.store
-            .send(msg(&format!("m{i}"), "alice", "bob", ts), &format!("c{i}"))
+            .send(
+                msg(&format!("m{i}"), "alice", "bob", ts),
+                &format!("c{i}"),
+                false,
+            )
             .await
             .unwrap();
     }
@@ -143,6 +192,7 @@ async fn retention_keeps_the_newest_entries_or_the_young_ones(b: Backend) {
             .send(
                 msg(&format!("y{i}"), "carol", "dave", now),
                 &format!("y{i}"),
+                false,
             )
             .await
             .unwrap();

@@ -11,15 +11,15 @@
 pub mod report;
 pub mod session;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use self::report::{Latency, NodeMemory, Report, exactly_once};
+use self::report::{Latency, NodeMemory, Report, Stats, exactly_once};
 use self::session::{Shared, now_us};
 use crate::http_client;
 
@@ -141,7 +141,10 @@ pub async fn run(args: Args) -> Result<Report, String> {
         .collect::<Result<_, _>>()?;
 
     let shared = Arc::new(Shared {
-        stats: Default::default(),
+        // Warm-up, window and a margin for the rate not being exact.
+        stats: Mutex::new(Stats::with_capacity(
+            (u64::from(args.rate) * (args.warmup_s + args.duration_s + 2)) as usize,
+        )),
         window_start_us: 0.into(),
         window_end_us: 0.into(),
         expected_per_message: (2 * args.devices - 1) as u32,

@@ -25,6 +25,19 @@ pub struct Stats {
     pub closed: BTreeMap<String, u64>,
 }
 
+impl Stats {
+    /// Stats sized for about `messages` messages, so the maps never rehash
+    /// (a pause that would show up as latency) while traffic runs.
+    pub fn with_capacity(messages: usize) -> Stats {
+        Stats {
+            latencies_us: Vec::with_capacity(messages),
+            deliveries: HashMap::with_capacity(messages),
+            acked: HashMap::with_capacity(messages),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub count: usize,

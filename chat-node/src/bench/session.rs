@@ -2,11 +2,12 @@
 //! token, then a writer task sends what it is given and a reader task
 //! records every frame it receives.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -94,39 +95,61 @@ pub async fn open(
     Ok(tx)
 }
 
+/// The parts of a server frame the generator looks at (borrowed: no
+/// allocation per frame but the ids it keeps).
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    msg: Option<MsgRef<'a>>,
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MsgRef<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    body: Option<Cow<'a, str>>,
+}
+
+impl MsgRef<'_> {
+    /// When the generator sent it (µs), from the body it wrote.
+    fn sent_us(&self) -> Option<u64> {
+        self.body.as_deref().and_then(|b| b.parse().ok())
+    }
+}
+
 /// Accounts for one frame received.
 fn record(shared: &Shared, text: &str) {
     let now = now_us();
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
+    let Ok(f) = serde_json::from_str::<Frame>(text) else {
         return;
     };
-    let mut st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
-    match v["type"].as_str() {
-        Some("msg") => {
-            let id = v["msg"]["id"].as_str().unwrap_or_default().to_owned();
-            *st.deliveries.entry(id).or_default() += 1;
-            if let Some(sent) = v["msg"]["body"]
-                .as_str()
-                .and_then(|b| b.parse::<u64>().ok())
-                && shared.in_window(sent)
-            {
+    match (f.kind.as_ref(), f.msg) {
+        ("msg", Some(m)) => {
+            let in_window = m.sent_us().filter(|&t| shared.in_window(t));
+            let mut st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            *st.deliveries.entry(m.id.into_owned()).or_default() += 1;
+            if let Some(sent) = in_window {
                 st.latencies_us.push(now.saturating_sub(sent));
                 st.delivered_in_window += 1;
             }
         }
-        Some("sent") => {
-            let id = v["msg"]["id"].as_str().unwrap_or_default().to_owned();
-            if let Some(sent) = v["msg"]["body"]
-                .as_str()
-                .and_then(|b| b.parse::<u64>().ok())
-                && shared.in_window(sent)
-            {
+        ("sent", Some(m)) => {
+            let in_window = m.sent_us().is_some_and(|t| shared.in_window(t));
+            let mut st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
+            if in_window {
                 st.acked_in_window += 1;
             }
-            st.acked.insert(id, shared.expected_per_message);
+            st.acked
+                .insert(m.id.into_owned(), shared.expected_per_message);
         }
-        Some("error") => {
-            let code = v["code"].as_str().unwrap_or("unknown").to_owned();
+        ("error", _) => {
+            let code = f.code.as_deref().unwrap_or("unknown").to_owned();
+            let mut st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
             *st.errors.entry(code).or_default() += 1;
         }
         _ => {}

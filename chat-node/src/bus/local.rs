@@ -11,7 +11,7 @@ pub struct LocalBus;
 
 #[async_trait]
 impl Bus for LocalBus {
-    async fn publish(&self, port: u16, _envelope: &Envelope) -> Result<(), BusError> {
+    async fn publish(&self, port: u16, _envelope: Envelope) -> Result<(), BusError> {
         Err(BusError::Unavailable(format!(
             "the in-process bus reaches no other node (port {port}); set CHAT_AMQP_URL for a cluster"
         )))

@@ -62,11 +62,24 @@ pub struct Envelope {
 /// What a bus hands incoming events to.
 pub type Inbound = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// What a bus counts (shared with the node's metrics).
+#[derive(Debug, Clone, Default)]
+pub struct BusMetrics {
+    /// Events that could not be published (dropped: `sync` repairs).
+    pub errors: prometheus_client::metrics::counter::Counter,
+    /// Events the broker confirmed.
+    pub events: prometheus_client::metrics::counter::Counter,
+    /// Broker messages those events travelled in (coalesced per node).
+    pub messages: prometheus_client::metrics::counter::Counter,
+}
+
 /// The bus seam.
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Sends `envelope` to the node on `port`.
-    async fn publish(&self, port: u16, envelope: &Envelope) -> Result<(), BusError>;
+    /// Sends `envelope` to the node on `port`. May return once it is queued
+    /// for sending: envelopes to one node arrive in the order published,
+    /// and failures after queueing are counted in [`BusMetrics::errors`].
+    async fn publish(&self, port: u16, envelope: Envelope) -> Result<(), BusError>;
     /// Whether the bus can carry events now (for `/readyz`).
     fn ready(&self) -> bool;
     /// A bus with no other nodes behind it (nothing to publish, ever).

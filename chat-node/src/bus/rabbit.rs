@@ -4,8 +4,16 @@
 //!
 //! A supervisor task owns the connection: it connects, declares, consumes,
 //! and when the broker goes away it marks the bus not ready and reconnects
-//! with backoff, re-declaring everything. Publishing uses a channel with
-//! publisher confirms; while disconnected, publish fails fast.
+//! with backoff, re-declaring everything. While disconnected, publish fails
+//! fast.
+//!
+//! Publishing never waits on the broker in a client's connection task: it
+//! queues the envelope in an outbox. One publisher task takes everything
+//! that queued up, coalesces it into one broker message per destination
+//! node (order kept), publishes those on a channel with publisher confirms
+//! and awaits the confirms; meanwhile the next batch queues up. Under load
+//! one broker message carries many deliveries, which is what keeps the
+//! broker's CPU in check; when idle a delivery goes out at once.
 //!
 //! Deliveries are best effort (the inbox is the truth), so the queue bounds
 //! what can pile up for a node that is gone: messages expire after a minute
@@ -25,10 +33,10 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::{Bus, BusError, Envelope, Inbound};
+use super::{Bus, BusError, BusMetrics, Envelope, Inbound};
 
 /// How long an undelivered event may wait in a node's queue.
 const MESSAGE_TTL_MS: u32 = 60_000;
@@ -36,6 +44,13 @@ const MESSAGE_TTL_MS: u32 = 60_000;
 const MAX_QUEUE_LENGTH: u32 = 100_000;
 /// How long to wait for the broker to confirm a publish.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envelopes that may wait in the outbox; beyond that the broker is too
+/// slow and publish fails fast (the inbox is the truth).
+const OUTBOX_CAPACITY: usize = 65_536;
+/// Most envelopes taken from the outbox in one batch.
+const MAX_BATCH_ENVELOPES: usize = 4096;
+/// Most events in one broker message.
+const MAX_EVENTS_PER_MESSAGE: usize = 512;
 
 /// The exchange of a cluster.
 pub fn exchange_name(cluster: &str) -> String {
@@ -74,33 +89,144 @@ struct Shared {
 /// A node's connection to the RabbitMQ bus.
 pub struct RabbitBus {
     shared: Arc<Shared>,
+    outbox: mpsc::Sender<(u16, Envelope)>,
     stop: watch::Sender<bool>,
-    supervisor: std::sync::Mutex<Option<JoinHandle<()>>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RabbitBus {
-    /// Starts the supervisor; events for this node go to `inbound`.
-    pub fn start(cfg: RabbitConfig, inbound: Inbound) -> RabbitBus {
+    /// Starts the supervisor and the publisher; events for this node go to
+    /// `inbound`.
+    pub fn start(cfg: RabbitConfig, inbound: Inbound, metrics: BusMetrics) -> RabbitBus {
         let shared = Arc::new(Shared {
             cfg,
             publisher: RwLock::new(None),
             ready: AtomicBool::new(false),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(supervise(shared.clone(), inbound, stop_rx));
+        let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let tasks = vec![
+            tokio::spawn(supervise(shared.clone(), inbound, stop_rx.clone())),
+            tokio::spawn(publish_loop(shared.clone(), outbox_rx, metrics, stop_rx)),
+        ];
         RabbitBus {
             shared,
+            outbox,
             stop,
-            supervisor: std::sync::Mutex::new(Some(task)),
+            tasks: std::sync::Mutex::new(tasks),
         }
     }
+}
 
+impl Shared {
     fn publisher(&self) -> Option<Channel> {
-        self.shared
-            .publisher
+        self.publisher
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+/// Publishes what queues up in the outbox, a batch at a time, until the
+/// node stops.
+async fn publish_loop(
+    shared: Arc<Shared>,
+    mut outbox: mpsc::Receiver<(u16, Envelope)>,
+    metrics: BusMetrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH_ENVELOPES);
+    loop {
+        let n = tokio::select! {
+            n = outbox.recv_many(&mut batch, MAX_BATCH_ENVELOPES) => n,
+            _ = crate::node::until_set(&mut stop) => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let messages = coalesce(batch.drain(..), MAX_EVENTS_PER_MESSAGE);
+        publish_confirmed(&shared, messages, &metrics).await;
+    }
+}
+
+/// Merges envelopes into as few as possible per destination node: an
+/// envelope joins the previous one for its port when both are for the same
+/// run of that node and the result stays under `max_events`. Events for one
+/// node keep their order.
+pub fn coalesce(
+    envelopes: impl IntoIterator<Item = (u16, Envelope)>,
+    max_events: usize,
+) -> Vec<(u16, Envelope)> {
+    let mut out: Vec<(u16, Envelope)> = Vec::new();
+    let mut open: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
+    for (port, envelope) in envelopes {
+        if let Some(&i) = open.get(&port) {
+            let last = &mut out[i].1;
+            if last.instance == envelope.instance
+                && last.events.len() + envelope.events.len() <= max_events
+            {
+                last.events.extend(envelope.events);
+                continue;
+            }
+        }
+        open.insert(port, out.len());
+        out.push((port, envelope));
+    }
+    out
+}
+
+/// Publishes one broker message per envelope, then waits for the broker to
+/// confirm them all; counts what was confirmed and what was lost.
+async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metrics: &BusMetrics) {
+    let events = |m: &[(u16, Envelope)]| m.iter().map(|(_, e)| e.events.len() as u64).sum();
+    let Some(ch) = shared.publisher() else {
+        metrics.errors.inc_by(events(&messages));
+        tracing::warn!("not connected to RabbitMQ; deliveries to other nodes dropped");
+        return;
+    };
+    let exchange = exchange_name(&shared.cfg.cluster);
+    let mut pending = Vec::with_capacity(messages.len());
+    for (port, envelope) in &messages {
+        let n = envelope.events.len() as u64;
+        let payload = match serde_json::to_vec(envelope) {
+            Ok(p) => p,
+            Err(e) => {
+                metrics.errors.inc_by(n);
+                tracing::warn!(error = %e, "cannot encode an envelope");
+                continue;
+            }
+        };
+        let published = ch
+            .basic_publish(
+                exchange.as_str().into(),
+                port.to_string().as_str().into(),
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default(),
+            )
+            .await;
+        match published {
+            Ok(confirm) => pending.push((*port, n, confirm)),
+            Err(e) => {
+                metrics.errors.inc_by(n);
+                tracing::warn!(error = %e, port, "cannot publish to node");
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+    for (port, n, confirm) in pending {
+        let failure = match tokio::time::timeout_at(deadline, confirm).await {
+            Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => {
+                metrics.events.inc_by(n);
+                metrics.messages.inc();
+                continue;
+            }
+            Ok(Ok(Confirmation::Nack(_))) => "broker refused the delivery".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "broker did not confirm in time".to_owned(),
+        };
+        metrics.errors.inc_by(n);
+        tracing::warn!(error = %failure, port, "cannot publish to node");
     }
 }
 
@@ -239,33 +365,18 @@ async fn consume(
 
 #[async_trait]
 impl Bus for RabbitBus {
-    async fn publish(&self, port: u16, envelope: &Envelope) -> Result<(), BusError> {
-        let unavailable = |e: &dyn std::fmt::Display| BusError::Unavailable(e.to_string());
-        let Some(ch) = self.publisher() else {
+    async fn publish(&self, port: u16, envelope: Envelope) -> Result<(), BusError> {
+        if !self.ready() {
             return Err(BusError::Unavailable("not connected to RabbitMQ".into()));
-        };
-        let payload = serde_json::to_vec(envelope).map_err(|e| unavailable(&e))?;
-        let exchange = exchange_name(&self.shared.cfg.cluster);
-        let confirm = ch
-            .basic_publish(
-                exchange.as_str().into(),
-                port.to_string().as_str().into(),
-                BasicPublishOptions::default(),
-                &payload,
-                BasicProperties::default(),
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
-        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-            Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => Ok(()),
-            Ok(Ok(Confirmation::Nack(_))) => {
-                Err(BusError::Unavailable("broker refused the delivery".into()))
-            }
-            Ok(Err(e)) => Err(unavailable(&e)),
-            Err(_) => Err(BusError::Unavailable(
-                "broker did not confirm in time".into(),
-            )),
         }
+        self.outbox.try_send((port, envelope)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                BusError::Unavailable("the broker is not keeping up; outbox full".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                BusError::Unavailable("the bus is shut down".into())
+            }
+        })
     }
 
     fn ready(&self) -> bool {
@@ -278,12 +389,8 @@ impl Bus for RabbitBus {
 
     async fn shutdown(&self) {
         self.stop.send_replace(true);
-        let task = self
-            .supervisor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
@@ -297,6 +404,63 @@ mod tests {
     fn names_follow_the_design() {
         assert_eq!(exchange_name("prod"), "chat.prod");
         assert_eq!(queue_name("prod", 8760), "chat.prod.8760");
+    }
+
+    fn env(instance: &str, users: &[&str]) -> Envelope {
+        Envelope {
+            instance: instance.into(),
+            events: users
+                .iter()
+                .map(|u| super::super::Event::Kick {
+                    user: (*u).into(),
+                    token_hash: "h".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn coalesce_merges_per_node_in_order() {
+        let batch = vec![
+            (8760, env("i1", &["a"])),
+            (8770, env("i2", &["b"])),
+            (8760, env("i1", &["c", "d"])),
+            (8770, env("i2", &["e"])),
+        ];
+        assert_eq!(
+            coalesce(batch, 512),
+            vec![
+                (8760, env("i1", &["a", "c", "d"])),
+                (8770, env("i2", &["b", "e"])),
+            ]
+        );
+    }
+
+    #[test]
+    fn coalesce_keeps_runs_apart_and_bounds_messages() {
+        // A node that restarted (new instance) gets a separate envelope, after
+        // the one for its previous run.
+        let batch = vec![
+            (8760, env("old", &["a"])),
+            (8760, env("new", &["b"])),
+            (8760, env("new", &["c"])),
+        ];
+        assert_eq!(
+            coalesce(batch, 512),
+            vec![(8760, env("old", &["a"])), (8760, env("new", &["b", "c"]))]
+        );
+        let batch = vec![
+            (8760, env("i", &["a", "b"])),
+            (8760, env("i", &["c", "d"])),
+            (8760, env("i", &["e"])),
+        ];
+        assert_eq!(
+            coalesce(batch, 3),
+            vec![
+                (8760, env("i", &["a", "b"])),
+                (8760, env("i", &["c", "d", "e"]))
+            ]
+        );
     }
 
     #[test]

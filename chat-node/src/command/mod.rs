@@ -18,7 +18,7 @@ use crate::node::{Delivery, Node};
 use crate::protocol::client::{Command, Request};
 use crate::protocol::server::ServerFrame;
 use crate::protocol::{ErrorCode, ProtoError};
-use crate::store::StoreError;
+use crate::store::{Routes, StoreError};
 
 /// The authenticated session a command runs for.
 #[derive(Debug, Clone)]
@@ -33,6 +33,9 @@ pub struct SessionCtx {
 pub struct Outcome {
     pub reply: String,
     pub deliveries: Vec<Delivery>,
+    /// Where the users of `deliveries` have sessions, when the command
+    /// already read it (else the node looks it up before publishing).
+    pub routes: Option<Routes>,
 }
 
 impl Outcome {
@@ -40,6 +43,7 @@ impl Outcome {
         Outcome {
             reply,
             deliveries: Vec::new(),
+            routes: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub async fn apply(
             Ok(Outcome {
                 reply: ServerFrame::Ok { rid }.to_json(),
                 deliveries: to_both(s, &msg.from, frame),
+                routes: None,
             })
         }
     }

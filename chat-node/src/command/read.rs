@@ -30,6 +30,7 @@ pub async fn apply(
             Ok(Outcome {
                 reply: ServerFrame::Ok { rid }.to_json(),
                 deliveries: to_both(s, with, receipt),
+                routes: None,
             })
         }
     }

@@ -28,7 +28,7 @@ pub async fn apply(
     };
     let stored = node
         .store
-        .send(new, &req.id)
+        .send(new, &req.id, !node.bus.is_local())
         .await
         .map_err(|e| Failure::from(e).with_id(&req.id))?;
     let reply = ServerFrame::Sent {
@@ -54,5 +54,9 @@ pub async fn apply(
     }
     .to_json();
     deliveries.push(delivery(&msg.from, frame, Some(&s.session), true));
-    Ok(Outcome { reply, deliveries })
+    Ok(Outcome {
+        reply,
+        deliveries,
+        routes: stored.routes,
+    })
 }

@@ -57,6 +57,14 @@ impl MemoryStore {
 }
 
 impl State {
+    /// The nodes holding sessions of `user`.
+    fn nodes_of(&self, user: &str) -> Nodes {
+        self.presence
+            .get(user)
+            .map(|p| p.iter().map(|(port, i)| (*port, i.clone())).collect())
+            .unwrap_or_default()
+    }
+
     fn append_inbox(&mut self, user: &str, msg_id: &str, now_ms: u64, retention: Retention) -> u64 {
         let inbox = self.inboxes.entry(user.to_owned()).or_default();
         inbox.pts += 1;
@@ -119,7 +127,12 @@ impl Store for MemoryStore {
         Ok(self.lock().tokens.remove(token_hash))
     }
 
-    async fn send(&self, new: NewMessage, client_id: &str) -> Result<Stored, StoreError> {
+    async fn send(
+        &self,
+        new: NewMessage,
+        client_id: &str,
+        routes: bool,
+    ) -> Result<Stored, StoreError> {
         let mut st = self.lock();
         let now = new.ts;
         st.expire_client_ids(now);
@@ -133,6 +146,7 @@ impl Store for MemoryStore {
                 sender_pts: 0,
                 receiver_pts: None,
                 duplicate: true,
+                routes: None,
             });
         }
         let conv = st.convs.entry(new.conv.clone()).or_default();
@@ -154,11 +168,22 @@ impl Store for MemoryStore {
         };
         st.client_ids.insert(key.clone(), msg.id.clone());
         st.client_id_expiry.push_back((now + CLIENT_ID_TTL_MS, key));
+        let routes = routes.then(|| {
+            let mut users = vec![msg.from.as_str()];
+            if msg.to != msg.from {
+                users.push(&msg.to);
+            }
+            users
+                .into_iter()
+                .map(|u| (u.to_owned(), st.nodes_of(u)))
+                .collect()
+        });
         Ok(Stored {
             msg,
             sender_pts,
             receiver_pts,
             duplicate: false,
+            routes,
         })
     }
 
@@ -184,17 +209,9 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn presence(&self, users: &[&str]) -> Result<Vec<Vec<(u16, String)>>, StoreError> {
+    async fn presence(&self, users: &[&str]) -> Result<Vec<Nodes>, StoreError> {
         let st = self.lock();
-        Ok(users
-            .iter()
-            .map(|u| {
-                st.presence
-                    .get(*u)
-                    .map(|p| p.iter().map(|(port, i)| (*port, i.clone())).collect())
-                    .unwrap_or_default()
-            })
-            .collect())
+        Ok(users.iter().map(|u| st.nodes_of(u)).collect())
     }
 
     async fn clear_presence(

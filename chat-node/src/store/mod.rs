@@ -78,7 +78,18 @@ pub struct Stored {
     /// The client id was seen before: `msg` is the first stored message and
     /// nothing was stored or must be delivered now.
     pub duplicate: bool,
+    /// When asked for (and not a duplicate): where the sessions of the
+    /// sender and the receiver are, read in the same atomic step as the
+    /// write, so a session opening meanwhile is either listed here or starts
+    /// from an inbox position that already includes the message.
+    pub routes: Option<Routes>,
 }
+
+/// The nodes holding sessions of a user: (port, instance) pairs.
+pub type Nodes = Vec<(u16, String)>;
+
+/// For some users, the nodes holding their sessions.
+pub type Routes = Vec<(String, Nodes)>;
 
 /// A page of a user's inbox.
 #[derive(Debug, Clone)]
@@ -170,8 +181,14 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message atomically: assigns `seq`, appends to the
     /// conversation and to both inboxes, bumps the receiver's unread count and
     /// records the client id; or, for a known client id, changes nothing and
-    /// returns the first message.
-    async fn send(&self, msg: NewMessage, client_id: &str) -> Result<Stored, StoreError>;
+    /// returns the first message. With `routes`, also reads the presence of
+    /// both users (see [`Stored::routes`]), saving a round trip per send.
+    async fn send(
+        &self,
+        msg: NewMessage,
+        client_id: &str,
+        routes: bool,
+    ) -> Result<Stored, StoreError>;
     /// A session of `user` opened on node `port` (run `instance`): records
     /// presence and returns the user's newest inbox position.
     async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError>;
@@ -179,7 +196,7 @@ pub trait Store: Send + Sync + 'static {
     /// entry if it still belongs to `instance`.
     async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError>;
     /// For each user, the nodes holding sessions of theirs: (port, instance).
-    async fn presence(&self, users: &[&str]) -> Result<Vec<Vec<(u16, String)>>, StoreError>;
+    async fn presence(&self, users: &[&str]) -> Result<Vec<Nodes>, StoreError>;
     /// Removes presence entries of node `port`: with `keep`, every entry of
     /// another instance; else only the entries of `instance`. Returns how many.
     async fn clear_presence(

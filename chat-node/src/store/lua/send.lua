@@ -1,12 +1,16 @@
 -- Stores one message atomically, or recognises a retried client id.
 -- KEYS: 1 client-id key, 2 conversation seq counter, 3 conversation zset,
 --       4 message hash, 5 sender inbox, 6 sender pts counter,
---       7 receiver inbox, 8 receiver pts counter, 9 receiver unread hash
+--       7 receiver inbox, 8 receiver pts counter, 9 receiver unread hash,
+--       10 sender presence hash, 11 receiver presence hash
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
 --       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
---       12 message key prefix, 13 '1' for voice
+--       12 message key prefix, 13 '1' for voice, 14 '1' to return presence
 -- Returns {1, HGETALL of the first message} for a known client id,
--- else {0, seq, sender pts, receiver pts or 0}.
+-- else {0, seq, sender pts, receiver pts or 0} followed, when asked for, by
+-- HGETALL of the sender's and the receiver's presence (read in this same
+-- atomic step, so a session opening concurrently is listed or sees the
+-- message in its starting pts).
 local first = redis.call('GET', KEYS[1])
 if first then
   return {1, redis.call('HGETALL', ARGV[12] .. first)}
@@ -51,4 +55,8 @@ if ARGV[3] ~= ARGV[4] then
   redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[9])
+if ARGV[14] == '1' then
+  return {0, seq, sender_pts, receiver_pts,
+          redis.call('HGETALL', KEYS[10]), redis.call('HGETALL', KEYS[11])}
+end
 return {0, seq, sender_pts, receiver_pts}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use ::redis::Value;
 
 use crate::protocol::{Kind, Message};
-use crate::store::{StoreError, TokenRecord};
+use crate::store::{Nodes, StoreError, TokenRecord};
 
 pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
@@ -99,6 +99,22 @@ pub(super) fn message_from_fields(f: HashMap<String, String>) -> Result<Message,
 
 pub(super) fn message_from_value(v: Value) -> Result<Message, StoreError> {
     message_from_fields(as_fields(v)?)
+}
+
+/// A presence hash (HGETALL inside a script): the nodes holding sessions,
+/// as (port, instance) in port order.
+pub(super) fn nodes_from_value(v: Value) -> Result<Nodes, StoreError> {
+    let mut nodes = as_fields(v)?
+        .into_iter()
+        .map(|(port, instance)| {
+            let port = port
+                .parse()
+                .map_err(|_| corrupt(format!("presence port {port} is not a port")))?;
+            Ok((port, instance))
+        })
+        .collect::<Result<Nodes, StoreError>>()?;
+    nodes.sort_unstable();
+    Ok(nodes)
 }
 
 pub(super) fn token_from_fields(

@@ -12,7 +12,8 @@ use async_trait::async_trait;
 mod decode;
 
 use self::decode::{
-    as_array, as_i64, as_string, as_u64, corrupt, message_from_value, token_from_fields,
+    as_array, as_i64, as_string, as_u64, corrupt, message_from_value, nodes_from_value,
+    token_from_fields,
 };
 use super::keys::Keys;
 use super::*;
@@ -158,7 +159,12 @@ impl Store for RedisStore {
         token_from_fields(&f)
     }
 
-    async fn send(&self, new: NewMessage, client_id: &str) -> Result<Stored, StoreError> {
+    async fn send(
+        &self,
+        new: NewMessage,
+        client_id: &str,
+        routes: bool,
+    ) -> Result<Stored, StoreError> {
         let k = &self.keys;
         let media = match &new.media {
             Some(m) => serde_json::to_string(m).map_err(corrupt)?,
@@ -177,6 +183,8 @@ impl Store for RedisStore {
             .key(k.inbox(&new.to))
             .key(k.inbox_pts(&new.to))
             .key(k.unread(&new.to))
+            .key(k.presence(&new.from))
+            .key(k.presence(&new.to))
             .arg(&new.id)
             .arg(&new.conv)
             .arg(&new.from)
@@ -190,6 +198,7 @@ impl Store for RedisStore {
             .arg(cutoff)
             .arg(k.msg_prefix())
             .arg(if new.kind == Kind::Voice { "1" } else { "0" })
+            .arg(if routes { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -206,18 +215,40 @@ impl Store for RedisStore {
                 sender_pts: 0,
                 receiver_pts: None,
                 duplicate: true,
+                routes: None,
             });
         }
-        let rest: Vec<u64> = parts.map(|v| as_u64(&v)).collect::<Result<_, _>>()?;
-        let [seq, sender_pts, receiver_pts] = rest[..] else {
-            return Err(corrupt("send reply has the wrong length"));
+        let wrong_length = || corrupt("send reply has the wrong length");
+        let mut number = || {
+            parts
+                .next()
+                .ok_or_else(wrong_length)
+                .and_then(|v| as_u64(&v))
         };
+        let (seq, sender_pts, receiver_pts) = (number()?, number()?, number()?);
         let self_message = new.from == new.to;
+        let routes = if routes {
+            let mut nodes = || {
+                parts
+                    .next()
+                    .ok_or_else(wrong_length)
+                    .and_then(nodes_from_value)
+            };
+            let (from, to) = (nodes()?, nodes()?);
+            let mut r = vec![(new.from.clone(), from)];
+            if !self_message {
+                r.push((new.to.clone(), to));
+            }
+            Some(r)
+        } else {
+            None
+        };
         Ok(Stored {
             msg: new.into_message(seq),
             sender_pts,
             receiver_pts: (!self_message).then_some(receiver_pts),
             duplicate: false,
+            routes,
         })
     }
 
@@ -250,7 +281,7 @@ impl Store for RedisStore {
         Ok(())
     }
 
-    async fn presence(&self, users: &[&str]) -> Result<Vec<Vec<(u16, String)>>, StoreError> {
+    async fn presence(&self, users: &[&str]) -> Result<Vec<Nodes>, StoreError> {
         let mut pipe = ::redis::pipe();
         for u in users {
             pipe.hgetall(self.keys.presence(u));
