@@ -1,5 +1,7 @@
 //! The in-memory store: the embedded default for a single node with nothing
 //! installed. Same rules as Redis; one mutex makes every operation atomic.
+//! It keeps every message (as Redis keeps history): meant for development
+//! and single-node trials, not for months of traffic.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -17,16 +19,19 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct State {
     tokens: HashMap<String, TokenRecord>,
-    messages: HashMap<String, Message>,
+    // The maps that grow with every message are B-trees: they grow a node
+    // at a time, where a hash map stops every send to rehash and copy all
+    // it holds (pauses of hundreds of milliseconds at a few 100k messages).
+    messages: BTreeMap<String, Message>,
     /// Message ids by conversation; `seq` is index + 1.
-    convs: HashMap<String, Vec<String>>,
+    convs: BTreeMap<String, Vec<String>>,
     inboxes: HashMap<String, Inbox>,
     /// user -> peer -> count
     unread: HashMap<String, HashMap<String, u64>>,
     /// user -> conv -> read-up-to seq
     read: HashMap<String, HashMap<String, u64>>,
     /// (user, client id) -> message id
-    client_ids: HashMap<(String, String), String>,
+    client_ids: BTreeMap<(String, String), String>,
     /// expiry order of `client_ids`
     client_id_expiry: VecDeque<(u64, (String, String))>,
     nodes: BTreeMap<u16, NodeRecord>,

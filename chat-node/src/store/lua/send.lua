@@ -35,6 +35,8 @@ local cutoff = tonumber(ARGV[11])
 local function append(inbox, pts_key)
   local pts = redis.call('INCR', pts_key)
   redis.call('ZADD', inbox, pts, ARGV[1])
+  -- An inbox never holds more entries than were ever appended (pts).
+  if pts <= max_entries then return pts end
   local excess = redis.call('ZCARD', inbox) - max_entries
   local dropped = 0
   while excess > 0 and dropped < 100 do
