@@ -6,12 +6,18 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] scripts/bench.sh idle|memory|redis|cluster [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] scripts/bench.sh idle|memory|redis|cluster [--quick]
 # RATE overrides the scenario's rate; the result is then labelled <scenario>-<rate>.
+# RUNS repeats the whole scenario (fresh nodes each time); run k > 1 is
+# labelled "<label>#k", so the spread between runs shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster [--quick]}
 quick=${2:-}
+if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
+  for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
+  exit
+fi
 out=docs/bench
 mkdir -p "$out"
 cargo build --release -q -p chat-node --bins
@@ -19,6 +25,7 @@ bin=target/release
 admin=bench-admin
 cluster="bench-$scenario-$$"
 pids=()
+names=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -38,6 +45,7 @@ start_node() {
     CHAT_HEALTH_PORT=0 CHAT_BIND=127.0.0.1 CHAT_ADVERTISE='127.0.0.1:{port}' RUST_LOG=warn \
     CHAT_RATE_PER_S=1000 CHAT_RATE_BURST=2000 "$@" "$bin/chat-node" &
   pids+=($!)
+  names+=("node$ordinal")
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$((18750 + 10 * ordinal))/readyz" >/dev/null && return
     sleep 0.1
@@ -48,10 +56,17 @@ start_node() {
 # bench PROCESSES LABEL ARGS...: run chat-bench in parallel processes and merge.
 bench() {
   local procs=$1 label=$2; shift 2
-  local parts=()
+  local parts=() watch=() i
+  # CPU over the measuring window: the nodes, Redis, RabbitMQ, the generators.
+  for i in "${!pids[@]}"; do watch+=("${names[$i]}=${pids[$i]}"); done
+  local redis rabbit
+  redis=$(pgrep -x redis-server | head -1 || true)
+  rabbit=$(pgrep -x beam.smp | head -1 || true)
+  [ -n "$redis" ] && [ "$scenario" != idle ] && [ "$scenario" != memory ] && watch+=("redis=$redis")
+  [ -n "$rabbit" ] && [ "$scenario" = cluster ] && watch+=("rabbitmq=$rabbit")
   for i in $(seq 1 "$procs"); do
     "$bin/chat-bench" --admin-token $admin --label "$label" --prefix "p$i-" \
-      --json "$out/.$label.$i.json" "$@" >/dev/null &
+      --watch "$(IFS=,; echo "${watch[*]}")" --json "$out/.$label.$i.json" "$@" >/dev/null &
     parts+=($!)
   done
   for p in "${parts[@]}"; do wait "$p"; done
@@ -61,6 +76,7 @@ bench() {
 
 d=20; [ "$quick" = --quick ] && d=5
 label=$scenario; [ -n "${RATE:-}" ] && label="$scenario-$RATE"
+if [ "${RUN:-1}" -gt 1 ]; then label="$label#$RUN"; fi
 case "$scenario" in
   idle)
     # As many idle sessions as one node holds here: a process may open at

@@ -27,6 +27,11 @@ def merge(out, parts):
         for code, n in x.get("sessions_closed", {}).items():
             closed[code] = closed.get(code, 0) + n
     r["sessions_closed"] = closed
+    # CPU: the watched servers once (every part saw them over about the same
+    # window), every generator process.
+    cpu = [c for c in reports[0].get("cpu", []) if not c["name"].startswith("chat-bench")]
+    cpu += [c for x in reports for c in x.get("cpu", []) if c["name"].startswith("chat-bench")]
+    r["cpu"] = cpu
     if len(reports) > 1:
         # Percentiles of separate processes cannot be combined exactly: keep
         # the worst of each, and say so.
@@ -60,23 +65,30 @@ def render(d):
         "Produced by `scripts/bench.sh <scenario>` (release build, load generator on the same machine).",
         "Numbers are measured, not asserted; see the command of each run.",
         "",
-        "| scenario | sessions | target msg/s | sent msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | errors | closed by node | node RSS / session |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | sessions | target msg/s | sent msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | errors | closed by node | node RSS / session | CPU over the window (% of one core) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lat = r["latency"]
         per = ", ".join(f"{m['bytes_per_session'] / 1024:.1f} KiB" for m in r["node_memory"])
         errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
         closed = ", ".join(f"{k}: {v}" for k, v in r.get("sessions_closed", {}).items()) or "0"
+        cpu = r.get("cpu", [])
+        cpu_s = ", ".join(f"{c['name']} {c['percent_of_one_core']:.0f}" for c in cpu)
+        if cpu:
+            cpu_s += f"; **total {sum(c['percent_of_one_core'] for c in cpu):.0f}** of {(os.cpu_count() or 1) * 100}"
         lines.append(
             f"| {r['label']} | {r['sessions']} | {r['target_rate']} | {r['sent_per_s']:.0f} | {r['delivered_per_s']:.0f} "
             f"| {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} "
-            f"| {r['lost']} | {r['duplicated']} | {errors} | {closed} | {per} |"
+            f"| {r['lost']} | {r['duplicated']} | {errors} | {closed} | {per} | {cpu_s or '-'} |"
         )
     lines += ["", "Reproduce, machines, and the load generator's own command line:", ""]
     for r in runs:
-        scenario, _, rate = r["label"].partition("-")
-        again = f"RATE={rate} scripts/bench.sh {scenario}" if rate else f"scripts/bench.sh {scenario}"
+        base, _, run = r["label"].partition("#")
+        scenario, _, rate = base.partition("-")
+        again = f"RATE={rate} " if rate else ""
+        again += f"RUNS={run} " if run else ""
+        again += f"scripts/bench.sh {scenario}"
         lines.append(f"- **{r['label']}**: `{again}` on {r.get('machine', '?')}; ran `{r['command']}`")
     idle = [r for r in runs if r["target_rate"] == 0]
     for r in idle:
@@ -99,13 +111,14 @@ def render(d):
         print("matplotlib not installed: no plot", file=sys.stderr)
         return
     traffic = [r for r in runs if r["target_rate"] > 0]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [3, 1]})
     if traffic:
         xs = range(len(traffic))
         for i, (q, c) in enumerate((("p50_ms", "#4c72b0"), ("p90_ms", "#dd8452"), ("p99_ms", "#c44e52"))):
             a.bar([x + i * 0.27 for x in xs], [r["latency"][q] for r in traffic], 0.27, label=q[:3], color=c)
-        a.set_xticks([x + 0.27 for x in xs], [f"{r['label']}\n{r['delivered_per_s']:.0f} msg/s" for r in traffic])
-        a.set_ylabel("send -> msg latency (ms)")
+        a.set_xticks([x + 0.27 for x in xs], [f"{r['label']}\n{r['delivered_per_s']:.0f} msg/s" for r in traffic], fontsize=7)
+        a.set_ylabel("send -> msg latency (ms, log scale)")
+        a.set_yscale("log")
         a.set_title("End-to-end latency")
         a.legend()
     mem = [(r["label"], m["bytes_per_session"] / 1024) for r in runs for m in r["node_memory"] if m["sessions"]]

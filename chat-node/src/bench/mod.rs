@@ -8,6 +8,7 @@
 //! start several processes with different `--prefix`es (scripts/bench.sh)
 //! and merge their reports.
 
+pub mod cpu;
 pub mod report;
 pub mod session;
 
@@ -60,6 +61,10 @@ pub struct Args {
     /// Keep the sessions open this many seconds after the run (to look at them).
     #[arg(long, default_value_t = 0)]
     pub hold_s: u64,
+    /// Processes whose CPU use over the measuring window goes in the
+    /// report, as name=pid (comma-separated); the generator is always there.
+    #[arg(long, value_delimiter = ',')]
+    pub watch: Vec<cpu::Watched>,
     /// Name of the scenario in the report.
     #[arg(long, default_value = "run")]
     pub label: String,
@@ -195,8 +200,10 @@ pub async fn run(args: Args) -> Result<Report, String> {
         }
     }
 
+    let mut cpu = Vec::new();
     if args.rate > 0 {
-        let sends = traffic(&args, &senders, &shared, n).await;
+        let (sends, used) = traffic(&args, &senders, &shared, n).await;
+        cpu = used;
         drain(&shared, sends).await;
     }
     for m in memory.iter_mut() {
@@ -227,6 +234,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         sessions_closed: st.closed.clone(),
         node_memory: memory,
         generator_rss_bytes: crate::metrics::resident_memory_bytes().unwrap_or(0),
+        cpu,
     };
     if args.hold_s > 0 {
         tokio::time::sleep(Duration::from_secs(args.hold_s)).await;
@@ -267,13 +275,21 @@ async fn drain(shared: &Shared, sends: u64) {
     }
 }
 
-/// Sends at the target rate for warm-up plus the measured window.
+/// Sends at the target rate for warm-up plus the measured window; returns
+/// how many sends were queued and the CPU use of the watched processes over
+/// the window.
 async fn traffic(
     args: &Args,
     senders: &[Vec<Option<mpsc::Sender<String>>>],
     shared: &Shared,
     n: usize,
-) -> u64 {
+) -> (u64, Vec<cpu::CpuUse>) {
+    let mut watched = args.watch.clone();
+    watched.push(cpu::Watched {
+        name: format!("chat-bench {}", args.prefix.trim_end_matches('-')),
+        pid: std::process::id(),
+    });
+    let mut snapshot = None;
     let users = args.users;
     let total = Duration::from_secs(args.warmup_s + args.duration_s);
     let started = Instant::now();
@@ -285,6 +301,7 @@ async fn traffic(
     while started.elapsed() < total {
         if !window_open && started.elapsed() >= Duration::from_secs(args.warmup_s) {
             shared.window_start_us.store(now_us(), Ordering::Relaxed);
+            snapshot = Some(cpu::Snapshot::take(&watched));
             window_open = true;
         }
         let due = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as u64;
@@ -317,5 +334,5 @@ async fn traffic(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     shared.window_end_us.store(now_us(), Ordering::Relaxed);
-    queued
+    (queued, snapshot.map(|s| s.since()).unwrap_or_default())
 }

@@ -106,6 +106,9 @@ pub struct Report {
     pub sessions_closed: BTreeMap<String, u64>,
     pub node_memory: Vec<NodeMemory>,
     pub generator_rss_bytes: u64,
+    /// CPU use over the measuring window of the generator and the watched
+    /// processes.
+    pub cpu: Vec<super::cpu::CpuUse>,
 }
 
 /// (lost, duplicated) deliveries of the acknowledged messages.
