@@ -87,12 +87,12 @@ case "$scenario" in
     ;;
   memory)
     start_node 0
-    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d"
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200
     ;;
   redis)
     scripts/services.sh redis
     start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0
-    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d"
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200
     ;;
   cluster)
     scripts/services.sh
@@ -100,7 +100,7 @@ case "$scenario" in
       start_node "$o" CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
     done
     bench 1 "$label" --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
-      --rate "${RATE:-10000}" --cross-node --duration-s "$d"
+      --rate "${RATE:-10000}" --cross-node --duration-s "$d" --sync-users 200
     ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac

@@ -82,6 +82,22 @@ def render(d):
             f"| {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} "
             f"| {r['lost']} | {r['duplicated']} | {errors} | {closed} | {per} | {cpu_s or '-'} |"
         )
+    synced = [r for r in runs if r.get("sync")]
+    if synced:
+        lines += [
+            "",
+            "Catch-up after the traffic: the first users of each run open a new session and `sync` their whole inbox "
+            "from pts 0 (pages of 1000), one user after another; every acknowledged message of theirs must be there once.",
+            "",
+            "| scenario | users | pages | entries | entries/s | page p50 ms | page p99 ms | page max ms | missing | dup | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in synced:
+            s, lat = r["sync"], r["sync"]["page_latency"]
+            lines.append(
+                f"| {r['label']} | {s['users']} | {s['pages']} | {s['entries']} | {s['entries_per_s']:.0f} "
+                f"| {lat['p50_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} | {s['missing']} | {s['duplicated']} | {s['errors']} |"
+            )
     lines += ["", "Reproduce, machines, and the load generator's own command line:", ""]
     for r in runs:
         base, _, run = r["label"].partition("#")

@@ -11,6 +11,7 @@
 pub mod cpu;
 pub mod report;
 pub mod session;
+pub mod sync;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,10 @@ pub struct Args {
     /// Keep the sessions open this many seconds after the run (to look at them).
     #[arg(long, default_value_t = 0)]
     pub hold_s: u64,
+    /// After the traffic, this many users (the first ones) reconnect and
+    /// sync their whole inbox, checked against what was acknowledged.
+    #[arg(long, default_value_t = 0)]
+    pub sync_users: usize,
     /// Processes whose CPU use over the measuring window goes in the
     /// report, as name=pid (comma-separated); the generator is always there.
     #[arg(long, value_delimiter = ',')]
@@ -153,6 +158,9 @@ pub async fn run(args: Args) -> Result<Report, String> {
         window_start_us: 0.into(),
         window_end_us: 0.into(),
         expected_per_message: (2 * args.devices - 1) as u32,
+        sampled: (0..args.sync_users.min(args.users))
+            .map(user_name)
+            .collect(),
     });
     let started = Instant::now();
     let slots: Vec<(usize, usize)> = (0..args.users)
@@ -209,6 +217,27 @@ pub async fn run(args: Args) -> Result<Report, String> {
     for m in memory.iter_mut() {
         m.rss_end_bytes = node_rss(&m.node).await;
     }
+    let sync = if args.rate > 0 && args.sync_users > 0 {
+        let users: Vec<(String, String, String)> = (0..args.sync_users.min(args.users))
+            .map(|u| {
+                (
+                    user_name(u),
+                    args.nodes[node_of(u, 0)].clone(),
+                    tokens[u].clone(),
+                )
+            })
+            .collect();
+        let expected = std::mem::take(
+            &mut shared
+                .stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .inbox_expected,
+        );
+        Some(sync::run(&users, &expected).await)
+    } else {
+        None
+    };
     let mut st = std::mem::take(&mut *shared.stats.lock().unwrap_or_else(|p| p.into_inner()));
     let (lost, duplicated) = exactly_once(&st);
     let window = args.duration_s.max(1) as f64;
@@ -235,6 +264,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         node_memory: memory,
         generator_rss_bytes: crate::metrics::resident_memory_bytes().unwrap_or(0),
         cpu,
+        sync,
     };
     if args.hold_s > 0 {
         tokio::time::sleep(Duration::from_secs(args.hold_s)).await;

@@ -1,7 +1,7 @@
 //! What a run measured: latencies, deliveries per message id (for the
 //! exactly-once check), errors by code, node memory; and the JSON report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -23,6 +23,9 @@ pub struct Stats {
     pub backpressure: u64,
     /// Sessions the node closed during the run, by close code.
     pub closed: BTreeMap<String, u64>,
+    /// For the users sampled for the catch-up phase: the acknowledged
+    /// messages their inboxes must hold.
+    pub inbox_expected: HashMap<String, HashSet<String>>,
 }
 
 impl Stats {
@@ -109,6 +112,9 @@ pub struct Report {
     /// CPU use over the measuring window of the generator and the watched
     /// processes.
     pub cpu: Vec<super::cpu::CpuUse>,
+    /// The catch-up phase, when asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<super::sync::SyncReport>,
 }
 
 /// (lost, duplicated) deliveries of the acknowledged messages.

@@ -30,6 +30,8 @@ pub struct Shared {
     pub window_end_us: std::sync::atomic::AtomicU64,
     /// Deliveries each acknowledged message must get.
     pub expected_per_message: u32,
+    /// Users whose inboxes the catch-up phase checks.
+    pub sampled: std::collections::HashSet<String>,
 }
 
 impl Shared {
@@ -112,6 +114,10 @@ struct MsgRef<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
     #[serde(default, borrow)]
+    from: Cow<'a, str>,
+    #[serde(default, borrow)]
+    to: Cow<'a, str>,
+    #[serde(default, borrow)]
     body: Option<Cow<'a, str>>,
 }
 
@@ -143,6 +149,14 @@ fn record(shared: &Shared, text: &str) {
             let mut st = shared.stats.lock().unwrap_or_else(|p| p.into_inner());
             if in_window {
                 st.acked_in_window += 1;
+            }
+            for user in [&m.from, &m.to] {
+                if shared.sampled.contains(user.as_ref()) {
+                    st.inbox_expected
+                        .entry(user.to_string())
+                        .or_default()
+                        .insert(m.id.to_string());
+                }
             }
             st.acked
                 .insert(m.id.into_owned(), shared.expected_per_message);

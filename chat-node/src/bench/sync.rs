@@ -1,0 +1,174 @@
+//! The catch-up phase: after the traffic, sampled users open a fresh
+//! session and `sync` their whole inbox from `pts` 0, page by page, as a
+//! client does after a disconnect. It measures how long pages take and how
+//! fast entries arrive, and checks that every acknowledged message of the
+//! user is there exactly once.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::report::Latency;
+
+/// Entries asked for per page (the protocol's maximum).
+const PAGE: u64 = 1000;
+
+/// What the catch-up phase measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub users: usize,
+    pub pages: u64,
+    pub entries: u64,
+    /// Entries received per second over the whole phase (users one after
+    /// another, on one connection each).
+    pub entries_per_s: f64,
+    /// From sending `sync` to its `synced` reply, per page.
+    pub page_latency: Latency,
+    /// Acknowledged messages of these users missing from their inboxes.
+    pub missing: u64,
+    /// Inbox entries seen more than once.
+    pub duplicated: u64,
+    pub errors: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct Synced<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    entries: Vec<Entry<'a>>,
+    #[serde(default)]
+    more: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry<'a> {
+    pts: u64,
+    #[serde(borrow)]
+    msg: Id<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct Id<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+/// One user's catch-up: every inbox entry's message id, page latencies.
+async fn sync_one(
+    node: &str,
+    token: &str,
+    latencies_us: &mut Vec<u64>,
+) -> Result<Vec<String>, String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{node}/ws"))
+        .await
+        .map_err(|e| format!("{node}: {e}"))?;
+    let connect = json!({"type": "connect", "token": token, "device": "bench-sync"});
+    ws.send(Message::Text(connect.to_string().into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut after = 0u64;
+    let mut ids = Vec::new();
+    let mut connected = false;
+    loop {
+        if connected {
+            let req = json!({"type": "sync", "after": after, "limit": PAGE});
+            ws.send(Message::Text(req.to_string().into()))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let asked = Instant::now();
+        // Skip anything that is not the answer (a late delivery, say).
+        let page = loop {
+            let text = match ws.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+                other => return Err(format!("{node}: connection ended: {other:?}")),
+            };
+            if !connected {
+                if text.contains("\"connected\"") {
+                    connected = true;
+                    break None;
+                }
+                return Err(format!("{node}: no connected: {text}"));
+            }
+            let Ok(page) = serde_json::from_str::<Synced>(&text) else {
+                continue;
+            };
+            match page.kind.as_ref() {
+                "synced" => {
+                    break Some((
+                        page.entries
+                            .iter()
+                            .map(|e| (e.pts, e.msg.id.to_string()))
+                            .collect::<Vec<_>>(),
+                        page.more,
+                    ));
+                }
+                "error" => return Err(format!("{node}: sync refused: {text}")),
+                _ => continue,
+            }
+        };
+        let Some((entries, more)) = page else {
+            continue;
+        };
+        latencies_us.push(asked.elapsed().as_micros() as u64);
+        if let Some((pts, _)) = entries.last() {
+            after = *pts;
+        }
+        ids.extend(entries.into_iter().map(|(_, id)| id));
+        if !more {
+            let _ = ws.close(None).await;
+            return Ok(ids);
+        }
+    }
+}
+
+/// Syncs each of `users` (name, node, token) in turn and checks their
+/// inboxes against `expected` (user -> acknowledged message ids).
+pub async fn run(
+    users: &[(String, String, String)],
+    expected: &HashMap<String, HashSet<String>>,
+) -> SyncReport {
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let (mut entries, mut missing, mut duplicated, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    for (user, node, token) in users {
+        match sync_one(node, token, &mut latencies).await {
+            Ok(ids) => {
+                entries += ids.len() as u64;
+                let mut seen = HashSet::with_capacity(ids.len());
+                for id in ids {
+                    if !seen.insert(id) {
+                        duplicated += 1;
+                    }
+                }
+                if let Some(want) = expected.get(user) {
+                    missing += want.iter().filter(|id| !seen.contains(*id)).count() as u64;
+                }
+            }
+            Err(e) => {
+                if errors < 3 {
+                    eprintln!("chat-bench: sync of {user} failed: {e}");
+                }
+                errors += 1;
+            }
+        }
+    }
+    let pages = latencies.len() as u64;
+    SyncReport {
+        users: users.len(),
+        pages,
+        entries,
+        entries_per_s: entries as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        page_latency: Latency::from_us(&mut latencies),
+        missing,
+        duplicated,
+        errors,
+    }
+}
