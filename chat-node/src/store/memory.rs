@@ -32,8 +32,8 @@ struct State {
     read: HashMap<String, HashMap<String, u64>>,
     /// (user, client id) -> message id
     client_ids: BTreeMap<(String, String), String>,
-    /// expiry order of `client_ids`
-    client_id_expiry: VecDeque<(u64, (String, String))>,
+    /// expiry time (ms) -> keys of `client_ids` expiring then
+    client_id_expiry: BTreeMap<u64, Vec<(String, String)>>,
     nodes: BTreeMap<u16, NodeRecord>,
     /// user -> port -> instance
     presence: HashMap<String, BTreeMap<u16, String>>,
@@ -89,11 +89,11 @@ impl State {
     }
 
     fn expire_client_ids(&mut self, now_ms: u64) {
-        while let Some((exp, _)) = self.client_id_expiry.front() {
-            if *exp > now_ms {
+        while let Some(entry) = self.client_id_expiry.first_entry() {
+            if *entry.key() > now_ms {
                 break;
             }
-            if let Some((_, key)) = self.client_id_expiry.pop_front() {
+            for key in entry.remove() {
                 self.client_ids.remove(&key);
             }
         }
@@ -172,7 +172,10 @@ impl Store for MemoryStore {
             None
         };
         st.client_ids.insert(key.clone(), msg.id.clone());
-        st.client_id_expiry.push_back((now + CLIENT_ID_TTL_MS, key));
+        st.client_id_expiry
+            .entry(now + CLIENT_ID_TTL_MS)
+            .or_default()
+            .push(key);
         let routes = routes.then(|| {
             let mut users = vec![msg.from.as_str()];
             if msg.to != msg.from {
