@@ -65,6 +65,15 @@ async fn messages_cross_nodes_to_every_device_in_order() {
     for c in [&mut alice0, &mut alice1, &mut alice2, &mut bob1, &mut bob2] {
         c.expect_silence(QUIET).await;
     }
+    // Node 0 sent its 30 messages on to nodes 1 and 2, where both bob and
+    // alice have devices: the broker confirmed every event (30 sends x 2
+    // users x 2 nodes), coalesced into at most as many broker messages, and
+    // nothing was dropped.
+    let events = cluster.metric(0, "chat_bus_events_published_total").await;
+    let messages = cluster.metric(0, "chat_bus_messages_published_total").await;
+    assert_eq!(events, 120.0);
+    assert!((2.0..=events).contains(&messages), "{messages} broker messages");
+    assert_eq!(cluster.metric(0, "chat_bus_publish_errors_total").await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -156,6 +156,18 @@ impl Cluster {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A counter or gauge (no labels) from node `i`'s `/metrics`.
+    pub async fn metric(&self, i: usize, name: &str) -> f64 {
+        let r = self.http.get(self.url(i, "/metrics")).send().await.unwrap();
+        let text = r.text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in the metrics of node {i}"))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
     pub async fn token(&self, i: usize, user: &str) -> String {
         let r = self
             .http
