@@ -83,7 +83,7 @@ case "$scenario" in
     # most 20,000 files, the node included, so ~19,000 sessions.
     start_node 0
     n=9500; [ "$quick" = --quick ] && n=1000
-    bench 2 idle --nodes 127.0.0.1:18750 --users "$n" --rate 0 --connect-concurrency 500
+    bench 2 "$label" --nodes 127.0.0.1:18750 --users "$n" --rate 0 --connect-concurrency 500
     ;;
   memory)
     start_node 0
