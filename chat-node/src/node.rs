@@ -177,10 +177,14 @@ impl Node {
         let mut users: Vec<&str> = events.iter().map(Event::user).collect();
         users.sort_unstable();
         users.dedup();
-        let known = routes.and_then(|r| {
+        // Users are deduplicated: each one's nodes are taken once.
+        let known = routes.and_then(|mut r| {
             users
                 .iter()
-                .map(|u| r.iter().find(|(user, _)| user == u).map(|(_, n)| n.clone()))
+                .map(|u| {
+                    let i = r.iter().position(|(user, _)| user == u)?;
+                    Some(std::mem::take(&mut r[i].1))
+                })
                 .collect::<Option<Vec<Nodes>>>()
         });
         let presence = match known {

@@ -72,8 +72,14 @@ async fn messages_cross_nodes_to_every_device_in_order() {
     let events = cluster.metric(0, "chat_bus_events_published_total").await;
     let messages = cluster.metric(0, "chat_bus_messages_published_total").await;
     assert_eq!(events, 120.0);
-    assert!((2.0..=events).contains(&messages), "{messages} broker messages");
-    assert_eq!(cluster.metric(0, "chat_bus_publish_errors_total").await, 0.0);
+    assert!(
+        (2.0..=events).contains(&messages),
+        "{messages} broker messages"
+    );
+    assert_eq!(
+        cluster.metric(0, "chat_bus_publish_errors_total").await,
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
