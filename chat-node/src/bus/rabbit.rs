@@ -236,16 +236,22 @@ async fn supervise(shared: Arc<Shared>, inbound: Inbound, mut stop: watch::Recei
     let mut backoff = Duration::from_millis(200);
     loop {
         match connect(&shared.cfg, first).await {
-            Ok((conn, publisher, consumer)) => {
+            Ok((conn, channel, publisher, consumer)) => {
                 first = false;
                 backoff = Duration::from_millis(200);
-                *shared.publisher.write().unwrap_or_else(|p| p.into_inner()) = Some(publisher);
+                *shared.publisher.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(publisher.clone());
                 shared.ready.store(true, Ordering::SeqCst);
                 tracing::info!(queue = %queue_name(&shared.cfg.cluster, shared.cfg.port), "bus connected");
                 let stopped = consume(&shared, consumer, &inbound, &mut stop).await;
                 shared.ready.store(false, Ordering::SeqCst);
                 *shared.publisher.write().unwrap_or_else(|p| p.into_inner()) = None;
                 if stopped {
+                    // Channels first: closing the connection under open
+                    // channels makes lapin log a spurious error when their
+                    // handles drop.
+                    let _ = channel.close(200, "node stopping".into()).await;
+                    let _ = publisher.close(200, "node stopping".into()).await;
                     let _ = conn.close(200, "node stopping".into()).await;
                     return;
                 }
@@ -261,11 +267,13 @@ async fn supervise(shared: Arc<Shared>, inbound: Inbound, mut stop: watch::Recei
     }
 }
 
-/// Connects and declares the exchange, this node's queue and its binding.
+/// Connects and declares the exchange, this node's queue and its binding;
+/// returns the connection, the consuming channel, the publishing channel
+/// (with confirms) and the consumer.
 async fn connect(
     cfg: &RabbitConfig,
     first: bool,
-) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
+) -> Result<(Connection, Channel, Channel, lapin::Consumer), lapin::Error> {
     let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     let exchange = exchange_name(&cfg.cluster);
@@ -322,7 +330,7 @@ async fn connect(
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    Ok((conn, publisher, consumer))
+    Ok((conn, ch, publisher, consumer))
 }
 
 /// Hands incoming envelopes to `inbound` until the connection fails
