@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::crd::ChatCluster;
+use crate::gc::{BackendError, Backends};
 use crate::metrics::Metrics;
 use crate::{Error, reconcile as rec};
 
@@ -29,6 +30,9 @@ pub struct Context {
     pub cleanup_deadline: Duration,
     /// Consecutive failed or degraded reconciles per cluster, for backoff.
     failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// The backends of each ChatCluster (by namespace/name), kept between
+    /// reconciles so their connections are reused.
+    backends: std::sync::Mutex<std::collections::HashMap<String, Arc<Backends>>>,
 }
 
 impl Context {
@@ -43,7 +47,50 @@ impl Context {
             metrics,
             cleanup_deadline,
             failures: Default::default(),
+            backends: Default::default(),
         }
+    }
+
+    /// The kept backends of the ChatCluster `key` (namespace/name), made
+    /// anew when its cluster id or backend addresses changed.
+    pub fn backends_for(
+        &self,
+        key: &str,
+        cluster: &str,
+        redis_url: &str,
+        amqp_url: &str,
+    ) -> Result<Arc<Backends>, BackendError> {
+        let mut kept = self.backends.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = kept.get(key)
+            && b.is_for(cluster, redis_url, amqp_url)
+        {
+            return Ok(b.clone());
+        }
+        let b = Arc::new(Backends::new(cluster, redis_url, amqp_url)?);
+        if let Some(old) = kept.insert(key.to_owned(), b.clone()) {
+            tokio::spawn(async move { old.close().await });
+        }
+        Ok(b)
+    }
+
+    /// The ChatCluster `key` is gone: close and drop its backends.
+    pub async fn forget_backends(&self, key: &str) {
+        let old = self
+            .backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        if let Some(old) = old {
+            old.close().await;
+        }
+    }
+
+    /// How many ChatClusters have backends kept.
+    pub fn kept_backends(&self) -> usize {
+        self.backends
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// The retry delay after one more failure of `key`: 5 s doubling to 5

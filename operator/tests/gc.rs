@@ -405,3 +405,27 @@ async fn deleting_a_cluster_removes_queues_exchange_and_registry_and_honours_ret
     let keys: Vec<String> = r.keys(nodes.key("*")).unwrap();
     assert!(keys.is_empty(), "Delete removes everything: {keys:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_keep_one_rabbitmq_connection_and_reopen_it_when_gone() {
+    let cluster = format!("gc-conn-{}", std::process::id());
+    let b = Backends::new(&cluster, &redis_url(), &amqp_url()).unwrap();
+    assert_eq!(b.amqp_connections_opened(), 0, "connects lazily");
+    for _ in 0..3 {
+        b.rabbit_available().await.unwrap();
+    }
+    // A plan that touches RabbitMQ (a queue that does not exist) reuses it.
+    let done = b
+        .execute(&[Action::DeleteQueue { port: 65000 }])
+        .await
+        .unwrap();
+    assert_eq!(done.queues, 1, "a missing queue counts as gone");
+    assert_eq!(b.amqp_connections_opened(), 1);
+    // Once the connection is gone, the next use opens a new one.
+    b.close().await;
+    b.rabbit_available().await.unwrap();
+    assert_eq!(b.amqp_connections_opened(), 2);
+    // A broker that cannot be reached is reported, not hidden by the cache.
+    let dead = Backends::new(&cluster, &redis_url(), "amqp://guest:guest@127.0.0.1:1/%2f").unwrap();
+    assert!(dead.rabbit_available().await.is_err());
+}

@@ -288,6 +288,45 @@ async fn reconcile_creates_every_owned_object_with_stable_ports() {
 }
 
 #[tokio::test]
+async fn reconciles_keep_backend_connections_and_deletion_drops_them() {
+    let client = client_with(vec![chat("keep", 1)], vec![]).await;
+    let ctx = ctx(&client);
+    for _ in 0..3 {
+        let cc = get_cc(&client, "keep").await;
+        reconcile(Arc::new(cc), ctx.clone())
+            .await
+            .expect("reconcile");
+    }
+    assert_eq!(ctx.kept_backends(), 1);
+    let cc = get_cc(&client, "keep").await;
+    let kept = ctx
+        .backends_for(
+            &format!("{NS}/keep"),
+            &cc.cluster_id(),
+            &redis_url(),
+            &amqp_url(),
+        )
+        .unwrap();
+    assert_eq!(
+        kept.amqp_connections_opened(),
+        1,
+        "three reconciles, one RabbitMQ connection"
+    );
+    drop(kept);
+    // Being deleted (the fake API server deletes at once, so the deletion
+    // timestamp is set on the object handed to reconcile): cleanup lets go
+    // of the finalizer and of the backends.
+    let mut cc = get_cc(&client, "keep").await;
+    assert!(cc.finalizers().contains(&FINALIZER.to_owned()));
+    cc.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    reconcile(Arc::new(cc), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert!(get_cc(&client, "keep").await.finalizers().is_empty());
+    assert_eq!(ctx.kept_backends(), 0);
+}
+
+#[tokio::test]
 async fn scale_changes_and_drift_are_put_right() {
     let client = client_with(vec![chat("chat", 3)], vec![]).await;
     run(&client, "chat").await;

@@ -2,8 +2,14 @@
 //! observe what runs left behind, carry out a plan, and wipe a cluster on
 //! deletion. Queues are deleted with `if-unused`: a queue with a consumer
 //! cannot be deleted, whatever the plan believes.
+//!
+//! A `Backends` keeps its connections (the operator caches one per
+//! ChatCluster): Redis through a reconnecting connection manager, RabbitMQ
+//! through one connection that is opened again only when it has failed, so
+//! reconciling every 30 s does not churn broker connections.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chat_node::bus::rabbit::{exchange_name, queue_name};
@@ -31,7 +37,12 @@ pub enum BackendError {
 pub struct Backends {
     pub cluster: String,
     redis: RedisStore,
+    redis_url: String,
     amqp_url: String,
+    /// The RabbitMQ connection, kept between calls; `None` until first used
+    /// and after it failed.
+    amqp: tokio::sync::Mutex<Option<Connection>>,
+    amqp_opened: AtomicU64,
 }
 
 /// What a plan's execution did.
@@ -54,8 +65,28 @@ impl Backends {
         Ok(Backends {
             cluster: cluster.to_owned(),
             redis: RedisStore::new(redis_url, cluster, retention, BACKEND_TIMEOUT)?,
+            redis_url: redis_url.to_owned(),
             amqp_url: amqp_url.to_owned(),
+            amqp: tokio::sync::Mutex::new(None),
+            amqp_opened: AtomicU64::new(0),
         })
+    }
+
+    /// Whether these are the backends of `cluster` at these addresses.
+    pub fn is_for(&self, cluster: &str, redis_url: &str, amqp_url: &str) -> bool {
+        self.cluster == cluster && self.redis_url == redis_url && self.amqp_url == amqp_url
+    }
+
+    /// RabbitMQ connections opened so far (1 while the first one lasts).
+    pub fn amqp_connections_opened(&self) -> u64 {
+        self.amqp_opened.load(Ordering::Relaxed)
+    }
+
+    /// Closes the RabbitMQ connection (when the cluster is gone).
+    pub async fn close(&self) {
+        if let Some(c) = self.amqp.lock().await.take() {
+            let _ = c.close(200, "cluster gone".into()).await;
+        }
     }
 
     /// The node registry (for status: addresses, readiness, online counts).
@@ -68,25 +99,51 @@ impl Backends {
         Ok(self.redis.ping().await?)
     }
 
-    /// Whether RabbitMQ accepts a connection.
+    /// Whether RabbitMQ answers: a channel opened and closed on the kept
+    /// connection (a round trip, so a broker that went away is noticed).
     pub async fn rabbit_available(&self) -> Result<(), BackendError> {
-        let conn = self.connect().await?;
-        let _ = conn.close(200, "check".into()).await;
-        Ok(())
+        let guard = self.connection().await?;
+        let conn = guard.as_ref().expect("connection() leaves one in place");
+        let opened = tokio::time::timeout(BACKEND_TIMEOUT, conn.create_channel()).await;
+        match opened {
+            Ok(Ok(ch)) => {
+                let _ = ch.close(200, "check".into()).await;
+                Ok(())
+            }
+            failed => {
+                drop(guard);
+                self.amqp.lock().await.take();
+                Err(BackendError::Rabbit(match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer in time".into(),
+                }))
+            }
+        }
     }
 
-    async fn connect(&self) -> Result<Connection, BackendError> {
+    /// The kept RabbitMQ connection, opened again when there is none or it
+    /// failed. Holds the lock: one user at a time.
+    async fn connection(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Connection>>, BackendError> {
+        let mut guard = self.amqp.lock().await;
+        if guard.as_ref().is_some_and(|c| c.status().connected()) {
+            return Ok(guard);
+        }
         let rabbit = |e: &dyn std::fmt::Display| BackendError::Rabbit(e.to_string());
-        match tokio::time::timeout(
+        let conn = match tokio::time::timeout(
             BACKEND_TIMEOUT,
             Connection::connect(&self.amqp_url, ConnectionProperties::default()),
         )
         .await
         {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(rabbit(&e)),
-            Err(_) => Err(BackendError::Rabbit("connection timed out".into())),
-        }
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(rabbit(&e)),
+            Err(_) => return Err(BackendError::Rabbit("connection timed out".into())),
+        };
+        self.amqp_opened.fetch_add(1, Ordering::Relaxed);
+        *guard = Some(conn);
+        Ok(guard)
     }
 
     /// What the backends hold for this cluster, with the cluster's size and
@@ -117,7 +174,7 @@ impl Backends {
     pub async fn execute(&self, plan: &[Action]) -> Result<Collected, BackendError> {
         let mut done = Collected::default();
         let mut blocked: BTreeSet<u16> = BTreeSet::new();
-        let mut conn: Option<Connection> = None;
+        let mut conn = None;
         for action in plan {
             if blocked.contains(&action.port()) {
                 done.skipped
@@ -127,9 +184,12 @@ impl Backends {
             match action {
                 Action::DeleteQueue { port } => {
                     if conn.is_none() {
-                        conn = Some(self.connect().await?);
+                        conn = Some(self.connection().await?);
                     }
-                    let c = conn.as_ref().expect("connected above");
+                    let c = conn
+                        .as_ref()
+                        .and_then(|g| g.as_ref())
+                        .expect("connected above");
                     match delete_queue_if_unused(c, &queue_name(&self.cluster, *port)).await? {
                         QueueDeleted::Deleted | QueueDeleted::Missing => done.queues += 1,
                         QueueDeleted::InUse => {
@@ -151,9 +211,6 @@ impl Backends {
                 Action::ForgetPort { port } => self.redis.forget_port(*port).await?,
             }
         }
-        if let Some(c) = conn {
-            let _ = c.close(200, "collected".into()).await;
-        }
         Ok(done)
     }
 
@@ -163,12 +220,12 @@ impl Backends {
     pub async fn wipe(&self, delete_data: bool) -> Result<Collected, BackendError> {
         let mut done = Collected::default();
         let snapshot = self.redis.registry_snapshot().await?;
-        let conn = self.connect().await?;
+        let guard = self.connection().await?;
+        let conn = guard.as_ref().expect("connection() leaves one in place");
         for port in &snapshot.ports {
-            match delete_queue_if_unused(&conn, &queue_name(&self.cluster, *port)).await? {
+            match delete_queue_if_unused(conn, &queue_name(&self.cluster, *port)).await? {
                 QueueDeleted::Deleted | QueueDeleted::Missing => done.queues += 1,
                 QueueDeleted::InUse => {
-                    let _ = conn.close(200, "busy".into()).await;
                     return Err(BackendError::Rabbit(format!(
                         "queue of node {port} is still in use"
                     )));
@@ -186,7 +243,8 @@ impl Backends {
         {
             tracing::debug!(error = %e, "exchange delete");
         }
-        let _ = conn.close(200, "wiped".into()).await;
+        let _ = ch.close(200, "wiped".into()).await;
+        drop(guard);
         for pattern in ["presence:*", "node:*", "ports", "queues"] {
             done.registry += self.redis.delete_matching(pattern).await?;
         }

@@ -5,5 +5,5 @@
 pub mod execute;
 pub mod plan;
 
-pub use execute::{Backends, Collected};
+pub use execute::{BackendError, Backends, Collected};
 pub use plan::{Action, Observed, PortFormula, PortState, plan};

@@ -11,6 +11,7 @@ pub mod statefulset;
 pub mod status;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -233,12 +234,18 @@ async fn backend_url(b: &BackendRef, secrets: &Api<Secret>) -> Result<String> {
     String::from_utf8(value.0.clone()).map_err(|_| missing())
 }
 
-/// The cluster's backends, as the operator reaches them.
-pub async fn backends(cc: &ChatCluster, ctx: &Context, ns: &str) -> Result<Backends> {
+/// The cluster's backends, as the operator reaches them (kept in the
+/// context between reconciles).
+pub async fn backends(cc: &ChatCluster, ctx: &Context, ns: &str) -> Result<Arc<Backends>> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let redis = backend_url(&cc.spec.redis, &secrets).await?;
     let amqp = backend_url(&cc.spec.rabbitmq, &secrets).await?;
-    Ok(Backends::new(&cc.cluster_id(), &redis, &amqp)?)
+    Ok(ctx.backends_for(&backends_key(ns, cc), &cc.cluster_id(), &redis, &amqp)?)
+}
+
+/// Which ChatCluster kept backends belong to.
+fn backends_key(ns: &str, cc: &ChatCluster) -> String {
+    format!("{ns}/{}", cc.name_any())
 }
 
 /// Creates the admin token Secret if it does not exist; never rotates it.
@@ -453,5 +460,6 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
         .cloned()
         .collect();
     set_finalizers(cc, &api, remaining).await?;
+    ctx.forget_backends(&backends_key(&ns, cc)).await;
     Ok(Action::await_change())
 }
