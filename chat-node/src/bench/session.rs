@@ -43,12 +43,13 @@ impl Shared {
     }
 }
 
-/// Opens a session; returns the sender of frames to write.
-pub async fn open(
-    address: &str,
-    token: &str,
-    shared: Arc<Shared>,
-) -> Result<mpsc::Sender<String>, String> {
+/// A client WebSocket to a node.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `address` and authenticates as `device`; returns once the
+/// node answered `connected`.
+pub async fn connect(address: &str, token: &str, device: &str) -> Result<Ws, String> {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
@@ -59,14 +60,23 @@ pub async fn open(
     )
     .await
     .map_err(|e| format!("{address}: {e}"))?;
-    let connect = json!({"type": "connect", "token": token, "device": "bench"}).to_string();
+    let connect = json!({"type": "connect", "token": token, "device": device}).to_string();
     ws.send(Message::Text(connect.into()))
         .await
         .map_err(|e| e.to_string())?;
     match ws.next().await {
-        Some(Ok(Message::Text(t))) if t.contains("\"connected\"") => {}
-        other => return Err(format!("{address}: no connected: {other:?}")),
+        Some(Ok(Message::Text(t))) if t.contains("\"connected\"") => Ok(ws),
+        other => Err(format!("{address}: no connected: {other:?}")),
     }
+}
+
+/// Opens a session; returns the sender of frames to write.
+pub async fn open(
+    address: &str,
+    token: &str,
+    shared: Arc<Shared>,
+) -> Result<mpsc::Sender<String>, String> {
+    let ws = connect(address, token, "bench").await?;
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::channel::<String>(64);
     tokio::spawn(async move {

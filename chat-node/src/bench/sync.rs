@@ -65,63 +65,38 @@ async fn sync_one(
     token: &str,
     latencies_us: &mut Vec<u64>,
 ) -> Result<Vec<String>, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{node}/ws"))
-        .await
-        .map_err(|e| format!("{node}: {e}"))?;
-    let connect = json!({"type": "connect", "token": token, "device": "bench-sync"});
-    ws.send(Message::Text(connect.to_string().into()))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut ws = super::session::connect(node, token, "bench-sync").await?;
     let mut after = 0u64;
     let mut ids = Vec::new();
-    let mut connected = false;
     loop {
-        if connected {
-            let req = json!({"type": "sync", "after": after, "limit": PAGE});
-            ws.send(Message::Text(req.to_string().into()))
-                .await
-                .map_err(|e| e.to_string())?;
-        }
+        let req = json!({"type": "sync", "after": after, "limit": PAGE});
+        ws.send(Message::Text(req.to_string().into()))
+            .await
+            .map_err(|e| e.to_string())?;
         let asked = Instant::now();
         // Skip anything that is not the answer (a late delivery, say).
-        let page = loop {
+        let more = loop {
             let text = match ws.next().await {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(_)) => continue,
                 other => return Err(format!("{node}: connection ended: {other:?}")),
             };
-            if !connected {
-                if text.contains("\"connected\"") {
-                    connected = true;
-                    break None;
-                }
-                return Err(format!("{node}: no connected: {text}"));
-            }
             let Ok(page) = serde_json::from_str::<Synced>(&text) else {
                 continue;
             };
             match page.kind.as_ref() {
                 "synced" => {
-                    break Some((
-                        page.entries
-                            .iter()
-                            .map(|e| (e.pts, e.msg.id.to_string()))
-                            .collect::<Vec<_>>(),
-                        page.more,
-                    ));
+                    if let Some(last) = page.entries.last() {
+                        after = last.pts;
+                    }
+                    ids.extend(page.entries.into_iter().map(|e| e.msg.id.into_owned()));
+                    break page.more;
                 }
                 "error" => return Err(format!("{node}: sync refused: {text}")),
                 _ => continue,
             }
         };
-        let Some((entries, more)) = page else {
-            continue;
-        };
         latencies_us.push(asked.elapsed().as_micros() as u64);
-        if let Some((pts, _)) = entries.last() {
-            after = *pts;
-        }
-        ids.extend(entries.into_iter().map(|(_, id)| id));
         if !more {
             let _ = ws.close(None).await;
             return Ok(ids);
@@ -142,15 +117,9 @@ pub async fn run(
         match sync_one(node, token, &mut latencies).await {
             Ok(ids) => {
                 entries += ids.len() as u64;
-                let mut seen = HashSet::with_capacity(ids.len());
-                for id in ids {
-                    if !seen.insert(id) {
-                        duplicated += 1;
-                    }
-                }
-                if let Some(want) = expected.get(user) {
-                    missing += want.iter().filter(|id| !seen.contains(*id)).count() as u64;
-                }
+                let (m, d) = check(ids, expected.get(user));
+                missing += m;
+                duplicated += d;
             }
             Err(e) => {
                 if errors < 3 {
@@ -170,5 +139,33 @@ pub async fn run(
         missing,
         duplicated,
         errors,
+    }
+}
+
+/// (missing, duplicated): acknowledged ids absent from an inbox, and inbox
+/// entries seen more than once.
+fn check(ids: Vec<String>, want: Option<&HashSet<String>>) -> (u64, u64) {
+    let mut seen = HashSet::with_capacity(ids.len());
+    let mut duplicated = 0;
+    for id in ids {
+        if !seen.insert(id) {
+            duplicated += 1;
+        }
+    }
+    let missing = want.map_or(0, |w| w.iter().filter(|id| !seen.contains(*id)).count());
+    (missing as u64, duplicated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_finds_missing_and_repeated_entries() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let want: HashSet<String> = ids(&["a", "b", "c"]).into_iter().collect();
+        assert_eq!(check(ids(&["a", "b", "c"]), Some(&want)), (0, 0));
+        assert_eq!(check(ids(&["a", "c", "c", "x"]), Some(&want)), (1, 1));
+        assert_eq!(check(ids(&["a", "a"]), None), (0, 1));
     }
 }
