@@ -67,6 +67,7 @@ fn msg(id: &str, from: &str, to: &str, ts: u64) -> NewMessage {
 both_stores!(
     expired_tokens_are_refused,
     retention_keeps_the_newest_entries_or_the_young_ones,
+    pages_follow_seq_and_pts_after_trimming_and_at_any_bound,
     deregistering_spares_a_node_that_came_back,
     send_reads_the_routes_of_both_users,
 );
@@ -198,6 +199,68 @@ async fn retention_keeps_the_newest_entries_or_the_young_ones(b: Backend) {
             .unwrap();
     }
     assert_eq!(f.store.sync("dave", 0, 100).await.unwrap().entries.len(), 5);
+}
+
+/// Positions come from list lengths in Redis (see send.lua): paging must
+/// still hit the right entries after retention trims the front, and bounds
+/// outside the stored range (including u64::MAX) just give empty pages.
+async fn pages_follow_seq_and_pts_after_trimming_and_at_any_bound(b: Backend) {
+    let f = Fixture::new(
+        b,
+        Retention {
+            max_entries: 3,
+            max_age_ms: 1000,
+        },
+    );
+    let old = now_ms() - 100_000;
+    for i in 0..6u64 {
+        f.store
+            .send(
+                // 10 s apart: each entry is old when the next one comes.
+                msg(&format!("m{i}"), "alice", "bob", old + i * 10_000),
+                &format!("c{i}"),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let pts = |page: &chat_node::store::SyncPage| -> Vec<u64> {
+        page.entries.iter().map(|e| e.pts).collect()
+    };
+    // bob's inbox now holds pts 4..=6; 1..=3 were dropped.
+    let page = f.store.sync("bob", 1, 100).await.unwrap();
+    assert_eq!((pts(&page), page.more, page.pts), (vec![4, 5, 6], false, 6));
+    assert_eq!(page.entries[0].msg.id, "m3");
+    let page = f.store.sync("bob", 4, 1).await.unwrap();
+    assert_eq!((pts(&page), page.more), (vec![5], true));
+    assert_eq!(page.entries[0].msg.id, "m4");
+    for after in [6, 7, u64::MAX] {
+        let page = f.store.sync("bob", after, 10).await.unwrap();
+        assert_eq!((pts(&page), page.more, page.pts), (vec![], false, 6));
+    }
+    let empty = f.store.sync("nobody", 0, 10).await.unwrap();
+    assert_eq!((empty.entries.len(), empty.pts), (0, 0));
+
+    let seqs = |before, limit| {
+        let store = f.store.clone();
+        async move {
+            let page = store.history("dm:alice:bob", before, limit).await.unwrap();
+            let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+            (seqs, page.more)
+        }
+    };
+    assert_eq!(seqs(None, 2).await, (vec![5, 6], true));
+    assert_eq!(seqs(Some(5), 2).await, (vec![3, 4], true));
+    assert_eq!(seqs(Some(3), 5).await, (vec![1, 2], false));
+    assert_eq!(
+        seqs(Some(u64::MAX), 6).await,
+        (vec![1, 2, 3, 4, 5, 6], false)
+    );
+    for before in [0, 1] {
+        assert_eq!(seqs(Some(before), 5).await, (vec![], false));
+    }
+    let none = f.store.history("dm:nobody:zed", None, 5).await.unwrap();
+    assert!(none.messages.is_empty() && !none.more);
 }
 
 async fn deregistering_spares_a_node_that_came_back(b: Backend) {

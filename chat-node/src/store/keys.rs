@@ -32,15 +32,13 @@ impl Keys {
     pub fn msg(&self, id: &str) -> String {
         format!("{}msg:{id}", self.prefix)
     }
-    /// Zset: message ids of a conversation scored by `seq`.
+    /// List: message ids of a conversation; the one at index `i` has `seq`
+    /// `i + 1`, so the length is the last `seq` (never trimmed).
     pub fn conv(&self, conv: &str) -> String {
         format!("{}conv:{conv}", self.prefix)
     }
-    /// Counter: last `seq` of a conversation.
-    pub fn conv_seq(&self, conv: &str) -> String {
-        format!("{}conv:{conv}:seq", self.prefix)
-    }
-    /// Zset: message ids of a user's inbox scored by `pts`.
+    /// List: message ids of a user's inbox, oldest first, trimmed from the
+    /// front by retention; the first has `pts` = counter − length + 1.
     pub fn inbox(&self, user: &str) -> String {
         format!("{}inbox:{user}", self.prefix)
     }

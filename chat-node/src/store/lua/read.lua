@@ -1,8 +1,8 @@
 -- Marks a conversation read up to seq and clears the unread count for the peer.
--- KEYS: 1 conversation seq counter, 2 reader's read-marks hash, 3 reader's unread hash
+-- KEYS: 1 conversation list (its length is the last seq), 2 reader's read-marks hash, 3 reader's unread hash
 -- ARGV: 1 conv, 2 seq, 3 peer
 -- Returns {1, last seq} when marked, {0, last seq} when seq is beyond the end.
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local last = redis.call('LLEN', KEYS[1])
 local seq = tonumber(ARGV[2])
 if seq > last then return {0, last} end
 local current = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')

@@ -1,8 +1,8 @@
 -- Stores one message atomically, or recognises a retried client id.
--- KEYS: 1 client-id key, 2 conversation seq counter, 3 conversation zset,
---       4 message hash, 5 sender inbox, 6 sender pts counter,
---       7 receiver inbox, 8 receiver pts counter, 9 receiver unread hash,
---       10 sender presence hash, 11 receiver presence hash
+-- KEYS: 1 client-id key, 2 conversation list, 3 message hash,
+--       4 sender inbox list, 5 sender pts counter,
+--       6 receiver inbox list, 7 receiver pts counter, 8 receiver unread hash,
+--       9 sender presence hash, 10 receiver presence hash
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
 --       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
 --       12 message key prefix, 13 '1' for voice, 14 '1' to return presence
@@ -11,13 +11,18 @@
 -- HGETALL of the sender's and the receiver's presence (read in this same
 -- atomic step, so a session opening concurrently is listed or sees the
 -- message in its starting pts).
+--
+-- Conversations and inboxes are lists, appended to and trimmed only from the
+-- front, so positions follow from lengths (cheaper and smaller than zsets):
+-- a conversation is never trimmed, so the message at index i has seq i + 1
+-- (RPUSH returns the seq); an inbox grows by one entry per pts increment, so
+-- its first entry has pts = pts counter - length + 1.
 local first = redis.call('GET', KEYS[1])
 if first then
   return {1, redis.call('HGETALL', ARGV[12] .. first)}
 end
 
-local seq = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[3], seq, ARGV[1])
+local seq = redis.call('RPUSH', KEYS[2], ARGV[1])
 local fields = {'id', ARGV[1], 'conv', ARGV[2], 'seq', seq, 'from', ARGV[3], 'to', ARGV[4],
                 'kind', ARGV[5], 'body', ARGV[6], 'ts', ARGV[8]}
 if ARGV[7] ~= '' then
@@ -26,7 +31,7 @@ end
 if ARGV[13] == '1' then
   fields[#fields + 1] = 'played'; fields[#fields + 1] = '0'
 end
-redis.call('HSET', KEYS[4], unpack(fields))
+redis.call('HSET', KEYS[3], unpack(fields))
 
 local max_entries = tonumber(ARGV[10])
 local cutoff = tonumber(ARGV[11])
@@ -34,31 +39,28 @@ local cutoff = tonumber(ARGV[11])
 -- beyond the newest max_entries and older than the cutoff (bounded work).
 local function append(inbox, pts_key)
   local pts = redis.call('INCR', pts_key)
-  redis.call('ZADD', inbox, pts, ARGV[1])
-  -- An inbox never holds more entries than were ever appended (pts).
-  if pts <= max_entries then return pts end
-  local excess = redis.call('ZCARD', inbox) - max_entries
+  local excess = redis.call('RPUSH', inbox, ARGV[1]) - max_entries
   local dropped = 0
   while excess > 0 and dropped < 100 do
-    local oldest = redis.call('ZRANGE', inbox, 0, 0)[1]
+    local oldest = redis.call('LINDEX', inbox, 0)
     local ts = tonumber(redis.call('HGET', ARGV[12] .. oldest, 'ts') or '0')
     if ts >= cutoff then break end
-    redis.call('ZREMRANGEBYRANK', inbox, 0, 0)
+    redis.call('LPOP', inbox)
     excess = excess - 1
     dropped = dropped + 1
   end
   return pts
 end
 
-local sender_pts = append(KEYS[5], KEYS[6])
+local sender_pts = append(KEYS[4], KEYS[5])
 local receiver_pts = 0
 if ARGV[3] ~= ARGV[4] then
-  receiver_pts = append(KEYS[7], KEYS[8])
-  redis.call('HINCRBY', KEYS[9], ARGV[3], 1)
+  receiver_pts = append(KEYS[6], KEYS[7])
+  redis.call('HINCRBY', KEYS[8], ARGV[3], 1)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[9])
 if ARGV[14] == '1' then
   return {0, seq, sender_pts, receiver_pts,
-          redis.call('HGETALL', KEYS[10]), redis.call('HGETALL', KEYS[11])}
+          redis.call('HGETALL', KEYS[9]), redis.call('HGETALL', KEYS[10])}
 end
 return {0, seq, sender_pts, receiver_pts}

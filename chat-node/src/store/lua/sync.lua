@@ -1,13 +1,19 @@
 -- One page of an inbox.
--- KEYS: 1 inbox zset, 2 pts counter
+-- KEYS: 1 inbox list, 2 pts counter
 -- ARGV: 1 after, 2 limit, 3 message key prefix
 -- Returns {newest pts, pts1, HGETALL msg1, pts2, HGETALL msg2, ...} with up
 -- to limit + 1 entries (the extra one tells that more exist).
-local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES',
-                        'LIMIT', 0, tonumber(ARGV[2]) + 1)
-local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
-for i = 1, #rows, 2 do
-  out[#out + 1] = tonumber(rows[i + 1])
-  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. rows[i])
+-- The inbox's first entry has pts = newest pts - length + 1 (see send.lua);
+-- entries before it were dropped by retention.
+local pts = tonumber(redis.call('GET', KEYS[2]) or '0')
+local after = tonumber(ARGV[1])
+if after >= pts then return {pts} end
+local first = pts - redis.call('LLEN', KEYS[1]) + 1
+local from = math.max(after + 1, first)
+local ids = redis.call('LRANGE', KEYS[1], from - first, from - first + tonumber(ARGV[2]))
+local out = {pts}
+for i = 1, #ids do
+  out[#out + 1] = from + i - 1
+  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. ids[i])
 end
 return out

@@ -175,7 +175,6 @@ impl Store for RedisStore {
             .scripts
             .send
             .key(k.client_id(&new.from, client_id))
-            .key(k.conv_seq(&new.conv))
             .key(k.conv(&new.conv))
             .key(k.msg(&new.id))
             .key(k.inbox(&new.from))
@@ -343,7 +342,7 @@ impl Store for RedisStore {
         before: Option<u64>,
         limit: u64,
     ) -> Result<HistoryPage, StoreError> {
-        let upper = before.map_or_else(|| "+inf".to_owned(), |b| format!("({b}"));
+        let upper = before.map_or_else(String::new, |b| b.to_string());
         let reply: Value = self
             .scripts
             .history
@@ -358,10 +357,13 @@ impl Store for RedisStore {
             .into_iter()
             .map(message_from_value)
             .collect::<Result<Vec<_>, _>>()?;
-        let more = messages.len() as u64 > limit;
-        messages.truncate(limit as usize);
-        messages.reverse();
-        Ok(HistoryPage { messages, more })
+        // Oldest first, with one more than asked for when older ones exist.
+        let extra = messages.len().saturating_sub(limit as usize);
+        messages.drain(..extra);
+        Ok(HistoryPage {
+            messages,
+            more: extra > 0,
+        })
     }
 
     async fn unread(&self, user: &str) -> Result<BTreeMap<String, u64>, StoreError> {
@@ -383,7 +385,7 @@ impl Store for RedisStore {
         let (marked, last): (i64, u64) = self
             .scripts
             .read
-            .key(self.keys.conv_seq(conv))
+            .key(self.keys.conv(conv))
             .key(self.keys.read_marks(user))
             .key(self.keys.unread(user))
             .arg(conv)
