@@ -82,6 +82,29 @@ def render(d):
             f"| {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} "
             f"| {r['lost']} | {r['duplicated']} | {errors} | {closed} | {per} | {cpu_s or '-'} |"
         )
+    costed = [r for r in runs if r["target_rate"] > 0 and r.get("cpu") and r["delivered_per_s"] > 0]
+    if costed:
+        cores = os.cpu_count() or 1
+        lines += [
+            "",
+            "CPU per delivered message: each process's CPU over the window divided by the delivery rate, in µs, "
+            "with the part spent in the kernel (on loopback a write also pays the TCP receive work of its peer) in brackets. "
+            f"The ceiling is what this machine's {cores} cores could carry at that cost with nothing idle: "
+            "latency targets need a rate well below it.",
+            "",
+            "| scenario | delivered msg/s | µs of CPU per message (kernel) | total µs | ceiling msg/s |",
+            "|---|---|---|---|---|",
+        ]
+        for r in costed:
+            us = lambda pct: pct / 100 / r["delivered_per_s"] * 1e6
+            parts = []
+            for c in r["cpu"]:
+                kernel = c.get("system_percent_of_one_core")
+                parts.append(f"{c['name']} {us(c['percent_of_one_core']):.0f}" + (f" ({us(kernel):.0f})" if kernel is not None else ""))
+            total = sum(us(c["percent_of_one_core"]) for c in r["cpu"])
+            lines.append(
+                f"| {r['label']} | {r['delivered_per_s']:.0f} | {', '.join(parts)} | {total:.0f} | {cores * 1e6 / total:,.0f} |"
+            )
     synced = [r for r in runs if r.get("sync")]
     if synced:
         lines += [

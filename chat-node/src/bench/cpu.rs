@@ -34,35 +34,46 @@ impl std::str::FromStr for Watched {
     }
 }
 
-/// CPU one process used over the window, in percent of one core.
+/// CPU one process used over the window, in percent of one core: in all,
+/// and the part spent in the kernel (system time: on loopback that includes
+/// the TCP receive work of every peer the process writes to).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CpuUse {
     pub name: String,
     pub pid: u32,
     pub percent_of_one_core: f64,
+    pub system_percent_of_one_core: f64,
 }
 
-/// User plus system time of a process, in ticks; `None` if it is gone.
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+/// User and system time of a process so far, in ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticks {
+    pub user: u64,
+    pub system: u64,
+}
+
+/// CPU time of a process so far; `None` if it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<Ticks> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
-/// utime + stime from the text of `/proc/<pid>/stat`. The command name (2nd
-/// field) is in parentheses and may hold spaces, so fields are counted from
-/// the last `)`.
-fn parse_stat(stat: &str) -> Option<u64> {
+/// utime and stime from the text of `/proc/<pid>/stat`. The command name
+/// (2nd field) is in parentheses and may hold spaces, so fields are counted
+/// from the last `)`.
+fn parse_stat(stat: &str) -> Option<Ticks> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the name: state is field 3 of the file, utime 14, stime 15.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some(Ticks {
+        user: fields.get(11)?.parse().ok()?,
+        system: fields.get(12)?.parse().ok()?,
+    })
 }
 
 /// A snapshot of every watched process's CPU ticks.
 pub struct Snapshot {
     at: std::time::Instant,
-    ticks: Vec<(Watched, Option<u64>)>,
+    ticks: Vec<(Watched, Option<Ticks>)>,
 }
 
 impl Snapshot {
@@ -79,15 +90,20 @@ impl Snapshot {
     /// CPU used by each process since `self` (processes that vanished are
     /// left out).
     pub fn since(&self) -> Vec<CpuUse> {
-        let elapsed = self.at.elapsed().as_secs_f64();
+        let percent = |ticks: u64| {
+            ticks as f64 / TICKS_PER_S / self.at.elapsed().as_secs_f64().max(1e-9) * 100.0
+        };
         self.ticks
             .iter()
             .filter_map(|(w, before)| {
-                let used = cpu_ticks(w.pid)?.checked_sub((*before)?)?;
+                let (now, before) = (cpu_ticks(w.pid)?, (*before)?);
+                let user = now.user.checked_sub(before.user)?;
+                let system = now.system.checked_sub(before.system)?;
                 Some(CpuUse {
                     name: w.name.clone(),
                     pid: w.pid,
-                    percent_of_one_core: used as f64 / TICKS_PER_S / elapsed.max(1e-9) * 100.0,
+                    percent_of_one_core: percent(user + system),
+                    system_percent_of_one_core: percent(system),
                 })
             })
             .collect()
@@ -102,7 +118,13 @@ mod tests {
     fn stat_fields_are_counted_from_the_name() {
         let stat =
             "4242 (chat (node) x) S 1 4242 4242 0 -1 4194560 12 0 0 0 250 75 0 0 20 0 3 0 1 2 3";
-        assert_eq!(parse_stat(stat), Some(325));
+        assert_eq!(
+            parse_stat(stat),
+            Some(Ticks {
+                user: 250,
+                system: 75
+            })
+        );
         assert_eq!(parse_stat("garbage"), None);
     }
 

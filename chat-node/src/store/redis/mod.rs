@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Script, Value};
+use ::redis::io::tcp::TcpSettings;
+use ::redis::{AsyncCommands, IntoConnectionInfo, Script, Value};
 use async_trait::async_trait;
 
 mod decode;
@@ -64,8 +65,15 @@ impl RedisStore {
         retention: Retention,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let client = ::redis::Client::open(url)
-            .map_err(|e| StoreError::Unavailable(format!("bad Redis URL: {e}")))?;
+        let bad = |e: ::redis::RedisError| StoreError::Unavailable(format!("bad Redis URL: {e}"));
+        // Sends are pipelined on one connection: without TCP_NODELAY (off by
+        // default in redis-rs) Nagle holds each write back until the previous
+        // one is acknowledged.
+        let info = url
+            .into_connection_info()
+            .map_err(bad)?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = ::redis::Client::open(info).map_err(bad)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
