@@ -57,8 +57,15 @@ def merge(out, parts):
     json.dump(r, open(out, "w"), indent=2)
 
 
+def order(r):
+    """Scenario, then offered rate, then run number: `redis-12000#2` after
+    `redis-12000` and before `redis` (20,000)."""
+    base, _, run = r["label"].partition("#")
+    return (base.partition("-")[0], r["target_rate"], int(run or 1))
+
+
 def render(d):
-    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(d, "*.json")))]
+    runs = sorted((json.load(open(p)) for p in glob.glob(os.path.join(d, "*.json"))), key=order)
     lines = [
         "# Benchmark results",
         "",
@@ -90,7 +97,9 @@ def render(d):
             "CPU per delivered message: each process's CPU over the window divided by the delivery rate, in µs, "
             "with the part spent in the kernel (on loopback a write also pays the TCP receive work of its peer) in brackets. "
             f"The ceiling is what this machine's {cores} cores could carry at that cost with nothing idle: "
-            "latency targets need a rate well below it.",
+            "latency targets need a rate well below it. "
+            "CPU time spent spinning counts as use (RabbitMQ's Erlang schedulers busy-wait before they sleep), "
+            "so where RabbitMQ runs the ceiling is a lower bound.",
             "",
             "| scenario | delivered msg/s | µs of CPU per message (kernel) | total µs | ceiling msg/s |",
             "|---|---|---|---|---|",
@@ -150,12 +159,12 @@ def render(d):
         print("matplotlib not installed: no plot", file=sys.stderr)
         return
     traffic = [r for r in runs if r["target_rate"] > 0]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (a, b) = plt.subplots(1, 2, figsize=(16, 6), gridspec_kw={"width_ratios": [3, 1]})
     if traffic:
         xs = range(len(traffic))
         for i, (q, c) in enumerate((("p50_ms", "#4c72b0"), ("p90_ms", "#dd8452"), ("p99_ms", "#c44e52"))):
             a.bar([x + i * 0.27 for x in xs], [r["latency"][q] for r in traffic], 0.27, label=q[:3], color=c)
-        a.set_xticks([x + 0.27 for x in xs], [f"{r['label']}\n{r['delivered_per_s']:.0f} msg/s" for r in traffic], fontsize=7)
+        a.set_xticks([x + 0.27 for x in xs], [f"{r['label']} ({r['delivered_per_s']:.0f}/s)" for r in traffic], fontsize=7, rotation=40, ha="right")
         a.set_ylabel("send -> msg latency (ms, log scale)")
         a.set_yscale("log")
         a.set_title("End-to-end latency")
