@@ -90,9 +90,8 @@ impl Snapshot {
     /// CPU used by each process since `self` (processes that vanished are
     /// left out).
     pub fn since(&self) -> Vec<CpuUse> {
-        let percent = |ticks: u64| {
-            ticks as f64 / TICKS_PER_S / self.at.elapsed().as_secs_f64().max(1e-9) * 100.0
-        };
+        let elapsed = self.at.elapsed().as_secs_f64().max(1e-9);
+        let percent = |ticks: u64| ticks as f64 / TICKS_PER_S / elapsed * 100.0;
         self.ticks
             .iter()
             .filter_map(|(w, before)| {
