@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use parley_cluster::{PortFormula, env, ids};
+
 use crate::error::Error;
 
 /// Everything a chat-node can be told at start. Each field is a flag and an
@@ -18,146 +20,135 @@ use crate::error::Error;
 )]
 pub struct Config {
     /// Cluster id: prefixes every Redis key (`chat:C:`) and RabbitMQ name (`chat.C`).
-    #[arg(long, env = "CHAT_CLUSTER", default_value = "local")]
+    #[arg(long, env = env::CLUSTER, default_value = "local")]
     pub cluster: String,
 
     /// Redis URL (e.g. redis://127.0.0.1:6379/0). Unset: the in-memory store (one node, nothing persisted).
-    #[arg(long, env = "CHAT_REDIS_URL")]
+    #[arg(long, env = env::REDIS_URL)]
     pub redis_url: Option<String>,
 
     /// RabbitMQ URL (e.g. amqp://guest:guest@127.0.0.1:5672/%2f). Unset: the in-process bus (one node).
-    #[arg(long, env = "CHAT_AMQP_URL")]
+    #[arg(long, env = env::AMQP_URL)]
     pub amqp_url: Option<String>,
 
     /// Bearer secret for `/v1/tokens`. Unset: a random one, printed at start.
-    #[arg(long, env = "CHAT_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = env::ADMIN_TOKEN, hide_env_values = true)]
     pub admin_token: Option<String>,
 
     /// Node ordinal. Unset: taken from a hostname ending in `-N` (StatefulSet pod), else 0.
-    #[arg(long, env = "CHAT_ORDINAL")]
+    #[arg(long, env = env::ORDINAL)]
     pub ordinal: Option<u32>,
 
     /// Port of ordinal 0; a node listens on base + ordinal x step.
-    #[arg(long, env = "CHAT_BASE_PORT", default_value_t = 8750)]
+    #[arg(long, env = env::BASE_PORT, default_value_t = 8750)]
     pub base_port: u16,
 
     /// Distance between the ports of consecutive ordinals.
-    #[arg(long, env = "CHAT_PORT_STEP", default_value_t = 10)]
+    #[arg(long, env = env::PORT_STEP, default_value_t = 10)]
     pub port_step: u16,
 
     /// Explicit port; overrides base + ordinal x step. 0 picks a free port.
-    #[arg(long, env = "CHAT_PORT")]
+    #[arg(long, env = env::PORT)]
     pub port: Option<u16>,
 
     /// A fixed second port serving /healthz, /readyz and /metrics, so one pod
     /// template can probe every ordinal. 0 disables it.
-    #[arg(long, env = "CHAT_HEALTH_PORT", default_value_t = 9090)]
+    #[arg(long, env = env::HEALTH_PORT, default_value_t = 9090)]
     pub health_port: u16,
 
     /// Listen address.
-    #[arg(long, env = "CHAT_BIND", default_value = "0.0.0.0")]
+    #[arg(long, env = env::BIND, default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
     /// Address clients should use for this node (`/v1/route`). May contain
     /// `{pod}`, `{ordinal}` and `{port}`. Unset: `<hostname>:<port>`.
-    #[arg(long, env = "CHAT_ADVERTISE")]
+    #[arg(long, env = env::ADVERTISE)]
     pub advertise: Option<String>,
 
     /// Node name shown to clients (`connected.node`, `/v1/route`). Unset: the
     /// hostname when it ends in `-<ordinal>` (a StatefulSet pod), else `chat-<ordinal>`.
-    #[arg(long, env = "CHAT_NODE_NAME")]
+    #[arg(long, env = env::NODE_NAME)]
     pub node_name: Option<String>,
 
     /// Id of this run of the node (the pod UID via the downward API). Unset: random.
-    #[arg(long, env = "CHAT_INSTANCE_ID")]
+    #[arg(long, env = env::INSTANCE_ID)]
     pub instance_id: Option<String>,
 
     /// Largest WebSocket frame accepted, in bytes; larger ones get `too_large` and close 1009.
-    #[arg(long, env = "CHAT_MAX_FRAME_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(256..=16 << 20))]
+    #[arg(long, env = env::MAX_FRAME_BYTES, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(256..=16 << 20))]
     pub max_frame_bytes: u32,
 
     /// Largest message `body`, in bytes.
-    #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    #[arg(long, env = env::MAX_BODY_BYTES, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     pub max_body_bytes: u32,
 
     /// Close a connection (4008) that sent no frame of any kind for this many seconds.
-    #[arg(long, env = "CHAT_IDLE_TIMEOUT_S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = env::IDLE_TIMEOUT_S, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_s: u64,
 
     /// Close a connection (4008) that sent no `connect` within this many seconds.
-    #[arg(long, env = "CHAT_AUTH_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = env::AUTH_TIMEOUT_S, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub auth_timeout_s: u64,
 
     /// Client ping interval suggested in `connected.heartbeat_s`.
-    #[arg(long, env = "CHAT_HEARTBEAT_S", default_value_t = 30)]
+    #[arg(long, env = env::HEARTBEAT_S, default_value_t = 30)]
     pub heartbeat_s: u64,
 
     /// Sustained frames per second allowed per connection.
-    #[arg(long, env = "CHAT_RATE_PER_S", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = env::RATE_PER_S, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_per_s: u32,
 
     /// Frames a connection may send in a burst above the sustained rate.
     /// A connection refused this many frames in a row is closed (4003).
-    #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = env::RATE_BURST, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_burst: u32,
 
     /// Inbox entries younger than this many days are kept.
-    #[arg(long, env = "CHAT_INBOX_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = env::INBOX_RETENTION_DAYS, default_value_t = 30)]
     pub inbox_retention_days: u64,
 
     /// The newest this-many inbox entries of each user are kept, however old.
-    #[arg(long, env = "CHAT_INBOX_RETENTION_ENTRIES", default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = env::INBOX_RETENTION_ENTRIES, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub inbox_retention_entries: u64,
 
     /// On SIGTERM, seconds sessions get to leave after `reconnect` before the node closes them (4009).
-    #[arg(long, env = "CHAT_DRAIN_GRACE_S", default_value_t = 15)]
+    #[arg(long, env = env::DRAIN_GRACE_S, default_value_t = 15)]
     pub drain_grace_s: u64,
 
     /// Lifetime of tokens issued by `/v1/tokens`, in seconds.
-    #[arg(long, env = "CHAT_TOKEN_TTL_S", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    #[arg(long, env = env::TOKEN_TTL_S, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
     pub token_ttl_s: u64,
 
     /// WebSocket read buffer per connection, in bytes: allocated for every
     /// connection, so it sets much of the memory an idle session costs; it
     /// grows on demand for larger frames.
-    #[arg(long, env = "CHAT_WS_READ_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..))]
+    #[arg(long, env = env::WS_READ_BUFFER, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..))]
     pub ws_read_buffer: u32,
 
     /// Deliveries queued for one session before it counts as too slow and is closed (1013).
-    #[arg(long, env = "CHAT_OUTBOUND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = env::OUTBOUND_QUEUE, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbound_queue: u32,
 
     /// Close an HTTP connection that has not sent its request headers within this many seconds.
-    #[arg(long, env = "CHAT_HTTP_HEADER_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = env::HTTP_HEADER_TIMEOUT_S, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub http_header_timeout_s: u64,
 
     /// Give up on a Redis command after this many milliseconds (the client gets `unavailable`).
-    #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = env::REDIS_TIMEOUT_MS, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_timeout_ms: u64,
 }
 
 impl Config {
     /// Checks what clap cannot: names that end up in Redis keys and queue names.
     pub fn validate(&self) -> Result<(), Error> {
-        let ok = !self.cluster.is_empty()
-            && self.cluster.len() <= 63
-            && self
-                .cluster
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !ok {
-            return Err(Error::Config(format!(
-                "CHAT_CLUSTER {:?} must be 1 to 63 characters of A-Z a-z 0-9 - _",
-                self.cluster
-            )));
-        }
-        Ok(())
+        ids::check_cluster_id(&self.cluster)
+            .map_err(|e| Error::Config(format!("{}: {e}", env::CLUSTER)))
     }
 
     /// The node ordinal: the flag, else the `-N` suffix of `hostname`, else 0.
     pub fn resolve_ordinal(&self, hostname: &str) -> u32 {
         self.ordinal
-            .or_else(|| ordinal_from_hostname(hostname))
+            .or_else(|| ids::ordinal_from_hostname(hostname))
             .unwrap_or(0)
     }
 
@@ -166,13 +157,20 @@ impl Config {
         if let Some(p) = self.port {
             return Ok(p);
         }
-        let port = u32::from(self.base_port) + ordinal * u32::from(self.port_step);
-        u16::try_from(port).map_err(|_| {
+        self.port_formula().port(ordinal).ok_or_else(|| {
             Error::Config(format!(
-                "base port {} + ordinal {ordinal} x step {} = {port} is not a valid port",
+                "base port {} + ordinal {ordinal} x step {} is past 65535",
                 self.base_port, self.port_step
             ))
         })
+    }
+
+    /// The cluster's port formula (base and step).
+    pub fn port_formula(&self) -> PortFormula {
+        PortFormula {
+            base: self.base_port,
+            step: self.port_step,
+        }
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -191,15 +189,6 @@ impl Config {
     }
 }
 
-/// `chat-3` -> 3: a StatefulSet pod's hostname ends in its ordinal.
-pub fn ordinal_from_hostname(hostname: &str) -> Option<u32> {
-    let (_, n) = hostname.rsplit_once('-')?;
-    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    n.parse().ok()
-}
-
 /// Fills `{pod}`, `{ordinal}` and `{port}` in an advertise template.
 pub fn fill_advertise(template: &str, pod: &str, ordinal: u32, port: u16) -> String {
     template
@@ -211,15 +200,6 @@ pub fn fill_advertise(template: &str, pod: &str, ordinal: u32, port: u16) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ordinal_comes_from_statefulset_hostname() {
-        assert_eq!(ordinal_from_hostname("chat-3"), Some(3));
-        assert_eq!(ordinal_from_hostname("my-chat-12"), Some(12));
-        assert_eq!(ordinal_from_hostname("laptop"), None);
-        assert_eq!(ordinal_from_hostname("chat-"), None);
-        assert_eq!(ordinal_from_hostname("chat-x1"), None);
-    }
 
     #[test]
     fn port_is_base_plus_ordinal_times_step() {

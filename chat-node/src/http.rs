@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::connection;
 use crate::ids;
-use crate::node::{Node, STALE_AFTER_MS};
+use crate::node::Node;
 use crate::protocol::{valid_platform, valid_user_id};
 use crate::store::{NodeRecord, StoreError, TokenRecord};
 
@@ -184,16 +184,11 @@ async fn revoke_token(
     }
 }
 
-/// Whether a registry entry is a live, ready node.
-fn live(n: &NodeRecord, now_ms: u64) -> bool {
-    n.ready && now_ms.saturating_sub(n.heartbeat_ms) < STALE_AFTER_MS
-}
-
 /// The ready node with the fewest connections, ties to the lowest port.
 pub fn pick_route(nodes: &[NodeRecord], now_ms: u64) -> Option<&NodeRecord> {
     nodes
         .iter()
-        .filter(|n| live(n, now_ms))
+        .filter(|n| n.live(now_ms))
         .min_by_key(|n| (n.online, n.port))
 }
 
@@ -220,7 +215,7 @@ async fn nodes(State(s): State<AppState>) -> Response {
     let now = ids::now_ms();
     let list: Vec<_> = nodes
         .iter()
-        .map(|n| json!({"node": n.name, "port": n.port, "address": n.address, "online": n.online, "ready": live(n, now)}))
+        .map(|n| json!({"node": n.name, "port": n.port, "address": n.address, "online": n.online, "ready": n.live(now)}))
         .collect();
     axum::Json(list).into_response()
 }
@@ -312,6 +307,7 @@ fn ws_config(node: &Node) -> WebSocketConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use parley_cluster::registry::STALE_AFTER_MS;
 
     fn n(port: u16, online: u64, ready: bool, heartbeat_ms: u64) -> NodeRecord {
         NodeRecord {

@@ -14,13 +14,6 @@ use crate::protocol::client::Limits;
 use crate::session::Sessions;
 use crate::store::{NodeRecord, Nodes, Routes, Store, StoreError, TokenRecord};
 
-/// How often a node refreshes its registry entry.
-pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-/// How often a node that is not ready yet re-checks and re-registers.
-pub const NOT_READY_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
-/// A registry entry older than this is a node that died without cleaning up.
-pub const STALE_AFTER_MS: u64 = 15_000;
-
 /// Who this node is.
 #[derive(Debug, Clone)]
 pub struct Identity {

@@ -19,12 +19,13 @@ use crate::error::Error;
 use crate::http::{self, AppState};
 use crate::ids;
 use crate::metrics::Metrics;
-use crate::node::{HEARTBEAT_INTERVAL, Identity, NOT_READY_INTERVAL, Node};
+use crate::node::{Identity, Node};
 use crate::serve;
 use crate::session::Sessions;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Retention, Store};
+use parley_cluster::registry::{HEARTBEAT_INTERVAL, NOT_READY_INTERVAL};
 
 /// A node with its ports bound, ready to run.
 pub struct Server {
@@ -69,7 +70,7 @@ impl Server {
             p => Some(bind(SocketAddr::new(cfg.bind, p)).await?),
         };
         let name = cfg.node_name.clone().unwrap_or_else(|| {
-            if crate::config::ordinal_from_hostname(&host) == Some(ordinal) {
+            if parley_cluster::ids::ordinal_from_hostname(&host) == Some(ordinal) {
                 host.clone()
             } else {
                 format!("chat-{ordinal}")

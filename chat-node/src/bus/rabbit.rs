@@ -33,6 +33,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
+use parley_cluster::names::{exchange_name, queue_name, routing_key};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -51,16 +52,6 @@ const OUTBOX_CAPACITY: usize = 65_536;
 const MAX_BATCH_ENVELOPES: usize = 4096;
 /// Most events in one broker message.
 const MAX_EVENTS_PER_MESSAGE: usize = 512;
-
-/// The exchange of a cluster.
-pub fn exchange_name(cluster: &str) -> String {
-    format!("chat.{cluster}")
-}
-
-/// The queue of the node on `port`.
-pub fn queue_name(cluster: &str, port: u16) -> String {
-    format!("chat.{cluster}.{port}")
-}
 
 /// The arguments every node declares its queue with (they must match on
 /// every re-declaration).
@@ -199,7 +190,7 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
         let published = ch
             .basic_publish(
                 exchange.as_str().into(),
-                port.to_string().as_str().into(),
+                routing_key(*port).as_str().into(),
                 BasicPublishOptions::default(),
                 &payload,
                 BasicProperties::default(),
@@ -298,7 +289,7 @@ async fn connect(
     ch.queue_bind(
         queue.as_str().into(),
         exchange.as_str().into(),
-        cfg.port.to_string().as_str().into(),
+        routing_key(cfg.port).as_str().into(),
         QueueBindOptions::default(),
         FieldTable::default(),
     )
@@ -407,12 +398,6 @@ impl Bus for RabbitBus {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_follow_the_design() {
-        assert_eq!(exchange_name("prod"), "chat.prod");
-        assert_eq!(queue_name("prod", 8760), "chat.prod.8760");
-    }
 
     fn env(instance: &str, users: &[&str]) -> Envelope {
         Envelope {

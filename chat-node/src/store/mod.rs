@@ -7,8 +7,6 @@
 //! node) and [`redis::RedisStore`] (production). Both keep the same rules; the
 //! integration tests run the same protocol suite against each.
 
-pub mod gc;
-pub mod keys;
 pub mod memory;
 pub mod redis;
 
@@ -32,6 +30,15 @@ pub enum StoreError {
     /// The backend answered something this code does not understand.
     #[error("store answered unexpectedly: {0}")]
     Corrupt(String),
+}
+
+impl From<parley_cluster::RegistryError> for StoreError {
+    fn from(e: parley_cluster::RegistryError) -> Self {
+        match e {
+            parley_cluster::RegistryError::Unavailable(m) => StoreError::Unavailable(m),
+            parley_cluster::RegistryError::Corrupt(m) => StoreError::Corrupt(m),
+        }
+    }
 }
 
 /// A message about to be stored; the store assigns its `seq`.
@@ -144,22 +151,7 @@ pub struct Retention {
     pub max_age_ms: u64,
 }
 
-/// One node in the registry (`chat:C:ports` and `chat:C:node:P`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct NodeRecord {
-    pub port: u16,
-    /// Pod or node name, as clients see it.
-    pub name: String,
-    /// Address clients connect to.
-    pub address: String,
-    pub ready: bool,
-    /// Authenticated sessions on the node.
-    pub online: u64,
-    /// Last heartbeat, milliseconds since the Unix epoch.
-    pub heartbeat_ms: u64,
-    /// Id of this run of the node (pod UID or random).
-    pub instance: String,
-}
+pub use parley_cluster::NodeRecord;
 
 /// The store seam.
 #[async_trait]

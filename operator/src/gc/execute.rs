@@ -12,14 +12,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chat_node::bus::rabbit::{exchange_name, queue_name};
-use chat_node::store::redis::RedisStore;
-use chat_node::store::{Retention, Store, StoreError};
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
+use parley_cluster::names::{exchange_name, queue_name};
+use parley_cluster::{NodeRecord, Registry, RegistryError};
 
-use super::plan::{Action, Observed, PortFormula, PortState};
+use parley_cluster::PortFormula;
+
+use super::plan::{Action, Observed, PortState};
 
 /// How long to wait for a backend before calling it unavailable.
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,8 +28,8 @@ const BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// A backend failure during collection.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("Redis: {0}")]
-    Redis(#[from] StoreError),
+    #[error("{0}")]
+    Redis(#[from] RegistryError),
     #[error("RabbitMQ: {0}")]
     Rabbit(String),
 }
@@ -36,7 +37,7 @@ pub enum BackendError {
 /// Redis and RabbitMQ of one chat cluster.
 pub struct Backends {
     pub cluster: String,
-    redis: RedisStore,
+    redis: Registry,
     redis_url: String,
     amqp_url: String,
     /// The RabbitMQ connection, kept between calls; `None` until first used
@@ -57,14 +58,10 @@ pub struct Collected {
 
 impl Backends {
     pub fn new(cluster: &str, redis_url: &str, amqp_url: &str) -> Result<Backends, BackendError> {
-        // Retention does not matter here: collection never stores messages.
-        let retention = Retention {
-            max_entries: 1,
-            max_age_ms: 0,
-        };
+        let conn = parley_cluster::registry::connect(redis_url, BACKEND_TIMEOUT)?;
         Ok(Backends {
             cluster: cluster.to_owned(),
-            redis: RedisStore::new(redis_url, cluster, retention, BACKEND_TIMEOUT)?,
+            redis: Registry::new(conn, cluster),
             redis_url: redis_url.to_owned(),
             amqp_url: amqp_url.to_owned(),
             amqp: tokio::sync::Mutex::new(None),
@@ -90,7 +87,7 @@ impl Backends {
     }
 
     /// The node registry (for status: addresses, readiness, online counts).
-    pub async fn registry(&self) -> Result<Vec<chat_node::store::NodeRecord>, BackendError> {
+    pub async fn registry(&self) -> Result<Vec<NodeRecord>, BackendError> {
         Ok(self.redis.nodes().await?)
     }
 

@@ -16,25 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How ports map to ordinals: port = base + ordinal x step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortFormula {
-    pub base: u16,
-    pub step: u16,
-}
-
-impl PortFormula {
-    pub fn port(&self, ordinal: u32) -> Option<u16> {
-        u16::try_from(u32::from(self.base) + ordinal * u32::from(self.step)).ok()
-    }
-    pub fn ordinal(&self, port: u16) -> Option<u32> {
-        let off = port.checked_sub(self.base)?;
-        if self.step == 0 {
-            return (off == 0).then_some(0);
-        }
-        (off % self.step == 0).then(|| u32::from(off / self.step))
-    }
-}
+pub use parley_cluster::PortFormula;
 
 /// One port as the backends show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

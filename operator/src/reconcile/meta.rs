@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
+use parley_cluster::PortFormula;
 
 use crate::crd::ChatCluster;
 
@@ -64,8 +65,16 @@ pub fn admin_secret_name(cc: &ChatCluster) -> String {
     format!("{}-admin-token", cc.name_any())
 }
 
-/// The port of pod `ordinal`.
-pub fn node_port(cc: &ChatCluster, ordinal: u32) -> u16 {
-    let p = u32::from(cc.spec.ports.base) + ordinal * u32::from(cc.spec.ports.step);
-    u16::try_from(p).unwrap_or(u16::MAX)
+/// The cluster's port formula, from `spec.ports`.
+pub fn port_formula(cc: &ChatCluster) -> PortFormula {
+    PortFormula {
+        base: cc.spec.ports.base,
+        step: cc.spec.ports.step,
+    }
+}
+
+/// The port of pod `ordinal`; `None` past 65535 (a spec the validation
+/// refuses before anything is built from it).
+pub fn node_port(cc: &ChatCluster, ordinal: u32) -> Option<u16> {
+    port_formula(cc).port(ordinal)
 }

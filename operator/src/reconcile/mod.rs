@@ -31,7 +31,7 @@ use self::meta::{MANAGER, admin_secret_name, owned_meta, selector_string};
 use self::status::{Observations, PodInfo, RegistryEntry};
 use crate::controller::Context;
 use crate::crd::{BackendRef, ChatCluster, CleanupPolicy, FINALIZER};
-use crate::gc::{self, Backends, PortFormula};
+use crate::gc::{self, Backends};
 use crate::{Error, Result};
 
 /// How often a healthy cluster is looked at again (level-based collection).
@@ -80,7 +80,9 @@ pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<bool> {
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let desired = cc.spec.replicas.max(0) as u32;
     for ordinal in 0..desired {
-        apply(&services, &services::build(cc, ordinal)).await?;
+        if let Some(svc) = services::build(cc, ordinal) {
+            apply(&services, &svc).await?;
+        }
     }
     prune_services(cc, &services, desired).await?;
     apply(
@@ -142,10 +144,7 @@ async fn collect(
             })
             .collect();
     }
-    let formula = PortFormula {
-        base: cc.spec.ports.base,
-        step: cc.spec.ports.step,
-    };
+    let formula = meta::port_formula(cc);
     let pod_uids: BTreeMap<u32, String> = pods.iter().map(|p| (p.ordinal, p.uid.clone())).collect();
     let observed = match b
         .observe(cc.spec.replicas.max(0) as u32, Some(formula), pod_uids)

@@ -7,10 +7,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::meta::{node_port, owned_meta, pod_name};
 use crate::crd::ChatCluster;
 
-/// The Service of pod `ordinal`, named like the pod.
-pub fn build(cc: &ChatCluster, ordinal: u32) -> Service {
+/// The Service of pod `ordinal`, named like the pod; `None` for an
+/// ordinal without a port.
+pub fn build(cc: &ChatCluster, ordinal: u32) -> Option<Service> {
     let pod = pod_name(cc, ordinal);
-    let port = i32::from(node_port(cc, ordinal));
+    let port = i32::from(node_port(cc, ordinal)?);
     let mut meta = owned_meta(cc, pod.clone());
     if !cc.spec.expose.annotations.is_empty() {
         meta.annotations = Some(cc.spec.expose.annotations.clone());
@@ -18,7 +19,7 @@ pub fn build(cc: &ChatCluster, ordinal: u32) -> Service {
     meta.labels
         .get_or_insert_with(Default::default)
         .insert("parley.dev/ordinal".to_owned(), ordinal.to_string());
-    Service {
+    Some(Service {
         metadata: meta,
         spec: Some(ServiceSpec {
             type_: Some(cc.spec.expose.service_type.as_str().to_owned()),
@@ -32,5 +33,5 @@ pub fn build(cc: &ChatCluster, ordinal: u32) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
-    }
+    })
 }

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
+use parley_cluster::env as var;
 
 use super::meta::{admin_secret_name, headless_name, labels, owned_meta, selector_labels};
 use crate::crd::{BackendRef, ChatCluster, SecretKeyRef};
@@ -90,31 +91,31 @@ pub fn advertise(cc: &ChatCluster) -> String {
 fn container_env(cc: &ChatCluster) -> Vec<EnvVar> {
     let s = &cc.spec;
     let mut e = vec![
-        env("CHAT_CLUSTER", cc.cluster_id()),
-        env("CHAT_BASE_PORT", s.ports.base),
-        env("CHAT_PORT_STEP", s.ports.step),
-        env("CHAT_HEALTH_PORT", s.ports.health),
-        env("CHAT_BIND", "0.0.0.0"),
-        env("CHAT_ADVERTISE", advertise(cc)),
-        env("CHAT_DRAIN_GRACE_S", s.drain_grace_seconds),
+        env(var::CLUSTER, cc.cluster_id()),
+        env(var::BASE_PORT, s.ports.base),
+        env(var::PORT_STEP, s.ports.step),
+        env(var::HEALTH_PORT, s.ports.health),
+        env(var::BIND, "0.0.0.0"),
+        env(var::ADVERTISE, advertise(cc)),
+        env(var::DRAIN_GRACE_S, s.drain_grace_seconds),
         // The run's instance id: the pod UID, so collection can tell a pod
         // that came back from its predecessor.
-        env_field("CHAT_INSTANCE_ID", "metadata.uid"),
-        env_secret("CHAT_ADMIN_TOKEN", &admin_token_ref(cc)),
+        env_field(var::INSTANCE_ID, "metadata.uid"),
+        env_secret(var::ADMIN_TOKEN, &admin_token_ref(cc)),
     ];
-    e.extend(env_backend("CHAT_REDIS_URL", &s.redis));
-    e.extend(env_backend("CHAT_AMQP_URL", &s.rabbitmq));
+    e.extend(env_backend(var::REDIS_URL, &s.redis));
+    e.extend(env_backend(var::AMQP_URL, &s.rabbitmq));
     let c = &s.chat;
     let limits = [
-        ("CHAT_MAX_FRAME_BYTES", c.max_frame_bytes),
-        ("CHAT_MAX_BODY_BYTES", c.max_body_bytes),
-        ("CHAT_IDLE_TIMEOUT_S", c.idle_timeout_seconds),
-        ("CHAT_AUTH_TIMEOUT_S", c.auth_timeout_seconds),
-        ("CHAT_RATE_PER_S", c.rate_per_second),
-        ("CHAT_RATE_BURST", c.rate_burst),
-        ("CHAT_INBOX_RETENTION_DAYS", c.inbox_retention_days),
-        ("CHAT_INBOX_RETENTION_ENTRIES", c.inbox_retention_entries),
-        ("CHAT_TOKEN_TTL_S", c.token_ttl_seconds),
+        (var::MAX_FRAME_BYTES, c.max_frame_bytes),
+        (var::MAX_BODY_BYTES, c.max_body_bytes),
+        (var::IDLE_TIMEOUT_S, c.idle_timeout_seconds),
+        (var::AUTH_TIMEOUT_S, c.auth_timeout_seconds),
+        (var::RATE_PER_S, c.rate_per_second),
+        (var::RATE_BURST, c.rate_burst),
+        (var::INBOX_RETENTION_DAYS, c.inbox_retention_days),
+        (var::INBOX_RETENTION_ENTRIES, c.inbox_retention_entries),
+        (var::TOKEN_TTL_S, c.token_ttl_seconds),
     ];
     e.extend(limits.iter().filter_map(|(k, v)| v.map(|v| env(k, v))));
     if let Some(level) = &s.log_level {

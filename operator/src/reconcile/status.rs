@@ -73,18 +73,18 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
         .unwrap_or(0)
         .max(desired);
     let nodes: Vec<NodeStatus> = (0..highest)
-        .map(|ordinal| {
-            let port = node_port(cc, ordinal);
+        .filter_map(|ordinal| {
+            let port = node_port(cc, ordinal)?;
             let pod = o.pods.iter().find(|p| p.ordinal == ordinal);
             let reg = o.registry.iter().find(|r| r.port == port);
-            NodeStatus {
+            Some(NodeStatus {
                 name: pod_name(cc, ordinal),
                 ordinal,
                 port,
                 address: reg.map(|r| r.address.clone()).unwrap_or_default(),
                 ready: pod.is_some_and(|p| p.ready) && reg.is_some_and(|r| r.ready),
                 online: reg.filter(|_| pod.is_some()).map_or(0, |r| r.online),
-            }
+            })
         })
         .collect();
     let ready_replicas = o.pods.iter().filter(|p| p.ready).count() as i32;

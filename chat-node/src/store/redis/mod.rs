@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::io::tcp::TcpSettings;
-use ::redis::{AsyncCommands, IntoConnectionInfo, Script, Value};
+use ::redis::aio::ConnectionManager;
+use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
+use parley_cluster::{Keys, Registry};
 
 mod decode;
 
@@ -16,7 +16,6 @@ use self::decode::{
     as_array, as_i64, as_string, as_u64, corrupt, message_from_value, nodes_from_value,
     token_from_fields,
 };
-use super::keys::Keys;
 use super::*;
 
 /// The Lua scripts, loaded once per process and cached by Redis by SHA.
@@ -26,10 +25,8 @@ struct Scripts {
     history: Script,
     read: Script,
     played: Script,
-    deregister: Script,
     join: Script,
     leave: Script,
-    clear_presence: Script,
 }
 
 impl Scripts {
@@ -40,10 +37,8 @@ impl Scripts {
             history: Script::new(include_str!("../lua/history.lua")),
             read: Script::new(include_str!("../lua/read.lua")),
             played: Script::new(include_str!("../lua/played.lua")),
-            deregister: Script::new(include_str!("../lua/deregister.lua")),
             join: Script::new(include_str!("../lua/join.lua")),
             leave: Script::new(include_str!("../lua/leave.lua")),
-            clear_presence: Script::new(include_str!("../lua/clear_presence.lua")),
         }
     }
 }
@@ -52,6 +47,8 @@ impl Scripts {
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
+    /// The node registry and presence clean-up, shared with the operator.
+    registry: Registry,
     retention: Retention,
     scripts: Scripts,
 }
@@ -65,22 +62,9 @@ impl RedisStore {
         retention: Retention,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let bad = |e: ::redis::RedisError| StoreError::Unavailable(format!("bad Redis URL: {e}"));
-        // Sends are pipelined on one connection: without TCP_NODELAY (off by
-        // default in redis-rs) Nagle holds each write back until the previous
-        // one is acknowledged.
-        let info = url
-            .into_connection_info()
-            .map_err(bad)?
-            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-        let client = ::redis::Client::open(info).map_err(bad)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?;
+        let conn = parley_cluster::registry::connect(url, timeout)?;
         Ok(RedisStore {
+            registry: Registry::new(conn.clone(), cluster),
             conn,
             keys: Keys::new(cluster),
             retention,
@@ -88,33 +72,22 @@ impl RedisStore {
         })
     }
 
-    /// The key names this store uses.
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> ConnectionManager {
         // Cheap: a handle onto one multiplexed connection.
         self.conn.clone()
     }
 }
 
-pub(crate) fn unavailable(e: ::redis::RedisError) -> StoreError {
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Corrupt(e.to_string())
-    }
+/// A Redis error as the store reports it (the registry's rule: I/O and
+/// timeouts are "unavailable", anything else "corrupt").
+fn unavailable(e: ::redis::RedisError) -> StoreError {
+    parley_cluster::RegistryError::from(e).into()
 }
 
 #[async_trait]
 impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        let _: String = ::redis::cmd("PING")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Ok(self.registry.ping().await?)
     }
 
     async fn put_token(&self, token_hash: &str, record: &TokenRecord) -> Result<(), StoreError> {
@@ -306,16 +279,7 @@ impl Store for RedisStore {
         instance: &str,
         keep: bool,
     ) -> Result<u64, StoreError> {
-        self.scripts
-            .clear_presence
-            .key(self.keys.node_users(port))
-            .arg(port)
-            .arg(instance)
-            .arg(self.keys.presence_prefix())
-            .arg(if keep { "keep" } else { "drop" })
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)
+        Ok(self.registry.clear_presence(port, instance, keep).await?)
     }
 
     async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError> {
@@ -435,73 +399,14 @@ impl Store for RedisStore {
     }
 
     async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
-        let details = self.keys.node(node.port);
-        let _: () = ::redis::pipe()
-            .atomic()
-            .hset(self.keys.ports(), node.port, node.online)
-            .ignore()
-            .sadd(self.keys.queue_ports(), node.port)
-            .ignore()
-            .hset_multiple(
-                &details,
-                &[
-                    ("name", node.name.clone()),
-                    ("address", node.address.clone()),
-                    ("ready", if node.ready { "1" } else { "0" }.to_owned()),
-                    ("online", node.online.to_string()),
-                    ("heartbeat_ms", node.heartbeat_ms.to_string()),
-                    ("instance", node.instance.clone()),
-                ],
-            )
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        Ok(self.registry.register_node(node).await?)
     }
 
     async fn deregister_node(&self, port: u16, instance: &str) -> Result<bool, StoreError> {
-        let removed: i64 = self
-            .scripts
-            .deregister
-            .key(self.keys.ports())
-            .key(self.keys.node(port))
-            .arg(port)
-            .arg(instance)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(removed == 1)
+        Ok(self.registry.deregister_node(port, instance).await?)
     }
 
     async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        let mut conn = self.conn();
-        let ports: BTreeMap<u16, u64> =
-            conn.hgetall(self.keys.ports()).await.map_err(unavailable)?;
-        if ports.is_empty() {
-            return Ok(vec![]);
-        }
-        let mut pipe = ::redis::pipe();
-        for port in ports.keys() {
-            pipe.hgetall(self.keys.node(*port));
-        }
-        let details: Vec<HashMap<String, String>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        Ok(ports
-            .into_iter()
-            .zip(details)
-            .map(|((port, online), d)| NodeRecord {
-                port,
-                name: d.get("name").cloned().unwrap_or_default(),
-                address: d.get("address").cloned().unwrap_or_default(),
-                ready: d.get("ready").is_some_and(|r| r == "1"),
-                online,
-                heartbeat_ms: d
-                    .get("heartbeat_ms")
-                    .and_then(|h| h.parse().ok())
-                    .unwrap_or(0),
-                instance: d.get("instance").cloned().unwrap_or_default(),
-            })
-            .collect())
+        Ok(self.registry.nodes().await?)
     }
 }

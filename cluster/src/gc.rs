@@ -5,10 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use ::redis::{AsyncCommands, Script};
+use redis::AsyncCommands;
 
-use super::redis::{RedisStore, unavailable};
-use super::{Store, StoreError};
+use crate::registry::{Registry, RegistryError};
 
 /// What a cluster has in the registry, as the operator sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,14 +25,13 @@ pub struct Removed {
     pub presence: u64,
 }
 
-impl RedisStore {
+impl Registry {
     /// The ports this cluster's registry knows of.
-    pub async fn registry_snapshot(&self) -> Result<RegistrySnapshot, StoreError> {
+    pub async fn registry_snapshot(&self) -> Result<RegistrySnapshot, RegistryError> {
         let mut conn = self.conn();
         let k = self.keys();
-        let fields: Vec<u16> = conn.hkeys(k.ports()).await.map_err(unavailable)?;
-        let queue_ports: BTreeSet<u16> =
-            conn.smembers(k.queue_ports()).await.map_err(unavailable)?;
+        let fields: Vec<u16> = conn.hkeys(k.ports()).await?;
+        let queue_ports: BTreeSet<u16> = conn.smembers(k.queue_ports()).await?;
         let mut ports: BTreeSet<u16> = fields.into_iter().collect();
         ports.extend(queue_ports.iter().copied());
         Ok(RegistrySnapshot { ports, queue_ports })
@@ -41,28 +39,29 @@ impl RedisStore {
 
     /// The runs (instance ids) of the node on `port` that left details or
     /// presence behind.
-    pub async fn node_runs(&self, port: u16) -> Result<BTreeSet<String>, StoreError> {
+    pub async fn node_runs(&self, port: u16) -> Result<BTreeSet<String>, RegistryError> {
         let k = self.keys();
-        let runs: Vec<String> = Script::new(include_str!("lua/node_runs.lua"))
+        let runs: Vec<String> = self
+            .scripts()
+            .node_runs
             .key(k.node(port))
             .key(k.node_users(port))
             .arg(port)
             .arg(k.presence_prefix())
             .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .await?;
         Ok(runs.into_iter().collect())
     }
 
     /// The node run `instance` on `port` is gone for good (its ordinal was
     /// scaled away): remove its registry entry, details and presence.
-    pub async fn retire_run(&self, port: u16, instance: &str) -> Result<Removed, StoreError> {
+    pub async fn retire_run(&self, port: u16, instance: &str) -> Result<Removed, RegistryError> {
         self.collect_run(port, instance, "retire").await
     }
 
     /// The node run `instance` on `port` is gone but its ordinal will come
     /// back: clear its presence and online count, keep its entry.
-    pub async fn reset_run(&self, port: u16, instance: &str) -> Result<Removed, StoreError> {
+    pub async fn reset_run(&self, port: u16, instance: &str) -> Result<Removed, RegistryError> {
         self.collect_run(port, instance, "reset").await
     }
 
@@ -71,17 +70,18 @@ impl RedisStore {
         port: u16,
         instance: &str,
         mode: &str,
-    ) -> Result<Removed, StoreError> {
+    ) -> Result<Removed, RegistryError> {
         let k = self.keys();
-        let registry: u64 = Script::new(include_str!("lua/collect_run.lua"))
+        let registry: u64 = self
+            .scripts()
+            .collect_run
             .key(k.ports())
             .key(k.node(port))
             .arg(port)
             .arg(instance)
             .arg(mode)
             .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+            .await?;
         // The same compare-and-delete a node uses on its own stale presence.
         let presence = self.clear_presence(port, instance, false).await?;
         Ok(Removed { registry, presence })
@@ -89,39 +89,35 @@ impl RedisStore {
 
     /// The queue of `port` is deleted and no run is left: forget the port.
     /// Only a ports field without details (no live run) is removed.
-    pub async fn forget_port(&self, port: u16) -> Result<(), StoreError> {
+    pub async fn forget_port(&self, port: u16) -> Result<(), RegistryError> {
         let k = self.keys();
         let mut conn = self.conn();
-        let _: () = conn
-            .srem(k.queue_ports(), port)
-            .await
-            .map_err(unavailable)?;
-        let details: bool = conn.exists(k.node(port)).await.map_err(unavailable)?;
+        let _: () = conn.srem(k.queue_ports(), port).await?;
+        let details: bool = conn.exists(k.node(port)).await?;
         if !details {
-            let _: () = conn.hdel(k.ports(), port).await.map_err(unavailable)?;
+            let _: () = conn.hdel(k.ports(), port).await?;
         }
         Ok(())
     }
 
     /// Deletes every key of the cluster matching `pattern` (relative to
     /// `chat:C:`); returns how many. Used on ChatCluster deletion.
-    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, StoreError> {
+    pub async fn delete_matching(&self, pattern: &str) -> Result<u64, RegistryError> {
         let mut conn = self.conn();
         let full = format!("{}{pattern}", self.keys().prefix());
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
                 .arg(&full)
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+                .await?;
             if !keys.is_empty() {
-                let n: u64 = conn.del(&keys).await.map_err(unavailable)?;
+                let n: u64 = conn.del(&keys).await?;
                 deleted += n;
             }
             if next == 0 {

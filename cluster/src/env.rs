@@ -1,0 +1,32 @@
+//! Names of the `CHAT_*` environment variables a chat-node reads (each is
+//! also a flag; see the chat-node's `config`). The operator's StatefulSet
+//! builder sets them by these names, so a rename cannot drift.
+
+pub const CLUSTER: &str = "CHAT_CLUSTER";
+pub const REDIS_URL: &str = "CHAT_REDIS_URL";
+pub const AMQP_URL: &str = "CHAT_AMQP_URL";
+pub const ADMIN_TOKEN: &str = "CHAT_ADMIN_TOKEN";
+pub const ORDINAL: &str = "CHAT_ORDINAL";
+pub const BASE_PORT: &str = "CHAT_BASE_PORT";
+pub const PORT_STEP: &str = "CHAT_PORT_STEP";
+pub const PORT: &str = "CHAT_PORT";
+pub const HEALTH_PORT: &str = "CHAT_HEALTH_PORT";
+pub const BIND: &str = "CHAT_BIND";
+pub const ADVERTISE: &str = "CHAT_ADVERTISE";
+pub const NODE_NAME: &str = "CHAT_NODE_NAME";
+pub const INSTANCE_ID: &str = "CHAT_INSTANCE_ID";
+pub const MAX_FRAME_BYTES: &str = "CHAT_MAX_FRAME_BYTES";
+pub const MAX_BODY_BYTES: &str = "CHAT_MAX_BODY_BYTES";
+pub const IDLE_TIMEOUT_S: &str = "CHAT_IDLE_TIMEOUT_S";
+pub const AUTH_TIMEOUT_S: &str = "CHAT_AUTH_TIMEOUT_S";
+pub const HEARTBEAT_S: &str = "CHAT_HEARTBEAT_S";
+pub const RATE_PER_S: &str = "CHAT_RATE_PER_S";
+pub const RATE_BURST: &str = "CHAT_RATE_BURST";
+pub const INBOX_RETENTION_DAYS: &str = "CHAT_INBOX_RETENTION_DAYS";
+pub const INBOX_RETENTION_ENTRIES: &str = "CHAT_INBOX_RETENTION_ENTRIES";
+pub const DRAIN_GRACE_S: &str = "CHAT_DRAIN_GRACE_S";
+pub const TOKEN_TTL_S: &str = "CHAT_TOKEN_TTL_S";
+pub const WS_READ_BUFFER: &str = "CHAT_WS_READ_BUFFER";
+pub const OUTBOUND_QUEUE: &str = "CHAT_OUTBOUND_QUEUE";
+pub const HTTP_HEADER_TIMEOUT_S: &str = "CHAT_HTTP_HEADER_TIMEOUT_S";
+pub const REDIS_TIMEOUT_MS: &str = "CHAT_REDIS_TIMEOUT_MS";
