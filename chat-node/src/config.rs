@@ -9,6 +9,9 @@ use clap::Parser;
 use parley_cluster::{PortFormula, env, ids};
 
 use crate::error::Error;
+use crate::protocol::client::Limits;
+use crate::settings::{ConnectionSettings, Settings};
+use crate::store::Retention;
 
 /// Everything a chat-node can be told at start. Each field is a flag and an
 /// environment variable (`CHAT_*`); flags win.
@@ -139,10 +142,19 @@ pub struct Config {
 }
 
 impl Config {
-    /// Checks what clap cannot: names that end up in Redis keys and queue names.
+    /// Checks what clap cannot: names that end up in Redis keys and queue
+    /// names, and backends that only work together.
     pub fn validate(&self) -> Result<(), Error> {
         ids::check_cluster_id(&self.cluster)
-            .map_err(|e| Error::Config(format!("{}: {e}", env::CLUSTER)))
+            .map_err(|e| Error::Config(format!("{}: {e}", env::CLUSTER)))?;
+        if self.amqp_url.is_some() && self.redis_url.is_none() {
+            return Err(Error::Config(format!(
+                "{} needs {}: the nodes of a cluster share inboxes and presence in Redis",
+                env::AMQP_URL,
+                env::REDIS_URL
+            )));
+        }
+        Ok(())
     }
 
     /// The node ordinal: the flag, else the `-N` suffix of `hostname`, else 0.
@@ -173,14 +185,37 @@ impl Config {
         }
     }
 
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_s)
-    }
-    pub fn auth_timeout(&self) -> Duration {
-        Duration::from_secs(self.auth_timeout_s)
-    }
-    pub fn drain_grace(&self) -> Duration {
-        Duration::from_secs(self.drain_grace_s)
+    /// The typed settings the node runs with, checked once here.
+    pub fn settings(&self) -> Result<Settings, Error> {
+        self.validate()?;
+        let day_ms = 24 * 3600 * 1000;
+        let retention_ms = self
+            .inbox_retention_days
+            .checked_mul(day_ms)
+            .ok_or_else(|| Error::Config(format!("{} is too large", env::INBOX_RETENTION_DAYS)))?;
+        Ok(Settings {
+            connection: ConnectionSettings {
+                limits: Limits {
+                    max_body_bytes: self.max_body_bytes as usize,
+                },
+                max_frame_bytes: self.max_frame_bytes as usize,
+                read_buffer: self.ws_read_buffer as usize,
+                outbound_queue: self.outbound_queue as usize,
+                rate_per_s: self.rate_per_s,
+                rate_burst: self.rate_burst,
+                auth_timeout: Duration::from_secs(self.auth_timeout_s),
+                idle_timeout: Duration::from_secs(self.idle_timeout_s),
+                heartbeat_s: self.heartbeat_s,
+                drain_grace: Duration::from_secs(self.drain_grace_s),
+            },
+            retention: Retention {
+                max_entries: self.inbox_retention_entries,
+                max_age_ms: retention_ms,
+            },
+            token_ttl: Duration::from_secs(self.token_ttl_s),
+            http_header_timeout: Duration::from_secs(self.http_header_timeout_s),
+            redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+        })
     }
 
     /// A configuration with every default, for tests and embedding.
@@ -229,6 +264,13 @@ mod tests {
             fill_advertise("lb-{ordinal}.example.com:443", "p", 7, 1),
             "lb-7.example.com:443"
         );
+    }
+
+    #[test]
+    fn a_bus_without_a_shared_store_is_refused() {
+        let c = Config::parse_from(["chat-node", "--amqp-url", "amqp://x"]);
+        assert!(c.validate().is_err());
+        assert!(c.settings().is_err());
     }
 
     #[test]

@@ -39,11 +39,8 @@ where
 {
     node.metrics.connections_open.inc();
     let mut state = StateGauge::new(&node.metrics, "authenticating");
-    let limiter = RateLimit::new(
-        node.cfg.rate_per_s,
-        node.cfg.rate_burst,
-        std::time::Instant::now(),
-    );
+    let c = &node.settings.connection;
+    let limiter = RateLimit::new(c.rate_per_s, c.rate_burst, std::time::Instant::now());
     let mut conn = Conn {
         ws,
         node: node.clone(),
@@ -87,7 +84,7 @@ where
 {
     /// Waits for a valid `connect`; `None` when the connection ended.
     async fn authenticate(&mut self) -> Option<Session> {
-        let deadline = Instant::now() + self.node.cfg.auth_timeout();
+        let deadline = Instant::now() + self.node.settings.connection.auth_timeout;
         let mut drain = self.node.drain_signal();
         loop {
             let incoming = tokio::select! {
@@ -95,7 +92,7 @@ where
                     self.close(close::TIMEOUT, "no connect in time").await;
                     return None;
                 }
-                _ = crate::node::until_set(&mut drain) => {
+                _ = drain.wait() => {
                     self.close(close::DRAINING, "node draining").await;
                     return None;
                 }
@@ -120,25 +117,26 @@ where
                 self.close(close::POLICY, "rate limit").await;
                 return None;
             }
-            let (rid, token, device) = match client::parse(&text, &self.node.limits) {
-                Ok(Request {
-                    rid,
-                    command: Command::Connect { token, device },
-                }) => (rid, token, device),
-                Ok(Request { rid, .. }) => {
-                    self.refuse_unauthorized(rid.as_deref(), "the first frame must be connect")
-                        .await;
-                    return None;
-                }
-                Err(r) => {
-                    let msg = format!(
-                        "the first frame must be a valid connect: {}",
-                        r.error.message
-                    );
-                    self.refuse_unauthorized(r.rid.as_deref(), &msg).await;
-                    return None;
-                }
-            };
+            let (rid, token, device) =
+                match client::parse(&text, &self.node.settings.connection.limits) {
+                    Ok(Request {
+                        rid,
+                        command: Command::Connect { token, device },
+                    }) => (rid, token, device),
+                    Ok(Request { rid, .. }) => {
+                        self.refuse_unauthorized(rid.as_deref(), "the first frame must be connect")
+                            .await;
+                        return None;
+                    }
+                    Err(r) => {
+                        let msg = format!(
+                            "the first frame must be a valid connect: {}",
+                            r.error.message
+                        );
+                        self.refuse_unauthorized(r.rid.as_deref(), &msg).await;
+                        return None;
+                    }
+                };
             self.node.metrics.frame("connect");
             match self.open_session(&token, &device, rid.as_deref()).await {
                 Ok(Some(session)) => return Some(session),
@@ -180,7 +178,7 @@ where
         };
         let user: Arc<str> = record.user.into();
         let id: Arc<str> = ids::session_id().into();
-        let (tx, rx) = mpsc::channel(self.node.cfg.outbound_queue as usize);
+        let (tx, rx) = mpsc::channel(self.node.settings.connection.outbound_queue);
         let stop = Arc::new(Stop::default());
         let handle = SessionHandle {
             id: id.clone(),
@@ -191,7 +189,7 @@ where
         // Register here and in presence before reading `pts` (one round
         // trip with the presence write), so nothing stored from now on can
         // slip between the two: it is either below `pts` or delivered.
-        let registration = self.node.sessions.add(user.clone(), handle);
+        let registration = self.node.hub.sessions().add(user.clone(), handle);
         let pts = match self.node.join(&user).await {
             Ok(pts) => pts,
             Err(e) => {
@@ -205,7 +203,7 @@ where
             session: &id,
             node: &self.node.id.name,
             pts,
-            heartbeat_s: self.node.cfg.heartbeat_s,
+            heartbeat_s: self.node.settings.connection.heartbeat_s,
             rid,
         }
         .to_json();
@@ -226,8 +224,8 @@ where
     /// Serves an authenticated session until it ends.
     async fn run(&mut self, s: Session, state: &mut StateGauge) {
         let mut s = s;
-        let idle = self.node.cfg.idle_timeout();
-        let grace = self.node.cfg.drain_grace();
+        let idle = self.node.settings.connection.idle_timeout;
+        let grace = self.node.settings.connection.drain_grace;
         let mut last_seen = Instant::now();
         let mut drain = self.node.drain_signal();
         let mut drain_deadline: Option<Instant> = None;
@@ -250,7 +248,7 @@ where
                     Box::pin(self.close(close::TIMEOUT, "idle")).await;
                     Flow::Close
                 }
-                _ = crate::node::until_set(&mut drain), if drain_deadline.is_none() => {
+                _ = drain.wait(), if drain_deadline.is_none() => {
                     state.set("draining");
                     drain_deadline = Some(Instant::now() + grace);
                     let frame = ServerFrame::Reconnect { reason: "draining" }.to_json();
@@ -311,7 +309,7 @@ where
             return Flow::Continue; // a ping; tungstenite answers it
         };
         let started = Instant::now();
-        let req = match client::parse(&text, &self.node.limits) {
+        let req = match client::parse(&text, &self.node.settings.connection.limits) {
             Ok(req) => req,
             Err(r) => {
                 return self
@@ -332,7 +330,10 @@ where
                 .observe(started.elapsed().as_secs_f64());
         }
         if !outcome.deliveries.is_empty() {
-            self.node.fan_out(outcome.deliveries, outcome.routes).await;
+            self.node
+                .hub
+                .fan_out(outcome.deliveries, outcome.routes)
+                .await;
         }
         Flow::Continue
     }

@@ -17,23 +17,7 @@ pub enum Error {
     /// The store could not be reached or answered badly.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    /// The bus could not be reached.
-    #[error(transparent)]
-    Bus(#[from] crate::bus::BusError),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-impl Error {
-    /// A short, stable label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::Config(_) => "config",
-            Error::Bind { .. } => "bind",
-            Error::Store(_) => "store",
-            Error::Bus(_) => "bus",
-            Error::Io(_) => "io",
-        }
-    }
 }

@@ -149,7 +149,7 @@ async fn issue_token(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
     let record = TokenRecord {
         user: b.user,
         platform: b.platform,
-        expires_at: ids::now_ms() + s.node.cfg.token_ttl_s * 1000,
+        expires_at: ids::now_ms() + s.node.settings.token_ttl.as_millis() as u64,
     };
     if let Err(e) = s
         .node
@@ -176,7 +176,7 @@ async fn revoke_token(
     match s.node.store.delete_token(&hash).await {
         Ok(Some(record)) => {
             tracing::info!(user = %record.user, platform = %record.platform, "token revoked");
-            s.node.kick(&record.user, &hash).await;
+            s.node.hub.kick(&record.user, &hash).await;
             StatusCode::NO_CONTENT.into_response()
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such token"),
@@ -295,9 +295,9 @@ async fn upgrade(State(s): State<AppState>, mut req: Request) -> Response {
 /// Frame limits and buffers: small read buffer (memory per idle
 /// connection), eager writes (we flush every frame anyway).
 fn ws_config(node: &Node) -> WebSocketConfig {
-    let max = node.cfg.max_frame_bytes as usize;
+    let max = node.settings.connection.max_frame_bytes;
     WebSocketConfig::default()
-        .read_buffer_size(node.cfg.ws_read_buffer as usize)
+        .read_buffer_size(node.settings.connection.read_buffer)
         .write_buffer_size(0)
         .max_write_buffer_size(max.max(64 * 1024) * 4)
         .max_message_size(Some(max))

@@ -21,10 +21,14 @@
 //! - [`session`]: the sessions this node holds, by user; local delivery.
 //! - [`store`]: the store seam, in memory or in Redis.
 //! - [`bus`]: the bus seam to other nodes.
-//! - [`node`]: what all of the above share for one node.
-//! - [`bench`]: the load generator behind the `chat-bench` binary.
-//! - [`metrics`], [`ids`], [`ratelimit`], [`error`], [`http_client`]: support
-//!   with one job each.
+//! - [`hub`]: the one delivery path: local sessions first, then the bus to
+//!   the other nodes presence names; the bus's inbound handler.
+//! - [`node`]: what all of the above share for one node: identity,
+//!   settings, store, hub, drain.
+//! - [`settings`]: the typed settings handlers run with, built and checked
+//!   once from [`config`].
+//! - [`shutdown`]: the stop signals every loop selects on.
+//! - [`metrics`], [`ids`], [`ratelimit`], [`error`]: support with one job each.
 
 pub mod bench;
 pub mod bus;
@@ -34,6 +38,7 @@ pub mod connection;
 pub mod error;
 pub mod http;
 pub mod http_client;
+pub mod hub;
 pub mod ids;
 pub mod metrics;
 pub mod node;
@@ -42,6 +47,8 @@ pub mod ratelimit;
 pub mod serve;
 pub mod server;
 pub mod session;
+pub mod settings;
+pub mod shutdown;
 pub mod store;
 
 pub use config::Config;

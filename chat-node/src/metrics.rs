@@ -147,9 +147,7 @@ impl Metrics {
 
     pub fn error(&self, code: ErrorCode) {
         self.errors
-            .get_or_create(&CodeLabel {
-                code: code.as_str(),
-            })
+            .get_or_create(&CodeLabel { code: code.into() })
             .inc();
     }
 

@@ -11,8 +11,9 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
+
+use crate::shutdown::Signal;
 
 /// How long in-flight HTTP requests get once the server stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -24,7 +25,7 @@ pub async fn serve(
     header_timeout: Duration,
     stop: impl Future<Output = ()>,
 ) {
-    let (stopping, _) = watch::channel(false);
+    let stopping = Signal::default();
     let connections = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -49,12 +50,12 @@ pub async fn serve(
         let conn = http
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()))
             .with_upgrades();
-        let mut stop_rx = stopping.subscribe();
+        let mut stop_rx = stopping.listen();
         connections.spawn(async move {
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,
-                _ = crate::node::until_set(&mut stop_rx) => {
+                _ = stop_rx.wait() => {
                     // Finish the request in flight, then close.
                     conn.as_mut().graceful_shutdown();
                     conn.await
@@ -66,7 +67,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    stopping.send_replace(true);
+    stopping.set();
     connections.close();
     if tokio::time::timeout(STOP_GRACE, connections.wait())
         .await

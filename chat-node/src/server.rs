@@ -7,25 +7,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parley_cluster::registry::{HEARTBEAT_INTERVAL, NOT_READY_INTERVAL};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
 use crate::bus::rabbit::{RabbitBus, RabbitConfig};
-use crate::bus::{Event, Inbound};
 use crate::config::{Config, fill_advertise};
 use crate::error::Error;
 use crate::http::{self, AppState};
+use crate::hub::Hub;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::node::{Identity, Node};
 use crate::serve;
-use crate::session::Sessions;
+use crate::shutdown::{Listener, Signal};
+use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
-use crate::store::{Retention, Store};
-use parley_cluster::registry::{HEARTBEAT_INTERVAL, NOT_READY_INTERVAL};
 
 /// A node with its ports bound, ready to run.
 pub struct Server {
@@ -55,12 +55,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 impl Server {
     /// Resolves identity and ports, binds, and builds the store and bus.
     pub async fn bind(cfg: Config) -> Result<Server, Error> {
-        cfg.validate()?;
-        if cfg.amqp_url.is_some() && cfg.redis_url.is_none() {
-            return Err(Error::Config(
-                "CHAT_AMQP_URL needs CHAT_REDIS_URL: the nodes of a cluster share inboxes and presence in Redis".into(),
-            ));
-        }
+        let settings = cfg.settings()?;
         let host = hostname();
         let ordinal = cfg.resolve_ordinal(&host);
         let listener = bind(SocketAddr::new(cfg.bind, cfg.resolve_port(ordinal)?)).await?;
@@ -81,51 +76,52 @@ impl Server {
             None => format!("{host}:{port}"),
         };
         let id = Identity {
+            cluster: cfg.cluster.clone(),
             name,
             ordinal,
             port,
             address,
             instance: cfg.instance_id.clone().unwrap_or_else(ids::session_id),
         };
-        let retention = Retention {
-            max_entries: cfg.inbox_retention_entries,
-            max_age_ms: cfg.inbox_retention_days * 24 * 3600 * 1000,
-        };
         let store: Arc<dyn Store> = match &cfg.redis_url {
             Some(url) => Arc::new(RedisStore::new(
                 url,
-                &cfg.cluster,
-                retention,
-                Duration::from_millis(cfg.redis_timeout_ms),
+                &id.cluster,
+                settings.retention,
+                settings.redis_timeout,
             )?),
-            None => Arc::new(MemoryStore::new(retention)),
+            None => Arc::new(MemoryStore::new(settings.retention)),
         };
-        let sessions: Arc<Sessions> = Arc::default();
         let metrics = Metrics::new();
+        // The hub first: the bus hands it what other nodes send.
+        let hub = Arc::new(Hub::new(
+            Arc::default(),
+            metrics.clone(),
+            store.clone(),
+            port,
+        ));
         let bus: Arc<dyn Bus> = match &cfg.amqp_url {
             Some(url) => {
-                let inbound = inbound_handler(sessions.clone(), metrics.clone());
                 let rabbit = RabbitConfig {
                     url: url.clone(),
-                    cluster: cfg.cluster.clone(),
+                    cluster: id.cluster.clone(),
                     port,
                     instance: id.instance.clone(),
                 };
-                Arc::new(RabbitBus::start(rabbit, inbound, metrics.bus()))
+                Arc::new(RabbitBus::start(rabbit, hub.clone(), metrics.bus()))
             }
             None => Arc::new(LocalBus),
         };
+        hub.attach(bus);
         let generated_admin_token = cfg.admin_token.is_none();
         let admin_token = cfg.admin_token.clone().unwrap_or_else(ids::admin_token);
-        let node = Arc::new(Node::new(
-            cfg,
-            id,
-            admin_token,
-            store,
-            bus,
-            sessions,
-            metrics,
-        ));
+        let node = Arc::new(Node::new(id, settings, admin_token, store, hub, metrics));
+        tracing::info!(
+            node = %node.id.name, port, address = %node.id.address, cluster = %node.id.cluster,
+            store = if cfg.redis_url.is_some() { "redis" } else { "memory" },
+            bus = if cfg.amqp_url.is_some() { "rabbitmq" } else { "local" },
+            "chat-node bound"
+        );
         Ok(Server {
             node,
             listener,
@@ -139,11 +135,6 @@ impl Server {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.node.id.port)))
-    }
-
-    /// The health port's address, if enabled.
-    pub fn health_addr(&self) -> Option<SocketAddr> {
-        self.health.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -164,26 +155,21 @@ impl Server {
             connections: connections.clone(),
         };
         let background = TaskTracker::new();
-        let (stop_bg, _) = tokio::sync::watch::channel(false);
+        let stop_bg = Signal::default();
 
-        let header_timeout = Duration::from_secs(node.cfg.http_header_timeout_s);
+        let header_timeout = node.settings.http_header_timeout;
         if let Some(health) = self.health {
             let app = http::health_router().with_state(state.clone());
-            let mut stop = stop_bg.subscribe();
+            let mut stop = stop_bg.listen();
             background.spawn(serve::serve(health, app, header_timeout, async move {
-                crate::node::until_set(&mut stop).await;
+                stop.wait().await;
             }));
         }
-        let (stop_heartbeat, heartbeat_stop) = tokio::sync::watch::channel(false);
-        let heartbeat_task = tokio::spawn(heartbeat(node.clone(), heartbeat_stop));
+        let stop_heartbeat = Signal::default();
+        let heartbeat_task = tokio::spawn(heartbeat(node.clone(), stop_heartbeat.listen()));
         background.spawn(clear_stale_presence(node.clone()));
 
-        tracing::info!(
-            node = %node.id.name, port = node.id.port, address = %node.id.address,
-            cluster = %node.cfg.cluster,
-            store = if node.cfg.redis_url.is_some() { "redis" } else { "memory" },
-            "chat-node serving"
-        );
+        tracing::info!(node = %node.id.name, port = node.id.port, "chat-node serving");
         let drain_node = node.clone();
         let app = http::router(state);
         serve::serve(self.listener, app, header_timeout, async move {
@@ -195,7 +181,7 @@ impl Server {
 
         // The listener is closed; sessions have been told to reconnect.
         connections.close();
-        let grace = node.cfg.drain_grace() + Duration::from_secs(5);
+        let grace = node.settings.connection.drain_grace + Duration::from_secs(5);
         if tokio::time::timeout(grace, connections.wait())
             .await
             .is_err()
@@ -204,8 +190,10 @@ impl Server {
         }
         // Stop consuming, stop the heartbeat (so nothing re-registers the
         // node), then deregister; the health port goes last.
-        node.bus.shutdown().await;
-        stop_heartbeat.send_replace(true);
+        if let Some(bus) = node.hub.bus() {
+            bus.shutdown().await;
+        }
+        stop_heartbeat.set();
         let _ = heartbeat_task.await;
         if let Err(e) = node
             .store
@@ -214,7 +202,7 @@ impl Server {
         {
             tracing::warn!(error = %e, "cannot deregister");
         }
-        stop_bg.send_replace(true);
+        stop_bg.set();
         background.close();
         background.wait().await;
         tracing::info!("drained; bye");
@@ -225,7 +213,7 @@ impl Server {
 /// Keeps this node's registry entry fresh (online count, readiness,
 /// heartbeat) until told to stop. While the node is not ready (backends
 /// still connecting) it refreshes often, so it is routable as soon as it is.
-async fn heartbeat(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn heartbeat(node: Arc<Node>, mut stop: Listener) {
     let mut drain = node.drain_signal();
     loop {
         let ready = node.ready().await;
@@ -240,35 +228,10 @@ async fn heartbeat(node: Arc<Node>, mut stop: tokio::sync::watch::Receiver<bool>
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             // Say "not ready" at once when draining starts.
-            _ = drain.changed() => {}
-            _ = crate::node::until_set(&mut stop) => return,
+            _ = drain.wait(), if !node.is_draining() => {}
+            _ = stop.wait() => return,
         }
     }
-}
-
-/// Events from other nodes go to the local sessions.
-fn inbound_handler(sessions: Arc<Sessions>, metrics: Metrics) -> Inbound {
-    Arc::new(move |event: Event| match event {
-        Event::Deliver {
-            user,
-            frame,
-            except,
-            message,
-        } => {
-            let frame = tokio_tungstenite::tungstenite::Utf8Bytes::from(frame);
-            crate::node::deliver_local(
-                &sessions,
-                &metrics,
-                &user,
-                &frame,
-                except.as_deref(),
-                message,
-            );
-        }
-        Event::Kick { user, token_hash } => {
-            sessions.kick_token(&user, &token_hash);
-        }
-    })
 }
 
 /// A node that restarts on the same port inherits presence entries of its

@@ -44,27 +44,5 @@ async fn run(cfg: Config) -> Result<(), chat_node::Error> {
             "then connect a WebSocket to ws://127.0.0.1:{port}/ws and send {{\"type\":\"connect\",\"token\":\"<token>\"}}"
         );
     }
-    server.run(shutdown_signal()).await
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    server.run(chat_node::shutdown::os_signal()).await
 }

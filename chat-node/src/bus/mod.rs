@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A bus failure. Delivery is best effort (the inbox is the truth), so
 /// callers count and log it and move on.
@@ -23,20 +24,28 @@ pub enum BusError {
     Unavailable(String),
 }
 
+/// One frame for the sessions of one user, minus one session: what a
+/// command hands the hub, and what travels to other nodes as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub user: String,
+    /// The frame (JSON text), shared by every session it is queued for.
+    #[serde(with = "text")]
+    pub frame: Utf8Bytes,
+    /// The session that caused it (it got a direct reply instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub except: Option<Arc<str>>,
+    /// A `msg` frame (counted as a delivered message), not a receipt.
+    #[serde(default)]
+    pub message: bool,
+}
+
 /// Something for the sessions of one user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 pub enum Event {
-    /// Send `frame` (JSON text) to every session of `user` but `except`.
-    Deliver {
-        user: String,
-        frame: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        except: Option<String>,
-        /// A `msg` frame (counted as a delivered message), not a receipt.
-        #[serde(default)]
-        message: bool,
-    },
+    /// Send the frame to every session of the user but `except`.
+    Deliver(Delivery),
     /// Stop every session of `user` that connected with this token.
     Kick { user: String, token_hash: String },
 }
@@ -45,8 +54,22 @@ impl Event {
     /// The user whose sessions the event is for.
     pub fn user(&self) -> &str {
         match self {
-            Event::Deliver { user, .. } | Event::Kick { user, .. } => user,
+            Event::Deliver(Delivery { user, .. }) | Event::Kick { user, .. } => user,
         }
+    }
+}
+
+/// A frame on the wire is a JSON string.
+mod text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+    pub fn serialize<S: Serializer>(frame: &Utf8Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(frame.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Utf8Bytes, D::Error> {
+        String::deserialize(d).map(Utf8Bytes::from)
     }
 }
 
@@ -59,8 +82,10 @@ pub struct Envelope {
     pub events: Vec<Event>,
 }
 
-/// What a bus hands incoming events to.
-pub type Inbound = Arc<dyn Fn(Event) + Send + Sync>;
+/// What a bus hands incoming events to (the node's delivery hub).
+pub trait Inbound: Send + Sync + 'static {
+    fn receive(&self, event: Event);
+}
 
 /// What a bus counts (shared with the node's metrics).
 #[derive(Debug, Clone, Default)]

@@ -34,7 +34,9 @@ use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 use parley_cluster::names::{exchange_name, queue_name, routing_key};
-use tokio::sync::{mpsc, watch};
+
+use crate::shutdown::{Listener, Signal};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{Bus, BusError, BusMetrics, Envelope, Inbound};
@@ -81,20 +83,21 @@ struct Shared {
 pub struct RabbitBus {
     shared: Arc<Shared>,
     outbox: mpsc::Sender<(u16, Envelope)>,
-    stop: watch::Sender<bool>,
+    stop: Signal,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl RabbitBus {
     /// Starts the supervisor and the publisher; events for this node go to
     /// `inbound`.
-    pub fn start(cfg: RabbitConfig, inbound: Inbound, metrics: BusMetrics) -> RabbitBus {
+    pub fn start(cfg: RabbitConfig, inbound: Arc<dyn Inbound>, metrics: BusMetrics) -> RabbitBus {
         let shared = Arc::new(Shared {
             cfg,
             publisher: RwLock::new(None),
             ready: AtomicBool::new(false),
         });
-        let (stop, stop_rx) = watch::channel(false);
+        let stop = Signal::default();
+        let stop_rx = stop.listen();
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_CAPACITY);
         let tasks = vec![
             tokio::spawn(supervise(shared.clone(), inbound, stop_rx.clone())),
@@ -124,13 +127,13 @@ async fn publish_loop(
     shared: Arc<Shared>,
     mut outbox: mpsc::Receiver<(u16, Envelope)>,
     metrics: BusMetrics,
-    mut stop: watch::Receiver<bool>,
+    mut stop: Listener,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_ENVELOPES);
     loop {
         let n = tokio::select! {
             n = outbox.recv_many(&mut batch, MAX_BATCH_ENVELOPES) => n,
-            _ = crate::node::until_set(&mut stop) => return,
+            _ = stop.wait() => return,
         };
         if n == 0 {
             return;
@@ -222,7 +225,7 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
 }
 
 /// Keeps the node connected until told to stop.
-async fn supervise(shared: Arc<Shared>, inbound: Inbound, mut stop: watch::Receiver<bool>) {
+async fn supervise(shared: Arc<Shared>, inbound: Arc<dyn Inbound>, mut stop: Listener) {
     let mut first = true;
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -252,7 +255,7 @@ async fn supervise(shared: Arc<Shared>, inbound: Inbound, mut stop: watch::Recei
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = crate::node::until_set(&mut stop) => return,
+            _ = stop.wait() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
@@ -329,13 +332,13 @@ async fn connect(
 async fn consume(
     shared: &Shared,
     mut consumer: lapin::Consumer,
-    inbound: &Inbound,
-    stop: &mut watch::Receiver<bool>,
+    inbound: &Arc<dyn Inbound>,
+    stop: &mut Listener,
 ) -> bool {
     loop {
         let delivery = tokio::select! {
             d = consumer.next() => d,
-            _ = crate::node::until_set(stop) => return true,
+            _ = stop.wait() => return true,
         };
         let delivery = match delivery {
             Some(Ok(d)) => d,
@@ -357,7 +360,7 @@ async fn consume(
             continue;
         }
         for event in envelope.events {
-            inbound(event);
+            inbound.receive(event);
         }
     }
 }
@@ -387,7 +390,7 @@ impl Bus for RabbitBus {
     }
 
     async fn shutdown(&self) {
-        self.stop.send_replace(true);
+        self.stop.set();
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -461,12 +464,12 @@ mod tests {
         let e = Envelope {
             instance: "i-1".into(),
             events: vec![
-                super::super::Event::Deliver {
+                super::super::Event::Deliver(super::super::Delivery {
                     user: "bob".into(),
                     frame: r#"{"type":"msg"}"#.into(),
-                    except: None,
+                    except: Some("s-1".into()),
                     message: true,
-                },
+                }),
                 super::super::Event::Kick {
                     user: "bob".into(),
                     token_hash: "ab".into(),
@@ -475,5 +478,18 @@ mod tests {
         };
         let back: Envelope = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn envelope_wire_format_is_stable_across_versions() {
+        // Nodes of two versions share a bus during a rolling upgrade.
+        let wire = r#"{"instance":"i","events":[{"t":"deliver","user":"bob","frame":"{}","except":"s-1","message":true},{"t":"deliver","user":"al","frame":"x"},{"t":"kick","user":"bob","token_hash":"h"}]}"#;
+        let e: Envelope = serde_json::from_str(wire).unwrap();
+        assert_eq!(
+            serde_json::to_string(&e)
+                .unwrap()
+                .replace(r#","message":false"#, ""),
+            wire
+        );
     }
 }

@@ -12,9 +12,8 @@ mod unread;
 
 use std::sync::Arc;
 
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-
-use crate::node::{Delivery, Node};
+use crate::bus::Delivery;
+use crate::node::Node;
 use crate::protocol::client::{Command, Request};
 use crate::protocol::server::ServerFrame;
 use crate::protocol::{ErrorCode, ProtoError};
@@ -130,9 +129,9 @@ pub async fn dispatch(node: &Node, s: &SessionCtx, req: Request) -> Outcome {
 fn delivery(user: &str, frame: String, except: Option<&Arc<str>>, is_message: bool) -> Delivery {
     Delivery {
         user: user.to_owned(),
-        frame: Utf8Bytes::from(frame),
+        frame: frame.into(),
         except: except.cloned(),
-        is_message,
+        message: is_message,
     }
 }
 

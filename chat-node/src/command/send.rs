@@ -28,7 +28,7 @@ pub async fn apply(
     };
     let stored = node
         .store
-        .send(new, &req.id, !node.bus.is_local())
+        .send(new, &req.id, node.hub.is_clustered())
         .await
         .map_err(|e| Failure::from(e).with_id(&req.id))?;
     let reply = ServerFrame::Sent {

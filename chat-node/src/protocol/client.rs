@@ -229,8 +229,12 @@ impl Obj<'_> {
         }
         let to = self.user("to")?;
         let kind_s = self.req_str("kind")?;
-        let kind = Kind::parse(kind_s)
-            .ok_or_else(|| "kind must be one of text, emoji, image, video, voice".to_owned())?;
+        let kind: Kind = kind_s.parse().map_err(|_| {
+            format!(
+                "kind must be one of {}",
+                <Kind as strum::VariantNames>::VARIANTS.join(", ")
+            )
+        })?;
         let body = self.opt_str("body")?.unwrap_or_default();
         if body.len() > limits.max_body_bytes {
             return Err(format!(

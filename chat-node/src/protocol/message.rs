@@ -2,9 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a message carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a message carries. The wire spelling (serde) and the stored one
+/// (strum: `"voice".parse()`, `<&str>::from(kind)`) are the same.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Kind {
     Text,
     Emoji,
@@ -14,24 +27,9 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "text" => Kind::Text,
-            "emoji" => Kind::Emoji,
-            "image" => Kind::Image,
-            "video" => Kind::Video,
-            "voice" => Kind::Voice,
-            _ => return None,
-        })
-    }
+    /// The wire spelling.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Text => "text",
-            Kind::Emoji => "emoji",
-            Kind::Image => "image",
-            Kind::Video => "video",
-            Kind::Voice => "voice",
-        }
+        self.into()
     }
     /// `image`, `video` and `voice` carry `media`; `text` and `emoji` a body.
     pub fn has_media(self) -> bool {

@@ -10,9 +10,10 @@ use serde::Serialize;
 
 pub use message::{Kind, Media, Message};
 
-/// Error codes of PROTOCOL.md, with the wire spelling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Error codes of PROTOCOL.md, with the wire spelling (also the metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
@@ -22,22 +23,6 @@ pub enum ErrorCode {
     RateLimited,
     Unavailable,
     Internal,
-}
-
-impl ErrorCode {
-    /// The wire spelling, also used as the metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::TooLarge => "too_large",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
 }
 
 /// A refusal to send to the client as an `error` frame.

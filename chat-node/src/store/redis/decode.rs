@@ -77,7 +77,9 @@ pub(super) fn message_from_fields(f: HashMap<String, String>) -> Result<Message,
             .map_err(|_| corrupt(format!("message {name} is not a number")))
     };
     let kind_s = get("kind")?;
-    let kind = Kind::parse(&kind_s).ok_or_else(|| corrupt(format!("unknown kind {kind_s}")))?;
+    let kind: Kind = kind_s
+        .parse()
+        .map_err(|_| corrupt(format!("unknown kind {kind_s}")))?;
     let media = match f.get("media") {
         Some(j) if !j.is_empty() => Some(serde_json::from_str(j).map_err(corrupt)?),
         _ => None,

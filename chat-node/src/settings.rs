@@ -1,0 +1,46 @@
+//! The settings handlers run with: typed (`Duration`s, `usize`s,
+//! [`Retention`]) and checked once, from the command line, by
+//! `Config::settings`. Nothing below the server reads the raw `Config`.
+
+use std::time::Duration;
+
+use crate::protocol::client::Limits;
+use crate::store::Retention;
+
+/// Everything a connection enforces.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// What a request may carry (parsing).
+    pub limits: Limits,
+    /// Largest WebSocket frame accepted.
+    pub max_frame_bytes: usize,
+    /// WebSocket read buffer allocated per connection.
+    pub read_buffer: usize,
+    /// Deliveries queued for one session before it counts as too slow.
+    pub outbound_queue: usize,
+    /// Sustained frames per second, and the burst above it.
+    pub rate_per_s: u32,
+    pub rate_burst: u32,
+    /// No `connect` within this: close 4008.
+    pub auth_timeout: Duration,
+    /// No frame at all within this: close 4008.
+    pub idle_timeout: Duration,
+    /// Ping interval suggested to clients in `connected`.
+    pub heartbeat_s: u64,
+    /// How long draining sessions get before close 4009.
+    pub drain_grace: Duration,
+}
+
+/// The settings of one node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub connection: ConnectionSettings,
+    /// Inbox retention, in both stores.
+    pub retention: Retention,
+    /// Lifetime of tokens issued by `/v1/tokens`.
+    pub token_ttl: Duration,
+    /// Deadline for an HTTP client's request headers.
+    pub http_header_timeout: Duration,
+    /// Deadline of one Redis command.
+    pub redis_timeout: Duration,
+}
