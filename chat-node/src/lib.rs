@@ -31,23 +31,23 @@
 //! - [`metrics`], [`ids`], [`ratelimit`], [`error`]: support with one job each.
 
 pub mod bench;
-pub mod bus;
-pub mod command;
+mod bus;
+mod command;
 pub mod config;
-pub mod connection;
+mod connection;
 pub mod error;
-pub mod http;
+mod http;
 pub mod http_client;
-pub mod hub;
+mod hub;
 pub mod ids;
-pub mod metrics;
-pub mod node;
+mod metrics;
+mod node;
 pub mod protocol;
-pub mod ratelimit;
-pub mod serve;
+mod ratelimit;
+mod serve;
 pub mod server;
-pub mod session;
-pub mod settings;
+mod session;
+mod settings;
 pub mod shutdown;
 pub mod store;
 

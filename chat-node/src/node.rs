@@ -19,7 +19,6 @@ pub struct Identity {
     pub cluster: String,
     /// Name shown to clients (`chat-1`).
     pub name: String,
-    pub ordinal: u32,
     /// The port it serves on (its registry key and queue name).
     pub port: u16,
     /// Address clients should use for it.

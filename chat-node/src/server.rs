@@ -78,7 +78,6 @@ impl Server {
         let id = Identity {
             cluster: cfg.cluster.clone(),
             name,
-            ordinal,
             port,
             address,
             instance: cfg.instance_id.clone().unwrap_or_else(ids::session_id),
@@ -137,8 +136,9 @@ impl Server {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], self.node.id.port)))
     }
 
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
+    /// The bearer secret of `/v1/tokens` (configured, or generated here).
+    pub fn admin_token(&self) -> &str {
+        &self.node.admin_token
     }
 
     /// Serves until `shutdown` resolves, then drains: sessions get

@@ -34,7 +34,7 @@ async fn run(cfg: Config) -> Result<(), chat_node::Error> {
     let addr = server.local_addr();
     if server.generated_admin_token {
         let port = addr.port();
-        let admin = &server.node().admin_token;
+        let admin = server.admin_token();
         println!("admin token (random, set CHAT_ADMIN_TOKEN to choose one): {admin}");
         println!("get a user token:");
         println!(
