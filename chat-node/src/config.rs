@@ -81,6 +81,12 @@ pub struct Config {
     #[arg(long, env = env::MAX_FRAME_BYTES, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(256..=16 << 20))]
     pub max_frame_bytes: u32,
 
+    /// Largest reply frame, in bytes: `sync` and `history` pages are cut to
+    /// fit (with `more: true`), and the write buffer of each connection is
+    /// sized from it.
+    #[arg(long, env = env::MAX_REPLY_BYTES, default_value_t = 1 << 20, value_parser = clap::value_parser!(u32).range(64 << 10..=16 << 20))]
+    pub max_reply_bytes: u32,
+
     /// Largest message `body`, in bytes.
     #[arg(long, env = env::MAX_BODY_BYTES, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     pub max_body_bytes: u32,
@@ -199,6 +205,7 @@ impl Config {
                     max_body_bytes: self.max_body_bytes as usize,
                 },
                 max_frame_bytes: self.max_frame_bytes as usize,
+                max_reply_bytes: self.max_reply_bytes as usize,
                 read_buffer: self.ws_read_buffer as usize,
                 outbound_queue: self.outbound_queue as usize,
                 rate_per_s: self.rate_per_s,

@@ -293,15 +293,23 @@ async fn upgrade(State(s): State<AppState>, mut req: Request) -> Response {
 }
 
 /// Frame limits and buffers: small read buffer (memory per idle
-/// connection), eager writes (we flush every frame anyway).
+/// connection), eager writes (we flush every frame anyway). The write
+/// buffer is sized from the largest reply, not from the largest frame a
+/// client may send: the two limits are unrelated.
 fn ws_config(node: &Node) -> WebSocketConfig {
-    let max = node.settings.connection.max_frame_bytes;
+    let c = &node.settings.connection;
     WebSocketConfig::default()
-        .read_buffer_size(node.settings.connection.read_buffer)
+        .read_buffer_size(c.read_buffer)
         .write_buffer_size(0)
-        .max_write_buffer_size(max.max(64 * 1024) * 4)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
+        .max_write_buffer_size(write_buffer_bytes(c.max_reply_bytes))
+        .max_message_size(Some(c.max_frame_bytes))
+        .max_frame_size(Some(c.max_frame_bytes))
+}
+
+/// Room for one reply of the largest size, its frame header, and the
+/// deliveries queued behind it.
+fn write_buffer_bytes(max_reply_bytes: usize) -> usize {
+    max_reply_bytes * 2 + 64 * 1024
 }
 
 #[cfg(test)]

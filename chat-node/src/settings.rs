@@ -14,6 +14,8 @@ pub struct ConnectionSettings {
     pub limits: Limits,
     /// Largest WebSocket frame accepted.
     pub max_frame_bytes: usize,
+    /// Largest reply frame: pages are cut to fit.
+    pub max_reply_bytes: usize,
     /// WebSocket read buffer allocated per connection.
     pub read_buffer: usize,
     /// Deliveries queued for one session before it counts as too slow.

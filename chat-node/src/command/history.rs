@@ -1,6 +1,6 @@
 //! `history`: a page of the user's conversation with one peer. The
 //! conversation id is built from the session's user, so nobody reads another
-//! user's conversations.
+//! user's conversations. Cut to the reply byte budget, newest kept.
 
 use super::{Failure, Outcome, SessionCtx};
 use crate::node::Node;
@@ -15,15 +15,16 @@ pub async fn apply(
     limit: u64,
     rid: Option<&str>,
 ) -> Result<Outcome, Failure> {
-    let page = node
+    let mut page = node
         .store
         .history(&dm_conv(&s.user, with), before, limit)
         .await?;
+    let cut = super::page::keep_last(&mut page.messages, node.settings.connection.max_reply_bytes);
     Ok(Outcome::reply(
         ServerFrame::History {
             with,
             messages: &page.messages,
-            more: page.more,
+            more: page.more || cut,
             rid,
         }
         .to_json(),

@@ -4,6 +4,7 @@
 //! hands out after it has written the reply.
 
 mod history;
+mod page;
 mod played;
 mod read;
 mod send;

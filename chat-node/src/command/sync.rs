@@ -1,4 +1,4 @@
-//! `sync`: a page of the user's own inbox.
+//! `sync`: a page of the user's own inbox, cut to the reply byte budget.
 
 use super::{Failure, Outcome, SessionCtx};
 use crate::node::Node;
@@ -11,11 +11,12 @@ pub async fn apply(
     limit: u64,
     rid: Option<&str>,
 ) -> Result<Outcome, Failure> {
-    let page = node.store.sync(&s.user, after, limit).await?;
+    let mut page = node.store.sync(&s.user, after, limit).await?;
+    let cut = super::page::keep_first(&mut page.entries, node.settings.connection.max_reply_bytes);
     Ok(Outcome::reply(
         ServerFrame::Synced {
             entries: &page.entries,
-            more: page.more,
+            more: page.more || cut,
             pts: page.pts,
             rid,
         }
