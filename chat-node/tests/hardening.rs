@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::slow_link::SlowLink;
 use common::{Backend, Client, TestNode};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -112,4 +113,46 @@ async fn oversized_history_pages_within_the_reply_budget(b: Backend) {
     assert_eq!(seqs, (1..=HEAVY as u64).collect::<Vec<_>>());
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
     node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_redis_timeout_is_still_delivered_live() {
+    // The node talks to Redis through a relay that can hold replies back.
+    let redis_addr = "127.0.0.1:6379".parse().unwrap();
+    let link = SlowLink::start(redis_addr).await;
+    let cluster = common::unique_cluster("late");
+    let url = format!("redis://{}/0", link.addr);
+    let node = TestNode::start_in(Backend::Redis, &cluster, Some(url), |c| {
+        c.redis_timeout_ms = 300
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    let mut bob = node.session("bob").await;
+    // The send reaches Redis and is stored; its reply comes too late.
+    link.hold_replies();
+    let r = alice
+        .request(json!({"type":"send","id":"c-late","to":"bob","kind":"text","body":"late"}))
+        .await;
+    assert_eq!(r["type"], "error", "{r}");
+    assert_eq!(r["code"], "unavailable");
+    assert_eq!(r["id"], "c-late");
+    assert!(
+        !r["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed"),
+        "a timeout cannot promise that: {r}"
+    );
+    link.release();
+    // The client retries, as told: the store recognises the id, and bob,
+    // who got nothing live, gets it now.
+    let retry = alice.send_text("bob", "c-late", "late").await;
+    let live = bob.recv().await;
+    assert_eq!(live["type"], "msg", "{live}");
+    assert_eq!(live["msg"]["id"], retry["msg"]["id"]);
+    assert_eq!(live["pts"], 1);
+    // Stored once.
+    assert_eq!(bob.sync_all(0).await.len(), 1);
+    node.stop().await;
+    common::delete_cluster_keys(&common::redis_url(), &cluster);
 }

@@ -7,6 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::redis_server::PrivateRedis;
 use common::{ADMIN, Backend, Client, TestNode};
 use serde_json::json;
 
@@ -191,64 +192,6 @@ async fn sigterm_drains_and_exits_within_the_grace() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status:?}");
-}
-
-/// A private Redis on its own port, with an append-only file so data
-/// survives the restart this test does.
-struct PrivateRedis {
-    port: u16,
-    dir: std::path::PathBuf,
-    proc: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16, dir: &std::path::Path) -> PrivateRedis {
-        let mut r = PrivateRedis {
-            port,
-            dir: dir.to_owned(),
-            proc: None,
-        };
-        r.restart();
-        r
-    }
-    fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/services.sh installs it)");
-        self.proc = Some(child);
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("private redis did not start");
-    }
-    fn kill(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,7 +100,7 @@ async fn send_reads_the_routes_of_both_users(b: Backend) {
         .await
         .unwrap();
     assert_eq!(stored.routes, Some(vec![("carol".to_owned(), vec![])]));
-    // Not asked for, or a retry: nothing to route.
+    // Not asked for: nothing to route.
     let stored = f
         .store
         .send(msg("m3", "alice", "bob", now), "c3", false)
@@ -112,8 +112,11 @@ async fn send_reads_the_routes_of_both_users(b: Backend) {
         .send(msg("m4", "alice", "bob", now), "c1", true)
         .await
         .unwrap();
+    // A retry is routed (and delivered) again, with its first positions.
     assert!(retry.duplicate);
-    assert_eq!(retry.routes, None);
+    assert_eq!(retry.msg.id, "m1");
+    assert_eq!((retry.sender_pts, retry.receiver_pts), (1, Some(1)));
+    assert_eq!(retry.routes.as_ref().map(|r| r.len()), Some(2));
 }
 
 async fn expired_tokens_are_refused(b: Backend) {

@@ -73,9 +73,11 @@ impl From<StoreError> for Failure {
         match e {
             StoreError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "store unavailable");
+                // After a timeout the write may have happened: say only what
+                // is known. A retry with the same id is safe either way.
                 Failure::new(
                     ErrorCode::Unavailable,
-                    "the message store is unavailable; nothing was changed; retry",
+                    "the message store did not answer in time; retry with the same id",
                 )
             }
             StoreError::Corrupt(detail) => {

@@ -37,23 +37,27 @@ pub async fn apply(
         rid,
     }
     .to_json();
-    if stored.duplicate {
-        // Stored and delivered the first time; nobody receives it twice.
-        return Ok(Outcome::reply(reply));
+    if !stored.duplicate {
+        node.metrics.messages_stored.inc();
     }
-    node.metrics.messages_stored.inc();
+    // A retry (duplicate) is delivered again with the first positions: its
+    // first attempt may have been stored while its reply was lost (a Redis
+    // timeout), so nobody got it live; a device that did drops the `pts` it
+    // already has.
     let msg = &stored.msg;
     let mut deliveries = Vec::with_capacity(2);
     if let Some(pts) = stored.receiver_pts {
         let frame = ServerFrame::Msg { pts, msg }.to_json();
         deliveries.push(delivery(&msg.to, frame, None, true));
     }
-    let frame = ServerFrame::Msg {
-        pts: stored.sender_pts,
-        msg,
+    if stored.sender_pts > 0 {
+        let frame = ServerFrame::Msg {
+            pts: stored.sender_pts,
+            msg,
+        }
+        .to_json();
+        deliveries.push(delivery(&msg.from, frame, Some(&s.session), true));
     }
-    .to_json();
-    deliveries.push(delivery(&msg.from, frame, Some(&s.session), true));
     Ok(Outcome {
         reply,
         deliveries,

@@ -30,13 +30,21 @@ struct State {
     unread: HashMap<String, HashMap<String, u64>>,
     /// user -> conv -> read-up-to seq
     read: HashMap<String, HashMap<String, u64>>,
-    /// (user, client id) -> message id
-    client_ids: BTreeMap<(String, String), String>,
+    /// (user, client id) -> the message stored for it first
+    client_ids: BTreeMap<(String, String), FirstSend>,
     /// expiry time (ms) -> keys of `client_ids` expiring then
     client_id_expiry: BTreeMap<u64, Vec<(String, String)>>,
     nodes: BTreeMap<u16, NodeRecord>,
     /// user -> port -> instance
     presence: HashMap<String, BTreeMap<u16, String>>,
+}
+
+/// What a client id was first stored as.
+#[derive(Debug, Clone)]
+struct FirstSend {
+    id: String,
+    sender_pts: u64,
+    receiver_pts: Option<u64>,
 }
 
 #[derive(Default)]
@@ -86,6 +94,18 @@ impl State {
             inbox.entries.pop_front();
         }
         inbox.pts
+    }
+
+    /// Where the sessions of a message's users are.
+    fn routes_of(&self, msg: &Message) -> Routes {
+        let mut users = vec![msg.from.as_str()];
+        if msg.to != msg.from {
+            users.push(&msg.to);
+        }
+        users
+            .into_iter()
+            .map(|u| (u.to_owned(), self.nodes_of(u)))
+            .collect()
     }
 
     fn expire_client_ids(&mut self, now_ms: u64) {
@@ -143,15 +163,17 @@ impl Store for MemoryStore {
         st.expire_client_ids(now);
         let key = (new.from.clone(), client_id.to_owned());
         if let Some(first) = st.client_ids.get(&key) {
-            let msg = st.messages.get(first).cloned().ok_or_else(|| {
-                StoreError::Corrupt(format!("client id points at missing message {first}"))
+            let msg = st.messages.get(&first.id).cloned().ok_or_else(|| {
+                StoreError::Corrupt(format!("client id points at missing message {}", first.id))
             })?;
+            let (sender_pts, receiver_pts) = (first.sender_pts, first.receiver_pts);
+            let routes = routes.then(|| st.routes_of(&msg));
             return Ok(Stored {
                 msg,
-                sender_pts: 0,
-                receiver_pts: None,
+                sender_pts,
+                receiver_pts,
                 duplicate: true,
-                routes: None,
+                routes,
             });
         }
         let conv = st.convs.entry(new.conv.clone()).or_default();
@@ -171,21 +193,19 @@ impl Store for MemoryStore {
         } else {
             None
         };
-        st.client_ids.insert(key.clone(), msg.id.clone());
+        st.client_ids.insert(
+            key.clone(),
+            FirstSend {
+                id: msg.id.clone(),
+                sender_pts,
+                receiver_pts,
+            },
+        );
         st.client_id_expiry
             .entry(now + CLIENT_ID_TTL_MS)
             .or_default()
             .push(key);
-        let routes = routes.then(|| {
-            let mut users = vec![msg.from.as_str()];
-            if msg.to != msg.from {
-                users.push(&msg.to);
-            }
-            users
-                .into_iter()
-                .map(|u| (u.to_owned(), st.nodes_of(u)))
-                .collect()
-        });
+        let routes = routes.then(|| st.routes_of(&msg));
         Ok(Stored {
             msg,
             sender_pts,

@@ -77,18 +77,21 @@ impl NewMessage {
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub msg: Message,
-    /// The message's position in the sender's inbox (0 for a duplicate).
+    /// The message's position in the sender's inbox (0 when unknown: a
+    /// duplicate recorded before positions were kept).
     pub sender_pts: u64,
     /// Its position in the receiver's inbox; `None` for a message to oneself
-    /// (one inbox entry) and for a duplicate.
+    /// (one inbox entry) and when unknown.
     pub receiver_pts: Option<u64>,
-    /// The client id was seen before: `msg` is the first stored message and
-    /// nothing was stored or must be delivered now.
+    /// The client id was seen before: `msg` is the first stored message,
+    /// with its first positions, and nothing new was stored. It is
+    /// delivered again all the same: the first attempt may have timed out
+    /// before anyone got it, and devices drop a `pts` they already have.
     pub duplicate: bool,
-    /// When asked for (and not a duplicate): where the sessions of the
-    /// sender and the receiver are, read in the same atomic step as the
-    /// write, so a session opening meanwhile is either listed here or starts
-    /// from an inbox position that already includes the message.
+    /// When asked for: where the sessions of the sender and the receiver
+    /// are, read in the same atomic step as the write, so a session opening
+    /// meanwhile is either listed here or starts from an inbox position
+    /// that already includes the message.
     pub routes: Option<Routes>,
 }
 

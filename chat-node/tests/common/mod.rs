@@ -6,6 +6,8 @@
 
 pub mod cluster;
 pub mod http;
+pub mod redis_server;
+pub mod slow_link;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -6,20 +6,36 @@
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
 --       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
 --       12 message key prefix, 13 '1' for voice, 14 '1' to return presence
--- Returns {1, HGETALL of the first message} for a known client id,
--- else {0, seq, sender pts, receiver pts or 0} followed, when asked for, by
--- HGETALL of the sender's and the receiver's presence (read in this same
+-- Returns {1, HGETALL of the first message, its sender pts, its receiver pts
+-- or 0} for a known client id (the retry is answered and delivered again
+-- with the same positions, so devices drop what they already have), else
+-- {0, seq, sender pts, receiver pts or 0}; either followed, when asked for,
+-- by HGETALL of the sender's and the receiver's presence (read in this same
 -- atomic step, so a session opening concurrently is listed or sees the
 -- message in its starting pts).
+--
+-- The client-id key holds '<message id>:<sender pts>:<receiver pts>'.
 --
 -- Conversations and inboxes are lists, appended to and trimmed only from the
 -- front, so positions follow from lengths (cheaper and smaller than zsets):
 -- a conversation is never trimmed, so the message at index i has seq i + 1
 -- (RPUSH returns the seq); an inbox grows by one entry per pts increment, so
 -- its first entry has pts = pts counter - length + 1.
+local function presence(reply)
+  if ARGV[14] == '1' then
+    reply[#reply + 1] = redis.call('HGETALL', KEYS[9])
+    reply[#reply + 1] = redis.call('HGETALL', KEYS[10])
+  end
+  return reply
+end
+
 local first = redis.call('GET', KEYS[1])
 if first then
-  return {1, redis.call('HGETALL', ARGV[12] .. first)}
+  -- A value without positions (written before they were kept) is
+  -- answered but not delivered again.
+  local id, spts, rpts = string.match(first, '^([^:]+):(%d+):(%d+)$')
+  if not id then id, spts, rpts = first, 0, 0 end
+  return presence({1, redis.call('HGETALL', ARGV[12] .. id), tonumber(spts), tonumber(rpts)})
 end
 
 local seq = redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -58,9 +74,5 @@ if ARGV[3] ~= ARGV[4] then
   receiver_pts = append(KEYS[6], KEYS[7])
   redis.call('HINCRBY', KEYS[8], ARGV[3], 1)
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[9])
-if ARGV[14] == '1' then
-  return {0, seq, sender_pts, receiver_pts,
-          redis.call('HGETALL', KEYS[9]), redis.call('HGETALL', KEYS[10])}
-end
-return {0, seq, sender_pts, receiver_pts}
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. sender_pts .. ':' .. receiver_pts, 'PX', ARGV[9])
+return presence({0, seq, sender_pts, receiver_pts})

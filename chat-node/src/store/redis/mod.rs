@@ -184,29 +184,26 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         let mut parts = as_array(reply)?.into_iter();
         let tag = parts.next().ok_or_else(|| corrupt("empty send reply"))?;
-        if as_i64(&tag)? == 1 {
-            let msg = message_from_value(
-                parts
-                    .next()
-                    .ok_or_else(|| corrupt("duplicate without message"))?,
-            )?;
-            return Ok(Stored {
-                msg,
-                sender_pts: 0,
-                receiver_pts: None,
-                duplicate: true,
-                routes: None,
-            });
-        }
+        let duplicate = as_i64(&tag)? == 1;
         let wrong_length = || corrupt("send reply has the wrong length");
+        let first = if duplicate {
+            Some(message_from_value(parts.next().ok_or_else(wrong_length)?)?)
+        } else {
+            None
+        };
         let mut number = || {
             parts
                 .next()
                 .ok_or_else(wrong_length)
                 .and_then(|v| as_u64(&v))
         };
-        let (seq, sender_pts, receiver_pts) = (number()?, number()?, number()?);
-        let self_message = new.from == new.to;
+        let seq = if duplicate { 0 } else { number()? };
+        let (sender_pts, receiver_pts) = (number()?, number()?);
+        let msg = match first {
+            Some(m) => m,
+            None => new.into_message(seq),
+        };
+        let self_message = msg.from == msg.to;
         let routes = if routes {
             let mut nodes = || {
                 parts
@@ -215,19 +212,19 @@ impl Store for RedisStore {
                     .and_then(nodes_from_value)
             };
             let (from, to) = (nodes()?, nodes()?);
-            let mut r = vec![(new.from.clone(), from)];
+            let mut r = vec![(msg.from.clone(), from)];
             if !self_message {
-                r.push((new.to.clone(), to));
+                r.push((msg.to.clone(), to));
             }
             Some(r)
         } else {
             None
         };
         Ok(Stored {
-            msg: new.into_message(seq),
+            msg,
             sender_pts,
-            receiver_pts: (!self_message).then_some(receiver_pts),
-            duplicate: false,
+            receiver_pts: (!self_message && receiver_pts > 0).then_some(receiver_pts),
+            duplicate,
             routes,
         })
     }
