@@ -124,9 +124,15 @@ pub struct Config {
     #[arg(long, env = env::DRAIN_GRACE_S, default_value_t = 15)]
     pub drain_grace_s: u64,
 
-    /// Lifetime of tokens issued by `/v1/tokens`, in seconds.
-    #[arg(long, env = env::TOKEN_TTL_S, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    /// Lifetime of tokens issued by `/v1/tokens`, in seconds (at most ten years).
+    #[arg(long, env = env::TOKEN_TTL_S, default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 24 * 3600))]
     pub token_ttl_s: u64,
+
+    /// Every live session re-reads its token about this often (with jitter),
+    /// so a revocation whose kick was lost still ends it; a session also
+    /// ends when its token expires.
+    #[arg(long, env = env::SESSION_CHECK_S, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=24 * 3600))]
+    pub session_check_s: u64,
 
     /// WebSocket read buffer per connection, in bytes: allocated for every
     /// connection, so it sets much of the memory an idle session costs; it
@@ -214,6 +220,7 @@ impl Config {
                 idle_timeout: Duration::from_secs(self.idle_timeout_s),
                 heartbeat_s: self.heartbeat_s,
                 drain_grace: Duration::from_secs(self.drain_grace_s),
+                token_check: Duration::from_secs(self.session_check_s),
             },
             retention: Retention {
                 max_entries: self.inbox_retention_entries,

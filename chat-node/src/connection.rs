@@ -61,6 +61,9 @@ where
 /// The authenticated side of a connection.
 struct Session {
     ctx: SessionCtx,
+    token_hash: Arc<str>,
+    /// When its token expires (ms since the Unix epoch).
+    expires_at_ms: u64,
     rx: mpsc::Receiver<Utf8Bytes>,
     stop: Arc<Stop>,
     _registration: Registration,
@@ -173,7 +176,13 @@ where
                 "the session store is unavailable; retry",
             )
         };
-        let Some(record) = self.node.check_token(token).await.map_err(unavailable)? else {
+        let token_hash: Arc<str> = ids::token_hash(token).into();
+        let Some(record) = self
+            .node
+            .check_token_hash(&token_hash)
+            .await
+            .map_err(unavailable)?
+        else {
             return Ok(None);
         };
         let user: Arc<str> = record.user.into();
@@ -182,20 +191,26 @@ where
         let stop = Arc::new(Stop::default());
         let handle = SessionHandle {
             id: id.clone(),
-            token_hash: ids::token_hash(token).into(),
+            token_hash: token_hash.clone(),
             tx,
             stop: stop.clone(),
         };
         // Register here and in presence before reading `pts` (one round
         // trip with the presence write), so nothing stored from now on can
-        // slip between the two: it is either below `pts` or delivered.
+        // slip between the two: it is either below `pts` or delivered. The
+        // same step checks the token again: a revocation since the check
+        // above is refused here, a later one finds this session registered.
         let registration = self.node.hub.sessions().add(user.clone(), handle);
-        let pts = match self.node.join(&user).await {
-            Ok(pts) => pts,
-            Err(e) => {
+        let joined = self.node.join(&user, &token_hash).await;
+        let pts = match joined {
+            Ok(Some(pts)) => pts,
+            Ok(None) | Err(_) => {
                 drop(registration);
                 self.node.leave(&user).await;
-                return Err(unavailable(e));
+                return match joined {
+                    Err(e) => Err(unavailable(e)),
+                    _ => Ok(None),
+                };
             }
         };
         let connected = ServerFrame::Connected {
@@ -215,6 +230,8 @@ where
         tracing::debug!(user = %user, session = %id, device, "session opened");
         Ok(Some(Session {
             ctx: SessionCtx { user, session: id },
+            token_hash,
+            expires_at_ms: record.expires_at,
             rx,
             stop,
             _registration: registration,
@@ -229,12 +246,30 @@ where
         let mut last_seen = Instant::now();
         let mut drain = self.node.drain_signal();
         let mut drain_deadline: Option<Instant> = None;
+        let expires = instant_at(s.expires_at_ms);
+        let mut next_check = Instant::now() + jittered(self.node.settings.connection.token_check);
         loop {
             let flow = tokio::select! {
                 biased;
                 reason = s.stop.triggered() => {
                     Box::pin(self.stopped(reason)).await;
                     Flow::Close
+                }
+                _ = sleep_until(expires) => {
+                    Box::pin(self.stopped(StopReason::TokenExpired)).await;
+                    Flow::Close
+                }
+                _ = sleep_until(next_check) => {
+                    next_check = Instant::now() + jittered(self.node.settings.connection.token_check);
+                    // A revocation whose kick never arrived ends the session
+                    // here; a store that does not answer ends nothing.
+                    match self.node.check_token_hash(&s.token_hash).await {
+                        Ok(None) => {
+                            Box::pin(self.stopped(StopReason::TokenRevoked)).await;
+                            Flow::Close
+                        }
+                        Ok(Some(_)) | Err(_) => Flow::Continue,
+                    }
                 }
                 Some(frame) = s.rx.recv() => match self.send(WsMessage::Text(frame)).await {
                     Ok(()) => Flow::Continue,
@@ -359,13 +394,15 @@ where
     /// The node ended the session: revoked token or too slow.
     async fn stopped(&mut self, reason: StopReason) {
         match reason {
-            StopReason::TokenRevoked => {
-                let frame = ServerFrame::Kicked {
-                    reason: "token_revoked",
-                }
-                .to_json();
+            StopReason::TokenRevoked | StopReason::TokenExpired => {
+                let reason = if reason == StopReason::TokenRevoked {
+                    "token_revoked"
+                } else {
+                    "token_expired"
+                };
+                let frame = ServerFrame::Kicked { reason }.to_json();
                 if self.send_text(frame).await.is_ok() {
-                    self.close(close::KICKED, "token revoked").await;
+                    self.close(close::KICKED, "token no longer valid").await;
                 }
             }
             StopReason::TooSlow => {
@@ -470,6 +507,20 @@ where
             }
         }
     }
+}
+
+/// The instant of a wall-clock time (ms since the Unix epoch); far future
+/// values are capped, so the arithmetic cannot overflow.
+fn instant_at(ms: u64) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let left = Duration::from_millis(ms.saturating_sub(ids::now_ms()));
+    Instant::now() + left.min(YEAR)
+}
+
+/// `d` give or take a half, so the sessions of one node do not all check
+/// at the same moment.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.5..1.5))
 }
 
 /// The `rid` of a frame we will not otherwise parse (a rate-limited one).

@@ -149,7 +149,7 @@ async fn issue_token(State(s): State<AppState>, headers: HeaderMap, body: Bytes)
     let record = TokenRecord {
         user: b.user,
         platform: b.platform,
-        expires_at: ids::now_ms() + s.node.settings.token_ttl.as_millis() as u64,
+        expires_at: ids::now_ms().saturating_add(s.node.settings.token_ttl.as_millis() as u64),
     };
     if let Err(e) = s
         .node
@@ -176,8 +176,20 @@ async fn revoke_token(
     match s.node.store.delete_token(&hash).await {
         Ok(Some(record)) => {
             tracing::info!(user = %record.user, platform = %record.platform, "token revoked");
-            s.node.hub.kick(&record.user, &hash).await;
-            StatusCode::NO_CONTENT.into_response()
+            match s.node.hub.kick(&record.user, &hash).await {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                // The token is gone (no new session opens with it), but
+                // live sessions elsewhere may not know yet: say so, so the
+                // caller can retry; they end at their next token check.
+                Err(e) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "token revoked, but its sessions on other nodes could not be told ({e}); they end at their next token check, within {} s",
+                        s.node.settings.connection.token_check.as_secs()
+                    ),
+                ),
+            }
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such token"),
         Err(e) => store_error(e),

@@ -85,26 +85,34 @@ impl Hub {
             self.deliver_local(d);
         }
         if self.is_clustered() {
-            self.publish(deliveries.into_iter().map(Event::Deliver).collect(), routes)
+            // Counted and logged; the inbox repairs what did not arrive.
+            let _ = self
+                .publish(deliveries.into_iter().map(Event::Deliver).collect(), routes)
                 .await;
         }
     }
 
-    /// Stops the sessions of a revoked token, here and on other nodes.
-    pub async fn kick(&self, user: &str, token_hash: &str) {
+    /// Stops the sessions of a revoked token, here and on other nodes. An
+    /// error says the other nodes may not have been told (their sessions
+    /// end at their next token check).
+    pub async fn kick(&self, user: &str, token_hash: &str) -> Result<(), String> {
         self.sessions.kick_token(user, token_hash);
-        if self.is_clustered() {
-            let event = Event::Kick {
-                user: user.to_owned(),
-                token_hash: token_hash.to_owned(),
-            };
-            self.publish(vec![event], None).await;
+        if !self.is_clustered() {
+            return Ok(());
         }
+        let event = Event::Kick {
+            user: user.to_owned(),
+            token_hash: token_hash.to_owned(),
+        };
+        self.publish(vec![event], None).await
     }
 
-    /// Sends events to every other node holding sessions of their users.
-    async fn publish(&self, events: Vec<Event>, routes: Option<Routes>) {
-        let Some(bus) = self.bus() else { return };
+    /// Sends events to every other node holding sessions of their users;
+    /// the first failure, if any (each one is counted and logged).
+    async fn publish(&self, events: Vec<Event>, routes: Option<Routes>) -> Result<(), String> {
+        let Some(bus) = self.bus() else {
+            return Ok(());
+        };
         let mut users: Vec<&str> = events.iter().map(Event::user).collect();
         users.sort_unstable();
         users.dedup();
@@ -127,16 +135,21 @@ impl Hub {
             Err(e) => {
                 self.metrics.bus_errors.inc_by(events.len() as u64);
                 tracing::warn!(error = %e, "cannot read presence; deliveries to other nodes skipped");
-                return;
+                return Err(e.to_string());
             }
         };
+        let mut result = Ok(());
         for (port, envelope) in route(&users, &presence, &events, self.port) {
             let n = envelope.events.len() as u64;
             if let Err(e) = bus.publish(port, envelope).await {
                 self.metrics.bus_errors.inc_by(n);
                 tracing::warn!(error = %e, port, "cannot publish to node");
+                if result.is_ok() {
+                    result = Err(format!("node {port}: {e}"));
+                }
             }
         }
+        result
     }
 }
 

@@ -89,11 +89,12 @@ impl Node {
             && self.store.ping().await.is_ok()
     }
 
-    /// The token's record, when it is valid now.
-    pub async fn check_token(&self, token: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.store
-            .get_token(&ids::token_hash(token), ids::now_ms())
-            .await
+    /// The record of the token hashed `token_hash`, when it is valid now.
+    pub async fn check_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        self.store.get_token(token_hash, ids::now_ms()).await
     }
 
     /// This node's registry entry as of now.
@@ -118,11 +119,14 @@ impl Node {
         &self.presence_locks[(h.finish() as usize) % self.presence_locks.len()]
     }
 
-    /// A session of `user` (already registered here) opened: record
-    /// presence; returns the user's newest inbox position.
-    pub async fn join(&self, user: &str) -> Result<u64, StoreError> {
+    /// A session of `user` (already registered here) opened with the token
+    /// hashed `token_hash`: record presence; returns the user's newest
+    /// inbox position, or `None` when the token is gone by now.
+    pub async fn join(&self, user: &str, token_hash: &str) -> Result<Option<u64>, StoreError> {
         let _g = self.presence_lock(user).lock().await;
-        self.store.join(user, self.id.port, &self.id.instance).await
+        self.store
+            .join(user, self.id.port, &self.id.instance, token_hash)
+            .await
     }
 
     /// A session of `user` closed (already deregistered): if it was the

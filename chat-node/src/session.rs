@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub enum StopReason {
     /// Its token was revoked (close 4002).
     TokenRevoked,
+    /// Its token expired (close 4002).
+    TokenExpired,
     /// Its delivery queue overflowed (close 1013).
     TooSlow,
 }

@@ -31,6 +31,8 @@ pub struct ConnectionSettings {
     pub heartbeat_s: u64,
     /// How long draining sessions get before close 4009.
     pub drain_grace: Duration,
+    /// How often a live session re-reads its token.
+    pub token_check: Duration,
 }
 
 /// The settings of one node.

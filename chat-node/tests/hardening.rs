@@ -12,6 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 both_stores!(
     oversized_inbox_syncs_in_pages_within_the_reply_budget,
     oversized_history_pages_within_the_reply_budget,
+    sessions_end_when_their_token_expires,
 );
 
 /// The next text frame, raw, with its length.
@@ -155,4 +156,69 @@ async fn a_retry_after_a_redis_timeout_is_still_delivered_live() {
     assert_eq!(bob.sync_all(0).await.len(), 1);
     node.stop().await;
     common::delete_cluster_keys(&common::redis_url(), &cluster);
+}
+
+async fn sessions_end_when_their_token_expires(b: Backend) {
+    let node = TestNode::start(b, |c| c.token_ttl_s = 2).await;
+    let mut alice = node.session("alice").await;
+    let (frames, code) = alice.closed().await;
+    assert_eq!(
+        frames,
+        vec![json!({"type":"kicked","reason":"token_expired"})]
+    );
+    assert_eq!(code, Some(4002));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_kick_was_lost_ends_at_its_next_token_check() {
+    let node = TestNode::start(Backend::Redis, |c| c.session_check_s = 1).await;
+    let token = node.token("alice", "web").await;
+    let mut alice = Client::connect(node.addr, &token).await.expect_connected();
+    // The token goes as a revocation on another node would take it, but no
+    // kick ever reaches this node.
+    let hash = chat_node::ids::token_hash(&token);
+    let mut r = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let gone: i64 = redis::cmd("DEL")
+        .arg(format!("chat:{}:token:{hash}", node.cluster))
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(gone, 1, "the token is stored under its hash");
+    let (frames, code) = alice.closed().await;
+    assert_eq!(
+        frames,
+        vec![json!({"type":"kicked","reason":"token_revoked"})]
+    );
+    assert_eq!(code, Some(4002));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_whose_kick_cannot_reach_other_nodes_is_an_error() {
+    // A broker that is not there: the node serves, but reaches no other node.
+    let dead = common::cluster::free_port();
+    let node = TestNode::start(Backend::Redis, |c| {
+        c.amqp_url = Some(format!("amqp://guest:guest@127.0.0.1:{dead}/%2f"))
+    })
+    .await;
+    let token = node.token("alice", "web").await;
+    // Presence says alice has a session on another node.
+    let mut r = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("chat:{}:presence:alice", node.cluster))
+        .arg(9999)
+        .arg("elsewhere")
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(node.revoke(&token).await, 503);
+    // The token itself is gone all the same.
+    let refused = Client::connect(node.addr, &token).await.0.connected;
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+    node.stop().await;
 }

@@ -38,6 +38,18 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Records a token hashed `hash` for `user`, valid for an hour.
+    async fn token(&self, hash: &str, user: &str) {
+        let record = TokenRecord {
+            user: user.to_owned(),
+            platform: "web".to_owned(),
+            expires_at: now_ms() + 3_600_000,
+        };
+        self.store.put_token(hash, &record).await.unwrap();
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         if self.redis {
@@ -70,14 +82,38 @@ both_stores!(
     pages_follow_seq_and_pts_after_trimming_and_at_any_bound,
     deregistering_spares_a_node_that_came_back,
     send_reads_the_routes_of_both_users,
+    join_refuses_a_token_revoked_since_it_was_checked,
 );
+
+async fn join_refuses_a_token_revoked_since_it_was_checked(b: Backend) {
+    let f = Fixture::new(b, KEEP_ALL);
+    f.token("t1", "alice").await;
+    assert_eq!(
+        f.store.join("alice", 8750, "i0", "t1").await.unwrap(),
+        Some(0)
+    );
+    assert_eq!(f.store.presence(&["alice"]).await.unwrap()[0].len(), 1);
+    f.store.leave("alice", 8750, "i0").await.unwrap();
+    // Revoked between the node's token check and the join: refused, and
+    // no presence is left that would route anything here.
+    f.store.delete_token("t1").await.unwrap();
+    assert_eq!(f.store.join("alice", 8750, "i0", "t1").await.unwrap(), None);
+    assert!(f.store.presence(&["alice"]).await.unwrap()[0].is_empty());
+    // A token that never existed, likewise.
+    assert_eq!(
+        f.store.join("alice", 8750, "i0", "nope").await.unwrap(),
+        None
+    );
+}
 
 async fn send_reads_the_routes_of_both_users(b: Backend) {
     let f = Fixture::new(b, KEEP_ALL);
     let now = now_ms();
-    f.store.join("alice", 8750, "i0").await.unwrap();
-    f.store.join("bob", 8770, "i2").await.unwrap();
-    f.store.join("bob", 8760, "i1").await.unwrap();
+    f.token("ta", "alice").await;
+    f.token("tb", "bob").await;
+    f.store.join("alice", 8750, "i0", "ta").await.unwrap();
+    f.store.join("bob", 8770, "i2", "tb").await.unwrap();
+    f.store.join("bob", 8760, "i1", "tb").await.unwrap();
     let stored = f
         .store
         .send(msg("m1", "alice", "bob", now), "c1", true)

@@ -215,13 +215,27 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError> {
+    async fn join(
+        &self,
+        user: &str,
+        port: u16,
+        instance: &str,
+        token_hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let mut st = self.lock();
+        let now = crate::ids::now_ms();
+        if !st
+            .tokens
+            .get(token_hash)
+            .is_some_and(|t| t.expires_at > now)
+        {
+            return Ok(None);
+        }
         st.presence
             .entry(user.to_owned())
             .or_default()
             .insert(port, instance.to_owned());
-        Ok(st.inboxes.get(user).map_or(0, |i| i.pts))
+        Ok(Some(st.inboxes.get(user).map_or(0, |i| i.pts)))
     }
 
     async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError> {

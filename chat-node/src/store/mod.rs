@@ -184,9 +184,19 @@ pub trait Store: Send + Sync + 'static {
         client_id: &str,
         routes: bool,
     ) -> Result<Stored, StoreError>;
-    /// A session of `user` opened on node `port` (run `instance`): records
-    /// presence and returns the user's newest inbox position.
-    async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError>;
+    /// A session of `user` opened on node `port` (run `instance`) with the
+    /// token whose hash is `token_hash`: records presence and returns the
+    /// user's newest inbox position, in one atomic step that also checks
+    /// the token still exists. `None` (and nothing recorded) when it was
+    /// revoked or expired since it was checked: a revocation is either seen
+    /// here or finds the session registered and kicks it.
+    async fn join(
+        &self,
+        user: &str,
+        port: u16,
+        instance: &str,
+        token_hash: &str,
+    ) -> Result<Option<u64>, StoreError>;
     /// The user's last session on node `port` closed: removes the presence
     /// entry if it still belongs to `instance`.
     async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError>;

@@ -229,18 +229,27 @@ impl Store for RedisStore {
         })
     }
 
-    async fn join(&self, user: &str, port: u16, instance: &str) -> Result<u64, StoreError> {
-        self.scripts
+    async fn join(
+        &self,
+        user: &str,
+        port: u16,
+        instance: &str,
+        token_hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let pts: i64 = self
+            .scripts
             .join
             .key(self.keys.presence(user))
             .key(self.keys.node_users(port))
             .key(self.keys.inbox_pts(user))
+            .key(self.keys.token(token_hash))
             .arg(port)
             .arg(instance)
             .arg(user)
             .invoke_async(&mut self.conn())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(u64::try_from(pts).ok())
     }
 
     async fn leave(&self, user: &str, port: u16, instance: &str) -> Result<(), StoreError> {
