@@ -224,10 +224,10 @@ impl Store for MemoryStore {
     ) -> Result<Option<u64>, StoreError> {
         let mut st = self.lock();
         let now = crate::ids::now_ms();
-        if !st
+        if st
             .tokens
             .get(token_hash)
-            .is_some_and(|t| t.expires_at > now)
+            .is_none_or(|t| t.expires_at <= now)
         {
             return Ok(None);
         }
