@@ -120,6 +120,12 @@ pub struct Config {
     #[arg(long, env = env::INBOX_RETENTION_ENTRIES, default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..))]
     pub inbox_retention_entries: u64,
 
+    /// On SIGTERM, at most this many sessions per second are told
+    /// `reconnect`, spread over the drain grace (which must cover the
+    /// sessions a node holds: grace x rate).
+    #[arg(long, env = env::DRAIN_RATE, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub drain_rate: u32,
+
     /// On SIGTERM, seconds sessions get to leave after `reconnect` before the node closes them (4009).
     #[arg(long, env = env::DRAIN_GRACE_S, default_value_t = 15)]
     pub drain_grace_s: u64,
@@ -220,6 +226,7 @@ impl Config {
                 idle_timeout: Duration::from_secs(self.idle_timeout_s),
                 heartbeat_s: self.heartbeat_s,
                 drain_grace: Duration::from_secs(self.drain_grace_s),
+                drain_rate: self.drain_rate,
                 token_check: Duration::from_secs(self.session_check_s),
             },
             retention: Retention {

@@ -242,9 +242,11 @@ where
     async fn run(&mut self, s: Session, state: &mut StateGauge) {
         let mut s = s;
         let idle = self.node.settings.connection.idle_timeout;
-        let grace = self.node.settings.connection.drain_grace;
         let mut last_seen = Instant::now();
         let mut drain = self.node.drain_signal();
+        // Once draining: when this session is told (its paced slot) and
+        // where to go, and when it is closed if it has not left by then.
+        let mut drain_slot: Option<(Instant, Option<String>)> = None;
         let mut drain_deadline: Option<Instant> = None;
         let expires = instant_at(s.expires_at_ms);
         let mut next_check = Instant::now() + jittered(self.node.settings.connection.token_check);
@@ -285,8 +287,17 @@ where
                 }
                 _ = drain.wait(), if drain_deadline.is_none() => {
                     state.set("draining");
-                    drain_deadline = Some(Instant::now() + grace);
-                    let frame = ServerFrame::Reconnect { reason: "draining" }.to_json();
+                    drain_deadline = Some(self.node.drain.deadline());
+                    drain_slot = Some(self.node.drain.slot());
+                    Flow::Continue
+                }
+                _ = sleep_until(drain_slot.as_ref().map_or(last_seen, |s| s.0)), if drain_slot.is_some() => {
+                    let address = drain_slot.take().and_then(|s| s.1);
+                    let frame = ServerFrame::Reconnect {
+                        reason: "draining",
+                        address: address.as_deref(),
+                    }
+                    .to_json();
                     match self.send_text(frame).await {
                         Ok(()) => Flow::Continue,
                         Err(()) => Flow::Close,

@@ -28,6 +28,7 @@
 //! - [`settings`]: the typed settings handlers run with, built and checked
 //!   once from [`config`].
 //! - [`shutdown`]: the stop signals every loop selects on.
+//! - [`drain`]: leaving a node at a bounded rate, naming where to go.
 //! - [`metrics`], [`ids`], [`ratelimit`], [`error`]: support with one job each.
 
 pub mod bench;
@@ -35,6 +36,7 @@ mod bus;
 mod command;
 pub mod config;
 mod connection;
+mod drain;
 pub mod error;
 mod http;
 pub mod http_client;

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
+use crate::drain::Drain;
 use crate::hub::Hub;
 use crate::ids::{self, MessageIds};
 use crate::metrics::Metrics;
 use crate::session::Sessions;
 use crate::settings::Settings;
-use crate::shutdown::{Listener, Signal};
+use crate::shutdown::Listener;
 use crate::store::{NodeRecord, Store, StoreError, TokenRecord};
 
 /// Who this node is.
@@ -36,7 +37,8 @@ pub struct Node {
     pub hub: Arc<Hub>,
     pub metrics: Metrics,
     pub ids: MessageIds,
-    drain: Signal,
+    /// The drain: its signal and the pacing of `reconnect` frames.
+    pub drain: Drain,
     presence_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
@@ -49,6 +51,10 @@ impl Node {
         hub: Arc<Hub>,
         metrics: Metrics,
     ) -> Self {
+        let drain = Drain::new(
+            settings.connection.drain_rate,
+            settings.connection.drain_grace,
+        );
         Node {
             id,
             settings,
@@ -57,7 +63,7 @@ impl Node {
             hub,
             metrics,
             ids: MessageIds::default(),
-            drain: Signal::default(),
+            drain,
             presence_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -67,14 +73,29 @@ impl Node {
         self.hub.sessions()
     }
 
-    /// Starts draining: sessions are told to reconnect elsewhere, `/readyz`
-    /// answers 503, no new connection is accepted.
-    pub fn start_drain(&self) {
-        self.drain.set();
+    /// Starts draining: sessions are told to reconnect elsewhere, paced,
+    /// `/readyz` answers 503, no new connection is accepted.
+    pub async fn start_drain(&self) {
+        // Where to send sessions: the registry as it is now (without it,
+        // clients ask /v1/route themselves).
+        let nodes = tokio::time::timeout(std::time::Duration::from_secs(1), self.store.nodes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let online = self.sessions().online() as u64;
+        if online > self.drain.capacity() {
+            tracing::warn!(
+                online,
+                paced = self.drain.capacity(),
+                "more sessions than the drain grace can pace at the drain rate; the rest are closed at its end"
+            );
+        }
+        self.drain.start(&nodes, self.id.port, ids::now_ms());
     }
 
     pub fn is_draining(&self) -> bool {
-        self.drain.is_set()
+        self.drain.is_draining()
     }
 
     /// Waits for the drain.

@@ -175,7 +175,7 @@ impl Server {
         serve::serve(self.listener, app, header_timeout, async move {
             shutdown.await;
             tracing::info!("draining");
-            drain_node.start_drain();
+            drain_node.start_drain().await;
         })
         .await;
 

@@ -31,6 +31,8 @@ pub struct ConnectionSettings {
     pub heartbeat_s: u64,
     /// How long draining sessions get before close 4009.
     pub drain_grace: Duration,
+    /// Most sessions told `reconnect` per second while draining.
+    pub drain_rate: u32,
     /// How often a live session re-reads its token.
     pub token_check: Duration,
 }

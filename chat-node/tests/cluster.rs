@@ -213,10 +213,12 @@ async fn sigterm_drains_sessions_to_other_nodes() {
     let last = recv_msgs(&mut bob, 1).await[0]["pts"].as_u64().unwrap();
 
     cluster.signal(1, "-TERM");
-    assert_eq!(
-        bob.recv().await,
-        json!({"type":"reconnect","reason":"draining"})
-    );
+    let told = bob.recv().await;
+    assert_eq!(told["type"], "reconnect", "{told}");
+    assert_eq!(told["reason"], "draining");
+    // The frame names a live node other than the draining one.
+    let others = [0, 2].map(|i| json!(format!("127.0.0.1:{}", cluster.ports[i])));
+    assert!(others.contains(&told["address"]), "{told}");
     // The draining node is no longer routed to.
     let (_, route) = cluster.get_json(0, "/v1/route").await;
     assert_ne!(route["address"], format!("127.0.0.1:{}", cluster.ports[1]));

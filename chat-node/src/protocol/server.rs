@@ -84,6 +84,9 @@ pub enum ServerFrame<'a> {
     },
     Reconnect {
         reason: &'a str,
+        /// The node to go to (since 1.1), when the draining node knows one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        address: Option<&'a str>,
     },
     Kicked {
         reason: &'a str,

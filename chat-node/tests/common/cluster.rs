@@ -51,6 +51,8 @@ pub struct Cluster {
     pub ports: Vec<u16>,
     pub amqp: String,
     procs: Vec<Option<Child>>,
+    /// Extra environment of each node (over the defaults of `spawn`).
+    env: Vec<Vec<(String, String)>>,
     http: crate::common::http::Http,
 }
 
@@ -61,11 +63,23 @@ impl Cluster {
     }
 
     pub async fn start_with(n: usize, amqp: &str) -> Cluster {
+        Self::start_with_env(n, amqp, |_| vec![]).await
+    }
+
+    /// Starts `n` nodes, node `i` with the extra environment `env(i)`.
+    pub async fn start_with_env(
+        n: usize,
+        amqp: &str,
+        env: impl Fn(usize) -> Vec<(&'static str, String)>,
+    ) -> Cluster {
         let mut c = Cluster {
             cluster: unique_cluster("c"),
             ports: (0..n).map(|_| free_port()).collect(),
             amqp: amqp.to_owned(),
             procs: (0..n).map(|_| None).collect(),
+            env: (0..n)
+                .map(|i| env(i).into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                .collect(),
             http: crate::common::http::Http::new(),
         };
         for i in 0..n {
@@ -123,6 +137,7 @@ impl Cluster {
                 "RUST_LOG",
                 std::env::var("TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(self.env[i].iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .expect("chat-node starts");
