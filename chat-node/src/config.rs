@@ -150,6 +150,26 @@ pub struct Config {
     #[arg(long, env = env::OUTBOUND_QUEUE, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub outbound_queue: u32,
 
+    /// Bytes queued for one session before it counts as too slow and is closed (1013).
+    #[arg(long, env = env::OUTBOUND_QUEUE_BYTES, default_value_t = 4 << 20, value_parser = clap::value_parser!(u32).range(64 << 10..))]
+    pub outbound_queue_bytes: u32,
+
+    /// Sessions one user may hold on one node; one more is refused
+    /// (`forbidden`, close 4003).
+    #[arg(long, env = env::MAX_SESSIONS_PER_USER, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_sessions_per_user: u32,
+
+    /// Connections (HTTP and WebSocket) the node's port holds at once; more
+    /// are answered 503 and closed.
+    #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Connections one client address may hold at once; 0 for no limit (the
+    /// default: behind a load balancer that does not keep client addresses,
+    /// every client has the balancer's).
+    #[arg(long, env = env::MAX_CONNECTIONS_PER_IP, default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
     /// Close an HTTP connection that has not sent its request headers within this many seconds.
     #[arg(long, env = env::HTTP_HEADER_TIMEOUT_S, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub http_header_timeout_s: u64,
@@ -220,6 +240,8 @@ impl Config {
                 max_reply_bytes: self.max_reply_bytes as usize,
                 read_buffer: self.ws_read_buffer as usize,
                 outbound_queue: self.outbound_queue as usize,
+                outbound_queue_bytes: self.outbound_queue_bytes as usize,
+                max_sessions_per_user: self.max_sessions_per_user as usize,
                 rate_per_s: self.rate_per_s,
                 rate_burst: self.rate_burst,
                 auth_timeout: Duration::from_secs(self.auth_timeout_s),
@@ -234,6 +256,8 @@ impl Config {
                 max_age_ms: retention_ms,
             },
             token_ttl: Duration::from_secs(self.token_ttl_s),
+            max_connections: self.max_connections as usize,
+            max_connections_per_ip: self.max_connections_per_ip as usize,
             http_header_timeout: Duration::from_secs(self.http_header_timeout_s),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
         })

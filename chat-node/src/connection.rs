@@ -4,6 +4,7 @@
 //! node's drain. Every failure ends only this connection.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::FusedStream;
@@ -65,6 +66,8 @@ struct Session {
     /// When its token expires (ms since the Unix epoch).
     expires_at_ms: u64,
     rx: mpsc::Receiver<Utf8Bytes>,
+    /// Bytes waiting in `rx` (shared with the session's handle).
+    queued: Arc<AtomicUsize>,
     stop: Arc<Stop>,
     _registration: Registration,
 }
@@ -150,12 +153,17 @@ where
                 }
                 Err(e) => {
                     // The store is down: say so and let the client retry.
+                    // Anything else ends the connection (4003).
                     self.node.metrics.error(e.code);
                     if self
                         .send_text(error_frame(&e, rid.as_deref(), None))
                         .await
                         .is_err()
                     {
+                        return None;
+                    }
+                    if e.code != ErrorCode::Unavailable {
+                        self.close(close::POLICY, "too many sessions").await;
                         return None;
                     }
                 }
@@ -189,18 +197,30 @@ where
         let id: Arc<str> = ids::session_id().into();
         let (tx, rx) = mpsc::channel(self.node.settings.connection.outbound_queue);
         let stop = Arc::new(Stop::default());
+        let queued = Arc::new(AtomicUsize::new(0));
         let handle = SessionHandle {
             id: id.clone(),
             token_hash: token_hash.clone(),
             tx,
             stop: stop.clone(),
+            queued: queued.clone(),
         };
         // Register here and in presence before reading `pts` (one round
         // trip with the presence write), so nothing stored from now on can
         // slip between the two: it is either below `pts` or delivered. The
         // same step checks the token again: a revocation since the check
         // above is refused here, a later one finds this session registered.
-        let registration = self.node.hub.sessions().add(user.clone(), handle);
+        let registration = self
+            .node
+            .hub
+            .sessions()
+            .add(user.clone(), handle)
+            .map_err(|_| {
+                ProtoError::new(
+                    ErrorCode::Forbidden,
+                    "this user holds as many sessions on this node as allowed; close one",
+                )
+            })?;
         let joined = self.node.join(&user, &token_hash).await;
         let pts = match joined {
             Ok(Some(pts)) => pts,
@@ -233,6 +253,7 @@ where
             token_hash,
             expires_at_ms: record.expires_at,
             rx,
+            queued,
             stop,
             _registration: registration,
         }))
@@ -273,10 +294,13 @@ where
                         Ok(Some(_)) | Err(_) => Flow::Continue,
                     }
                 }
-                Some(frame) = s.rx.recv() => match self.send(WsMessage::Text(frame)).await {
-                    Ok(()) => Flow::Continue,
-                    Err(()) => Flow::Close,
-                },
+                Some(frame) = s.rx.recv() => {
+                    s.queued.fetch_sub(frame.len(), Ordering::Relaxed);
+                    match self.send(WsMessage::Text(frame)).await {
+                        Ok(()) => Flow::Continue,
+                        Err(()) => Flow::Close,
+                    }
+                }
                 incoming = self.ws.next() => {
                     last_seen = Instant::now();
                     Box::pin(self.incoming(&s.ctx, incoming)).await
@@ -332,18 +356,13 @@ where
             Some(Ok(_)) => return Flow::Continue,
         };
         let is_binary = text.is_none();
-        match self.limiter.check(std::time::Instant::now()) {
-            Verdict::Allow => {}
-            Verdict::Refuse => {
-                let rid = text.as_deref().and_then(peek_rid);
-                let err = ProtoError::new(ErrorCode::RateLimited, "too many frames; slow down");
-                return self.refuse(&err, rid.as_deref(), None).await;
-            }
-            Verdict::Close => {
-                self.node.metrics.error(ErrorCode::RateLimited);
-                self.close(close::POLICY, "rate limit abuse").await;
-                return Flow::Close;
-            }
+        // Every frame costs a token before it is even parsed.
+        let verdict = self.limiter.check(std::time::Instant::now());
+        if let Some(flow) = self
+            .rate_verdict(verdict, text.as_deref().and_then(peek_rid).as_deref())
+            .await
+        {
+            return flow;
         }
         let Some(text) = text else {
             if is_binary {
@@ -363,6 +382,14 @@ where
                     .await;
             }
         };
+        // Pages cost the rest of their price once their size is known.
+        let extra = req.command.cost() - 1;
+        if extra > 0 {
+            let verdict = self.limiter.check_cost(std::time::Instant::now(), extra);
+            if let Some(flow) = self.rate_verdict(verdict, req.rid.as_deref()).await {
+                return flow;
+            }
+        }
         let name = req.command.name();
         self.node.metrics.frame(name);
         let outcome = command::dispatch(&self.node, s, req).await;
@@ -382,6 +409,23 @@ where
                 .await;
         }
         Flow::Continue
+    }
+
+    /// Acts on a refused rate-limit verdict: `rate_limited` (the connection
+    /// stays) or close 4003; `None` when the frame may go on.
+    async fn rate_verdict(&mut self, verdict: Verdict, rid: Option<&str>) -> Option<Flow> {
+        match verdict {
+            Verdict::Allow => None,
+            Verdict::Refuse => {
+                let err = ProtoError::new(ErrorCode::RateLimited, "too many frames; slow down");
+                Some(self.refuse(&err, rid, None).await)
+            }
+            Verdict::Close => {
+                self.node.metrics.error(ErrorCode::RateLimited);
+                self.close(close::POLICY, "rate limit abuse").await;
+                Some(Flow::Close)
+            }
+        }
     }
 
     /// Sends an `error` that leaves the connection open.
@@ -507,13 +551,22 @@ where
         }
         if framing_lost {
             // Closing a socket with unread bytes resets it, and the reset can
-            // destroy the frames we just sent: read what is pending first.
+            // destroy the frames we just sent: read what is pending first,
+            // but no longer than the close timeout and no more than a
+            // frame's worth, whatever the client keeps sending.
             let mut buf = [0u8; 4096];
-            while let Ok(Ok(n)) =
-                timeout(Duration::from_millis(100), self.ws.get_mut().read(&mut buf)).await
-            {
-                if n == 0 {
-                    break;
+            let until = Instant::now() + CLOSE_TIMEOUT;
+            let mut left = self.node.settings.connection.max_frame_bytes;
+            while left > 0 {
+                let wait = until.saturating_duration_since(Instant::now());
+                match timeout(
+                    wait.min(Duration::from_millis(100)),
+                    self.ws.get_mut().read(&mut buf),
+                )
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+                    _ => break,
                 }
             }
         }

@@ -21,6 +21,7 @@ use crate::connection;
 use crate::ids;
 use crate::node::Node;
 use crate::protocol::{valid_platform, valid_user_id};
+use crate::serve::ConnectionSlot;
 use crate::store::{NodeRecord, StoreError, TokenRecord};
 
 /// What the HTTP handlers share.
@@ -112,10 +113,40 @@ fn refuse_non_admin(node: &Node, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-async fn issue_token(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = refuse_non_admin(&s.node, &headers) {
+/// Largest body `POST /v1/tokens` reads.
+const MAX_TOKEN_BODY: usize = 4096;
+
+/// Reads a request body of at most `limit` bytes within `deadline`: a
+/// client that announces a large body and sends nothing holds nothing.
+async fn read_body(
+    req: Request,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, Response> {
+    match tokio::time::timeout(deadline, axum::body::to_bytes(req.into_body(), limit)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body must be at most {limit} bytes"),
+        )),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the body did not arrive in time",
+        )),
+    }
+}
+
+async fn issue_token(State(s): State<AppState>, req: Request) -> Response {
+    // The admin check comes before reading a byte of the body.
+    if let Some(r) = refuse_non_admin(&s.node, req.headers()) {
         return r;
     }
+    let body = match read_body(req, MAX_TOKEN_BODY, s.node.settings.http_header_timeout).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     #[derive(serde::Deserialize)]
     struct Body {
         user: String,
@@ -205,7 +236,7 @@ pub fn pick_route(nodes: &[NodeRecord], now_ms: u64) -> Option<&NodeRecord> {
 }
 
 async fn route(State(s): State<AppState>) -> Response {
-    let nodes = match s.node.store.nodes().await {
+    let nodes = match s.node.nodes().await {
         Ok(n) => n,
         Err(e) => return store_error(e),
     };
@@ -220,7 +251,7 @@ async fn route(State(s): State<AppState>) -> Response {
 }
 
 async fn nodes(State(s): State<AppState>) -> Response {
-    let nodes = match s.node.store.nodes().await {
+    let nodes = match s.node.nodes().await {
         Ok(n) => n,
         Err(e) => return store_error(e),
     };
@@ -280,7 +311,10 @@ async fn upgrade(State(s): State<AppState>, mut req: Request) -> Response {
     };
     let node = s.node.clone();
     let cfg = ws_config(&node);
+    // The connection stays counted against the limits while it lives.
+    let slot = req.extensions().get::<ConnectionSlot>().cloned();
     let fut = async move {
+        let _slot = slot;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws = WebSocketStream::from_raw_socket(

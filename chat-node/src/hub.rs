@@ -245,15 +245,18 @@ mod tests {
         let metrics = Metrics::new();
         let hub = Hub::new(sessions.clone(), metrics.clone(), store, 8750);
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-        let _reg = sessions.add(
-            "bob".into(),
-            SessionHandle {
-                id: "s1".into(),
-                token_hash: "t".into(),
-                tx,
-                stop: Arc::default(),
-            },
-        );
+        let _reg = sessions
+            .add(
+                "bob".into(),
+                SessionHandle {
+                    id: "s1".into(),
+                    token_hash: "t".into(),
+                    tx,
+                    stop: Arc::default(),
+                    queued: Arc::default(),
+                },
+            )
+            .unwrap();
         hub.receive(deliver("bob"));
         assert_eq!(rx.recv().await.as_deref(), Some("to bob"));
         hub.fan_out(

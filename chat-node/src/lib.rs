@@ -29,10 +29,12 @@
 //!   once from [`config`].
 //! - [`shutdown`]: the stop signals every loop selects on.
 //! - [`drain`]: leaving a node at a bounded rate, naming where to go.
-//! - [`metrics`], [`ids`], [`ratelimit`], [`error`]: support with one job each.
+//! - [`metrics`], [`ids`], [`ratelimit`], [`cache`], [`error`]: support
+//!   with one job each.
 
 pub mod bench;
 mod bus;
+mod cache;
 mod command;
 pub mod config;
 mod connection;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::cache::Cached;
 use crate::drain::Drain;
 use crate::hub::Hub;
 use crate::ids::{self, MessageIds};
@@ -12,6 +13,9 @@ use crate::session::Sessions;
 use crate::settings::Settings;
 use crate::shutdown::Listener;
 use crate::store::{NodeRecord, Store, StoreError, TokenRecord};
+
+/// How long the registry and readiness are kept between reads.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Who this node is.
 #[derive(Debug, Clone)]
@@ -39,6 +43,9 @@ pub struct Node {
     pub ids: MessageIds,
     /// The drain: its signal and the pacing of `reconnect` frames.
     pub drain: Drain,
+    /// The registry and readiness, read at most once a second.
+    registry: Cached<Vec<NodeRecord>>,
+    backends_ready: Cached<bool>,
     presence_locks: Vec<tokio::sync::Mutex<()>>,
 }
 
@@ -64,6 +71,8 @@ impl Node {
             metrics,
             ids: MessageIds::default(),
             drain,
+            registry: Cached::new(CACHE_TTL),
+            backends_ready: Cached::new(CACHE_TTL),
             presence_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -103,11 +112,26 @@ impl Node {
         self.drain.listen()
     }
 
-    /// Ready to take sessions: not draining, and the backends answer.
+    /// Ready to take sessions: not draining, and the backends answer
+    /// (as of at most a second ago).
     pub async fn ready(&self) -> bool {
-        !self.is_draining()
-            && self.hub.bus().is_none_or(|b| b.ready())
-            && self.store.ping().await.is_ok()
+        if self.is_draining() {
+            return false;
+        }
+        let checked = self
+            .backends_ready
+            .get(|| async {
+                Ok::<_, StoreError>(
+                    self.hub.bus().is_none_or(|b| b.ready()) && self.store.ping().await.is_ok(),
+                )
+            })
+            .await;
+        checked.unwrap_or(false)
+    }
+
+    /// The node registry, as of at most a second ago.
+    pub async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.registry.get(|| self.store.nodes()).await
     }
 
     /// The record of the token hashed `token_hash`, when it is valid now.

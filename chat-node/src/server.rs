@@ -21,7 +21,8 @@ use crate::hub::Hub;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::node::{Identity, Node};
-use crate::serve;
+use crate::serve::{self, ConnectionLimits};
+use crate::session::Sessions;
 use crate::shutdown::{Listener, Signal};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
@@ -93,8 +94,12 @@ impl Server {
         };
         let metrics = Metrics::new();
         // The hub first: the bus hands it what other nodes send.
+        let sessions = Sessions::new(
+            settings.connection.max_sessions_per_user,
+            settings.connection.outbound_queue_bytes,
+        );
         let hub = Arc::new(Hub::new(
-            Arc::default(),
+            Arc::new(sessions),
             metrics.clone(),
             store.clone(),
             port,
@@ -161,9 +166,15 @@ impl Server {
         if let Some(health) = self.health {
             let app = http::health_router().with_state(state.clone());
             let mut stop = stop_bg.listen();
-            background.spawn(serve::serve(health, app, header_timeout, async move {
-                stop.wait().await;
-            }));
+            background.spawn(serve::serve(
+                health,
+                app,
+                header_timeout,
+                ConnectionLimits::NONE,
+                async move {
+                    stop.wait().await;
+                },
+            ));
         }
         let stop_heartbeat = Signal::default();
         let heartbeat_task = tokio::spawn(heartbeat(node.clone(), stop_heartbeat.listen()));
@@ -172,7 +183,11 @@ impl Server {
         tracing::info!(node = %node.id.name, port = node.id.port, "chat-node serving");
         let drain_node = node.clone();
         let app = http::router(state);
-        serve::serve(self.listener, app, header_timeout, async move {
+        let limits = ConnectionLimits {
+            total: node.settings.max_connections,
+            per_ip: node.settings.max_connections_per_ip,
+        };
+        serve::serve(self.listener, app, header_timeout, limits, async move {
             shutdown.await;
             tracing::info!("draining");
             drain_node.start_drain().await;

@@ -1,8 +1,8 @@
 //! The sessions this node holds, by user and by session id (one user, many
 //! devices). Delivering to a local session is a non-blocking channel send: a
-//! session whose queue is full is too slow to keep up and is told to close
-//! (it syncs from its inbox when it comes back), so it never stalls delivery
-//! to anyone else.
+//! session whose queue is full (in frames or in bytes) is too slow to keep
+//! up and is told to close (it syncs from its inbox when it comes back), so
+//! it never stalls delivery to anyone else, nor holds unbounded memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -54,14 +54,32 @@ pub struct SessionHandle {
     pub token_hash: Arc<str>,
     pub tx: mpsc::Sender<Utf8Bytes>,
     pub stop: Arc<Stop>,
+    /// Bytes queued in `tx` and not yet written (the connection subtracts
+    /// what it writes).
+    pub queued: Arc<AtomicUsize>,
 }
 
 /// All sessions of this node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
     by_user: RwLock<HashMap<Arc<str>, Vec<SessionHandle>>>,
     count: AtomicUsize,
+    /// Most sessions one user may hold on this node.
+    max_per_user: usize,
+    /// Most bytes queued for one session.
+    max_queued_bytes: usize,
 }
+
+impl Default for Sessions {
+    /// No limits: for tests of delivery alone.
+    fn default() -> Self {
+        Sessions::new(usize::MAX, usize::MAX)
+    }
+}
+
+/// A user holds as many sessions on this node as allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManySessions;
 
 /// Removes its session from the registry when dropped, however the
 /// connection ends.
@@ -78,16 +96,36 @@ impl Drop for Registration {
 }
 
 impl Sessions {
+    pub fn new(max_per_user: usize, max_queued_bytes: usize) -> Self {
+        Sessions {
+            by_user: RwLock::default(),
+            count: AtomicUsize::new(0),
+            max_per_user,
+            max_queued_bytes,
+        }
+    }
+
     /// Adds a session; it stays until the returned guard is dropped.
-    pub fn add(self: &Arc<Self>, user: Arc<str>, handle: SessionHandle) -> Registration {
+    pub fn add(
+        self: &Arc<Self>,
+        user: Arc<str>,
+        handle: SessionHandle,
+    ) -> Result<Registration, TooManySessions> {
         let id = handle.id.clone();
-        self.write().entry(user.clone()).or_default().push(handle);
+        {
+            let mut map = self.write();
+            let list = map.entry(user.clone()).or_default();
+            if list.len() >= self.max_per_user {
+                return Err(TooManySessions);
+            }
+            list.push(handle);
+        }
         self.count.fetch_add(1, Ordering::Relaxed);
-        Registration {
+        Ok(Registration {
             sessions: self.clone(),
             user,
             id,
-        }
+        })
     }
 
     fn remove(&self, user: &str, id: &str) {
@@ -121,11 +159,21 @@ impl Sessions {
         let Some(list) = map.get(user) else { return 0 };
         let mut n = 0;
         for h in list.iter().filter(|h| Some(&*h.id) != except) {
+            let len = frame.len();
+            if h.queued.fetch_add(len, Ordering::Relaxed) + len > self.max_queued_bytes {
+                h.queued.fetch_sub(len, Ordering::Relaxed);
+                h.stop.trigger(StopReason::TooSlow);
+                continue;
+            }
             match h.tx.try_send(frame.clone()) {
                 Ok(()) => n += 1,
-                Err(mpsc::error::TrySendError::Full(_)) => h.stop.trigger(StopReason::TooSlow),
-                // The connection is closing; it deregisters itself.
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(e) => {
+                    h.queued.fetch_sub(len, Ordering::Relaxed);
+                    if let mpsc::error::TrySendError::Full(_) = e {
+                        h.stop.trigger(StopReason::TooSlow);
+                    }
+                    // Closed: the connection is closing; it deregisters itself.
+                }
             }
         }
         n
@@ -160,6 +208,7 @@ mod tests {
             token_hash: token.into(),
             tx,
             stop: Arc::default(),
+            queued: Arc::default(),
         };
         (h, rx)
     }
@@ -169,8 +218,8 @@ mod tests {
         let s = Arc::new(Sessions::default());
         let (a, mut ra) = handle("a", "t1", 4);
         let (b, mut rb) = handle("b", "t2", 4);
-        let _ga = s.add("alice".into(), a);
-        let _gb = s.add("alice".into(), b);
+        let _ga = s.add("alice".into(), a).unwrap();
+        let _gb = s.add("alice".into(), b).unwrap();
         assert_eq!(s.online(), 2);
         let f = Utf8Bytes::from("x");
         assert_eq!(s.deliver("alice", &f, Some("a")), 1);
@@ -185,8 +234,8 @@ mod tests {
         let (slow, _rs) = handle("slow", "t", 1);
         let (fast, mut rf) = handle("fast", "t", 8);
         let stop = slow.stop.clone();
-        let _g1 = s.add("bob".into(), slow);
-        let _g2 = s.add("bob".into(), fast);
+        let _g1 = s.add("bob".into(), slow).unwrap();
+        let _g2 = s.add("bob".into(), fast).unwrap();
         let f = Utf8Bytes::from("m");
         s.deliver("bob", &f, None);
         s.deliver("bob", &f, None);
@@ -199,11 +248,44 @@ mod tests {
     async fn dropping_the_registration_removes_the_session() {
         let s = Arc::new(Sessions::default());
         let (a, _r) = handle("a", "t", 1);
-        let g = s.add("alice".into(), a);
+        let g = s.add("alice".into(), a).unwrap();
         assert!(s.has_user("alice"));
         drop(g);
         assert!(!s.has_user("alice"));
         assert_eq!(s.online(), 0);
+    }
+
+    #[tokio::test]
+    async fn sessions_per_user_are_capped() {
+        let s = Arc::new(Sessions::new(2, usize::MAX));
+        let (a, _ra) = handle("a", "t", 1);
+        let (b, _rb) = handle("b", "t", 1);
+        let (c, _rc) = handle("c", "t", 1);
+        let (d, _rd) = handle("d", "t", 1);
+        let _g = (
+            s.add("alice".into(), a).unwrap(),
+            s.add("alice".into(), b).unwrap(),
+        );
+        assert_eq!(s.add("alice".into(), c).err(), Some(TooManySessions));
+        // Others are not affected.
+        assert!(s.add("bob".into(), d).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_queue_over_its_bytes_stops_only_that_session() {
+        let s = Arc::new(Sessions::new(usize::MAX, 10));
+        let (slow, mut rs) = handle("slow", "t", 100);
+        let queued = slow.queued.clone();
+        let stop = slow.stop.clone();
+        let _g = s.add("bob".into(), slow).unwrap();
+        let f = Utf8Bytes::from("123456");
+        assert_eq!(s.deliver("bob", &f, None), 1);
+        assert_eq!(queued.load(Ordering::Relaxed), 6);
+        // The second would make 12 bytes: over, though 98 frames would fit.
+        assert_eq!(s.deliver("bob", &f, None), 0);
+        assert_eq!(stop.triggered().await, StopReason::TooSlow);
+        assert_eq!(queued.load(Ordering::Relaxed), 6);
+        assert_eq!(rs.recv().await.as_deref(), Some("123456"));
     }
 
     #[tokio::test]
@@ -212,7 +294,10 @@ mod tests {
         let (a, _ra) = handle("a", "t1", 1);
         let (b, _rb) = handle("b", "t2", 1);
         let (sa, sb) = (a.stop.clone(), b.stop.clone());
-        let _g = (s.add("alice".into(), a), s.add("alice".into(), b));
+        let _g = (
+            s.add("alice".into(), a).unwrap(),
+            s.add("alice".into(), b).unwrap(),
+        );
         assert_eq!(s.kick_token("alice", "t1"), 1);
         assert_eq!(sa.triggered().await, StopReason::TokenRevoked);
         assert!(sb.reason.get().is_none());

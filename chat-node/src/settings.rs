@@ -18,8 +18,12 @@ pub struct ConnectionSettings {
     pub max_reply_bytes: usize,
     /// WebSocket read buffer allocated per connection.
     pub read_buffer: usize,
-    /// Deliveries queued for one session before it counts as too slow.
+    /// Deliveries queued for one session before it counts as too slow, in
+    /// frames and in bytes.
     pub outbound_queue: usize,
+    pub outbound_queue_bytes: usize,
+    /// Sessions one user may hold on this node.
+    pub max_sessions_per_user: usize,
     /// Sustained frames per second, and the burst above it.
     pub rate_per_s: u32,
     pub rate_burst: u32,
@@ -45,6 +49,10 @@ pub struct Settings {
     pub retention: Retention,
     /// Lifetime of tokens issued by `/v1/tokens`.
     pub token_ttl: Duration,
+    /// Connections the node's port holds at once, in all and per client
+    /// address (0: no limit).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     /// Deadline for an HTTP client's request headers.
     pub http_header_timeout: Duration,
     /// Deadline of one Redis command.

@@ -222,3 +222,141 @@ async fn a_revoke_whose_kick_cannot_reach_other_nodes_is_an_error() {
     assert_eq!(refused["code"], "unauthorized", "{refused}");
     node.stop().await;
 }
+
+/// Sends raw bytes on a new TCP connection and returns what comes back
+/// within `wait` (until the server closes or the wait ends).
+async fn raw_http(addr: std::net::SocketAddr, request: &str, wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_request_whose_body_never_comes_holds_nothing() {
+    let node = TestNode::start(Backend::Memory, |c| c.http_header_timeout_s = 1).await;
+    let wait = std::time::Duration::from_secs(5);
+    // Without the admin token: refused before a byte of the body is read.
+    let r = raw_http(
+        node.addr,
+        "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n",
+        wait,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    // With it, but silent: cut off at the deadline.
+    let started = tokio::time::Instant::now();
+    let r = raw_http(
+        node.addr,
+        &format!(
+            "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 2000000\r\n\r\n",
+            common::ADMIN
+        ),
+        wait,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    assert!(started.elapsed() < wait);
+    // Too large a body is refused by size.
+    let big = "x".repeat(10_000);
+    let r = raw_http(
+        node.addr,
+        &format!(
+            "POST /v1/tokens HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+            common::ADMIN,
+            big.len()
+        ),
+        wait,
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 413"), "{r}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limits_get_503_and_others_go_on() {
+    for per_ip in [false, true] {
+        let node = TestNode::start(Backend::Memory, |c| {
+            if per_ip {
+                c.max_connections_per_ip = 2;
+            } else {
+                c.max_connections = 2;
+            }
+        })
+        .await;
+        let wait = std::time::Duration::from_secs(5);
+        let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        // Two WebSocket sessions hold both places.
+        let mut alice = node.session("alice").await;
+        let _bob = node.session("bob").await;
+        let r = raw_http(node.addr, health, wait).await;
+        assert!(r.starts_with("HTTP/1.1 503"), "{r}");
+        assert!(r.contains("too many connections"), "{r}");
+        // The sessions inside the limit are untouched.
+        assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
+        // A place frees when a session leaves.
+        drop(alice);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let r = raw_http(node.addr, health, wait).await;
+            if r.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no place freed: {r}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        node.stop().await;
+    }
+}
+
+both_stores!(
+    sessions_per_user_are_capped_per_node,
+    pages_cost_rate_tokens_by_size
+);
+
+async fn sessions_per_user_are_capped_per_node(b: Backend) {
+    let node = TestNode::start(b, |c| c.max_sessions_per_user = 2).await;
+    let _a1 = node.session("alice").await;
+    let _a2 = node.session("alice").await;
+    let token = node.token("alice", "web").await;
+    let mut third = Client::connect(node.addr, &token).await.0;
+    assert_eq!(third.connected["code"], "forbidden", "{}", third.connected);
+    let (_, code) = third.closed().await;
+    assert_eq!(code, Some(4003));
+    // Another user is not affected.
+    let mut bob = node.session("bob").await;
+    assert_eq!(bob.request(json!({"type":"ping"})).await["type"], "pong");
+    node.stop().await;
+}
+
+async fn pages_cost_rate_tokens_by_size(b: Backend) {
+    let node = TestNode::start(b, |c| {
+        c.rate_per_s = 1;
+        c.rate_burst = 20;
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    // 1 + 1000/100 = 11 tokens of the 20.
+    let r = alice
+        .request(json!({"type":"sync","after":0,"limit":1000,"rid":"s1"}))
+        .await;
+    assert_eq!(r["type"], "synced", "{r}");
+    // The second page does not fit in what is left...
+    let r = alice
+        .request(json!({"type":"sync","after":0,"limit":1000,"rid":"s2"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{r}"
+    );
+    assert_eq!(r["rid"], "s2");
+    // ...but a ping (one token) still does.
+    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
+    node.stop().await;
+}

@@ -72,6 +72,17 @@ impl Command {
             Command::Ping => "ping",
         }
     }
+
+    /// What the request costs in rate-limit tokens: one per frame, and for
+    /// pages one more per 100 inbox entries or 50 messages asked for, so a
+    /// client cannot have the node read 1000 entries for the price of a ping.
+    pub fn cost(&self) -> u32 {
+        match self {
+            Command::Sync { limit, .. } => 1 + (*limit / 100) as u32,
+            Command::History { limit, .. } => 1 + (*limit / 50) as u32,
+            _ => 1,
+        }
+    }
 }
 
 /// A validated `send`.
