@@ -28,7 +28,7 @@ python_bin=.tools/venv/bin/python
 "$python_bin" scripts/validate_manifests.py "$K8S" crds/chatcluster.yaml "$out"/*.yaml examples/*.yaml
 
 # The values schema must refuse what it should.
-for bad in "replicas=many" "unknownKey=1" "image.pullPolicy=Sometimes" "watchNamespace=Not_A_Namespace"; do
+for bad in "replicas=many" "unknownKey=1" "image.pullPolicy=Sometimes" "watchNamespace=Not_A_Namespace" "scope=everything"; do
   if helm template parley "$chart" --set "$bad" >/dev/null 2>&1; then
     echo "values.schema.json accepted --set $bad"; exit 1
   fi
@@ -36,4 +36,15 @@ done
 if helm template parley "$chart" --set chatCluster.enabled=true >/dev/null 2>&1; then
   echo "values.schema.json accepted a ChatCluster without backends"; exit 1
 fi
+# The default is one namespace (the release's), with a Role, no ClusterRole
+# that can read Secrets.
+helm template parley "$chart" --namespace chat > "$out/scope.yaml"
+grep -q -- '--namespace=chat' "$out/scope.yaml" || { echo "default scope does not watch the release namespace"; exit 1; }
+if python3 - "$out/scope.yaml" <<'PY'
+import sys, re
+docs = open(sys.argv[1]).read().split("\n---")
+bad = [d for d in docs if re.search(r"^kind: ClusterRole$", d, re.M) and "secrets" in d]
+sys.exit(0 if bad else 1)
+PY
+then echo "the default scope grants cluster-wide access to Secrets"; exit 1; fi
 echo "chart checks passed"

@@ -43,3 +43,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "parley.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{/*
+The namespace the operator watches: empty with scope "cluster" (every
+namespace), else watchNamespace or the release namespace.
+*/}}
+{{- define "parley.watchNamespace" -}}
+{{- if eq .Values.scope "cluster" -}}
+{{- else -}}
+{{- .Values.watchNamespace | default .Release.Namespace -}}
+{{- end -}}
+{{- end }}
