@@ -16,9 +16,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOpti
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use parley_cluster::names::{exchange_name, queue_name};
-use parley_cluster::{NodeRecord, Registry, RegistryError};
-
-use parley_cluster::PortFormula;
+use parley_cluster::{NodeRecord, PortFormula, Registry, RegistryError};
 
 use super::plan::{Action, Observed, PortState};
 

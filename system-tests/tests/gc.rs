@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use parley_operator::gc::{self, Action, Backends, PortFormula};
+use parley_cluster::PortFormula;
+use parley_operator::gc::{self, Action, Backends};
 use redis::Commands;
 
 fn redis_url() -> String {
