@@ -89,6 +89,18 @@ impl Context {
         }
     }
 
+    /// The operator stops: close every kept backend connection.
+    pub async fn close_all(&self) {
+        let kept: Vec<Arc<Backends>> = self
+            .clusters()
+            .drain()
+            .filter_map(|(_, s)| s.backends)
+            .collect();
+        for b in kept {
+            b.close().await;
+        }
+    }
+
     /// How many ChatClusters the operator keeps state for.
     pub fn tracked_clusters(&self) -> usize {
         self.clusters().len()

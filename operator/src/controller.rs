@@ -72,8 +72,13 @@ pub fn error_policy(cc: Arc<ChatCluster>, error: &Error, ctx: Arc<Context>) -> A
     Action::requeue(delay)
 }
 
-/// Runs the controller until the stream ends (on a shutdown signal).
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
+/// Runs the controller until `shutdown` resolves and the reconciles in
+/// flight have finished (the caller bounds how long that may take).
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
     where
@@ -107,7 +112,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
         name.zip(ns)
             .map(|(n, ns)| ObjectRef::<ChatCluster>::new(&n).within(&ns))
     })
-    .shutdown_on_signal()
+    .graceful_shutdown_on(shutdown)
     .run(reconcile, error_policy, ctx)
     .for_each(|r| async move {
         if let Err(e) = r {

@@ -17,6 +17,7 @@
 //!   `cleanup` (deletion), `status` (pure).
 //! - [`gc`]: garbage collection: `plan` decides (pure), `execute` talks to
 //!   Redis and RabbitMQ.
+//! - [`shutdown`]: SIGTERM and Ctrl-C, caught from the start.
 //! - [`metrics`], [`http`], [`error`]: support with one job each.
 
 pub mod context;
@@ -27,6 +28,7 @@ pub mod gc;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
+pub mod shutdown;
 
 pub use error::Error;
 

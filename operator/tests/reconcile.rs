@@ -13,11 +13,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use kube_fake_client::{ClientBuilder, PatchType, interceptor};
+use kube_fake_client::ClientBuilder;
 use parley_operator::context::Context;
 use parley_operator::controller::reconcile;
 use parley_operator::crd::{BackendRef, ChatCluster, ChatClusterSpec, FINALIZER, PAUSE_ANNOTATION};
 use parley_operator::metrics::Metrics;
+
+mod support;
 
 const NS: &str = "chat-ns";
 
@@ -63,53 +65,11 @@ fn chat(name: &str, replicas: i32) -> ChatCluster {
     cc
 }
 
-/// The Kubernetes API server's JSON-patch `test` treats a missing path as
-/// `null` (kube's finalizer helper relies on it to add the first
-/// finalizer); the `json-patch` crate inside the API double refuses it.
-/// This gives ChatCluster JSON patches the API server's semantics: such a
-/// test passes, every other operation is applied by the crate as usual.
-fn api_server_json_patch() -> interceptor::Funcs {
-    interceptor::Funcs::new().patch(|ctx| {
-        let Some(ops) = ctx.patch.as_array() else {
-            return Ok(None);
-        };
-        if ctx.patch_type != PatchType::JsonPatch {
-            return Ok(None);
-        }
-        let Ok(stored) = ctx.client.get::<ChatCluster>(ctx.namespace, ctx.name) else {
-            return Ok(None);
-        };
-        let mut doc = serde_json::to_value(&stored)?;
-        let missing_is_null = |op: &serde_json::Value| {
-            op["op"] == "test"
-                && op["value"].is_null()
-                && op["path"]
-                    .as_str()
-                    .is_some_and(|p| doc.pointer(p).is_none())
-        };
-        if !ops.iter().any(missing_is_null) {
-            return Ok(None);
-        }
-        let kept: Vec<serde_json::Value> = ops
-            .iter()
-            .filter(|op| !missing_is_null(op))
-            .cloned()
-            .collect();
-        let patch: json_patch::Patch = serde_json::from_value(kept.into())?;
-        json_patch::patch(&mut doc, &patch)?;
-        let patched: ChatCluster = serde_json::from_value(doc)?;
-        let updated = ctx
-            .client
-            .update(ctx.namespace, &patched, &Default::default())?;
-        Ok(Some(serde_json::to_value(updated)?))
-    })
-}
-
 async fn client_with(objects: Vec<ChatCluster>, pods: Vec<Pod>) -> Client {
     let mut b = ClientBuilder::new()
         .with_resource::<ChatCluster>()
         .with_status_subresource::<ChatCluster>()
-        .with_interceptor_funcs(api_server_json_patch());
+        .with_interceptor_funcs(support::api_server_json_patch());
     for o in objects {
         b = b.with_object(o);
     }

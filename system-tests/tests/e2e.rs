@@ -68,7 +68,7 @@ async fn apply_scale_and_delete_a_chat_cluster() {
     ));
     let operator = tokio::spawn({
         let ns_name = ns_name.clone();
-        async move { controller::run(ctx, Some(&ns_name)).await }
+        async move { controller::run(ctx, Some(&ns_name), std::future::pending()).await }
     });
 
     let spec = ChatClusterSpec {
