@@ -1,20 +1,26 @@
 //! Deletion: the ChatCluster is going away and kube's finalizer helper
-//! holds it until [`cleanup`] returns. Removes the cluster's queues,
-//! exchange and registry (and with cleanup policy Delete, all its data).
+//! holds it until [`cleanup`] returns. First stops the nodes (their queues
+//! have consumers while they run, and a queue in use is never deleted):
+//! scales the StatefulSet to 0 and waits for its pods to be gone. Then
+//! removes the cluster's queues, exchange and registry (and with cleanup
+//! policy Delete, all its data).
 //! Never wedges a namespace: when the namespace is going away, or the
 //! backends stay unreachable past the deadline, it records what was left
 //! (Event `LeftBehind`) and lets go.
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::instrument;
 
 use super::backends::backends;
+use super::meta::{MANAGER, pod_name};
+use super::observe::list_pods;
 use crate::context::Context;
 use crate::crd::{ChatCluster, CleanupPolicy};
 use crate::{Error, Result};
@@ -40,6 +46,8 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
     };
     let outcome = if namespace_going {
         Err(format!("namespace {ns} is being deleted"))
+    } else if let Some(running) = stop_nodes(cc, ctx, &ns).await? {
+        Err(running)
     } else {
         match backends(cc, ctx).await {
             Ok(b) => b
@@ -82,6 +90,34 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
     }
     ctx.forget(cc).await;
     Ok(Action::await_change())
+}
+
+/// Scales the StatefulSet to 0; `Some(what)` while its pods still exist
+/// (each pod going away triggers a reconcile: the controller watches them).
+async fn stop_nodes(cc: &ChatCluster, ctx: &Context, ns: &str) -> Result<Option<String>> {
+    let sts: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    let scale = serde_json::json!({"spec": {"replicas": 0}});
+    match sts
+        .patch(
+            &cc.name_any(),
+            &PatchParams {
+                field_manager: Some(MANAGER.to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&scale),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // No StatefulSet (never made, or already gone): nothing to scale.
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let pods = list_pods(cc, &Api::<Pod>::namespaced(ctx.client.clone(), ns)).await?;
+    Ok((!pods.is_empty()).then(|| {
+        let names: Vec<String> = pods.iter().map(|p| pod_name(cc, p.ordinal)).collect();
+        format!("waiting for the nodes to stop: {}", names.join(", "))
+    }))
 }
 
 /// How long ago the ChatCluster was marked for deletion.
