@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
@@ -188,6 +188,14 @@ fn pod(cc_name: &str, ordinal: u32, uid: &str, ready: bool) -> Pod {
                 ]
                 .into(),
             ),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "StatefulSet".into(),
+                name: cc_name.into(),
+                uid: format!("sts-{cc_name}"),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]),
             ..ObjectMeta::default()
         },
         status: Some(PodStatus {
@@ -556,4 +564,25 @@ async fn deletion_forgets_everything_kept_for_the_cluster() {
         0,
         "failure count and backends dropped"
     );
+}
+
+#[tokio::test]
+async fn only_pods_the_statefulset_controls_count() {
+    // Pods that carry the selector labels but belong to no StatefulSet of
+    // ours: one with a huge ordinal, one that would shadow ordinal 1.
+    let mut stray = pod("chat", 100, "uid-stray", true);
+    stray.metadata.owner_references = None;
+    let mut shadow = pod("chat", 1, "uid-shadow", true);
+    shadow.metadata.owner_references = None;
+    let client = client_with(
+        vec![chat("chat", 1)],
+        vec![pod("chat", 0, "uid-0", true), stray, shadow],
+    )
+    .await;
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    let st = cc.status.as_ref().unwrap();
+    assert_eq!((st.replicas, st.ready_replicas), (1, 1));
+    let ordinals: Vec<u32> = st.nodes.iter().map(|n| n.ordinal).collect();
+    assert_eq!(ordinals, vec![0]);
 }

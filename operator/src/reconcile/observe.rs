@@ -21,7 +21,19 @@ pub fn rolled_out(sts: &StatefulSet, replicas: i32) -> bool {
         && st.current_revision == st.update_revision
 }
 
-/// The cluster's pods with their ordinals, UIDs and readiness.
+/// Whether the cluster's StatefulSet controls `pod`. The selector labels
+/// alone prove nothing: anyone can make a pod that carries them.
+fn controlled_by_statefulset(pod: &Pod, cc: &ChatCluster) -> bool {
+    pod.owner_references().iter().any(|o| {
+        o.controller == Some(true)
+            && o.kind == "StatefulSet"
+            && o.api_version == "apps/v1"
+            && o.name == cc.name_any()
+    })
+}
+
+/// The pods the cluster's StatefulSet controls, with their ordinals, UIDs
+/// and readiness.
 pub async fn list_pods(cc: &ChatCluster, pods: &Api<Pod>) -> Result<Vec<PodInfo>> {
     let prefix = format!("{}-", cc.name_any());
     let list = pods
@@ -29,6 +41,7 @@ pub async fn list_pods(cc: &ChatCluster, pods: &Api<Pod>) -> Result<Vec<PodInfo>
         .await?;
     let mut out: Vec<PodInfo> = list
         .into_iter()
+        .filter(|p| controlled_by_statefulset(p, cc))
         .filter_map(|p| {
             let ordinal = p.name_any().strip_prefix(&prefix)?.parse().ok()?;
             let ready = p
