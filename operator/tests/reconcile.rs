@@ -586,3 +586,109 @@ async fn only_pods_the_statefulset_controls_count() {
     let ordinals: Vec<u32> = st.nodes.iter().map(|n| n.ordinal).collect();
     assert_eq!(ordinals, vec![0]);
 }
+
+/// Reconciles ChatCluster `name` among `objects` and returns its Degraded
+/// condition's reason and message; asserts nothing was applied for it.
+async fn refused(ccs: Vec<ChatCluster>, secrets: Vec<Secret>, name: &str) -> (String, String) {
+    let mut b = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(support::api_server_json_patch());
+    for o in ccs {
+        b = b.with_object(o);
+    }
+    for s in secrets {
+        b = b.with_object(s);
+    }
+    let client = b.build().await.expect("fake client");
+    run(&client, name).await;
+    let cc = get_cc(&client, name).await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    assert!(
+        sts.get_opt(name).await.unwrap().is_none(),
+        "a StatefulSet was made from an invalid spec"
+    );
+    let d = cc
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .clone();
+    assert_eq!(d.status, "True", "{d:?}");
+    (d.reason, d.message)
+}
+
+#[tokio::test]
+async fn default_cluster_ids_that_break_the_rule_are_refused() {
+    for name in ["chat.v2", &"c".repeat(60)] {
+        let mut cc = chat(name, 1);
+        cc.spec.cluster_id = None;
+        let (reason, message) = refused(vec![cc], vec![], name).await;
+        assert_eq!(reason, "InvalidSpec");
+        assert!(message.contains("spec.clusterId"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn ports_past_65535_are_refused() {
+    let mut cc = chat("chat", 7);
+    cc.spec.ports.base = 65000;
+    cc.spec.ports.step = 100;
+    let (reason, message) = refused(vec![cc], vec![], "chat").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("65535"), "{message}");
+}
+
+#[tokio::test]
+async fn a_health_port_that_is_a_chat_port_is_refused() {
+    let mut cc = chat("chat", 2);
+    cc.spec.ports.health = 8760;
+    let (reason, message) = refused(vec![cc], vec![], "chat").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("8760"), "{message}");
+}
+
+#[tokio::test]
+async fn an_admin_token_with_a_trailing_newline_is_refused() {
+    let mut cc = chat("chat", 1);
+    cc.spec.admin_token_secret_ref = Some(parley_operator::crd::SecretKeyRef {
+        name: "admin".into(),
+        key: "token".into(),
+    });
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("admin".into()),
+            namespace: Some(NS.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [(
+                "token".to_owned(),
+                k8s_openapi::ByteString(b"s3cret\n".to_vec()),
+            )]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    let (reason, message) = refused(vec![cc], vec![secret], "chat").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("whitespace"), "{message}");
+}
+
+#[tokio::test]
+async fn a_second_chatcluster_with_the_same_cluster_id_is_refused() {
+    let first = chat("first", 1);
+    let mut second = chat("second", 1);
+    second.spec.cluster_id = first.spec.cluster_id.clone();
+    let older = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+    let newer = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+    let mut first = first;
+    first.metadata.creation_timestamp = Some(older);
+    second.metadata.creation_timestamp = Some(newer);
+    let (reason, message) = refused(vec![first, second], vec![], "second").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("first"), "{message}");
+}

@@ -13,16 +13,6 @@ use crate::crd::{BackendRef, ChatCluster};
 use crate::gc::Backends;
 use crate::{Error, Result};
 
-/// A spec problem with the backend references no reconcile can fix.
-pub fn spec_error(cc: &ChatCluster) -> Option<String> {
-    let check = |name: &str, b: &BackendRef| match (&b.url, &b.url_secret_ref) {
-        (Some(_), Some(_)) => Some(format!("{name}: set url or urlSecretRef, not both")),
-        (None, None) => Some(format!("{name}: set url or urlSecretRef")),
-        _ => None,
-    };
-    check("redis", &cc.spec.redis).or_else(|| check("rabbitmq", &cc.spec.rabbitmq))
-}
-
 /// Resolves a backend URL (inline or from its Secret).
 async fn backend_url(b: &BackendRef, secrets: &Api<Secret>) -> Result<String> {
     if let Some(url) = &b.url {

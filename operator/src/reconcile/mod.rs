@@ -1,5 +1,6 @@
-//! One reconcile of a ChatCluster, in the order it runs: [`apply`] the
-//! owned objects, [`observe`] the pods, reach the [`backends`], [`collect`]
+//! One reconcile of a ChatCluster, in the order it runs: [`validate`] the
+//! spec (an invalid one is reported, nothing applied), [`apply`] the owned
+//! objects, [`observe`] the pods, reach the [`backends`], [`collect`]
 //! what gone nodes left, publish the [`status`]. Deletion is [`cleanup`].
 //!
 //! Each owned object is built by a pure function in its own file
@@ -18,6 +19,7 @@ pub mod pdb;
 pub mod services;
 pub mod statefulset;
 pub mod status;
+pub mod validate;
 
 use std::time::Duration;
 
@@ -40,28 +42,36 @@ pub const RESYNC: Duration = Duration::from_secs(30);
 /// is healthy (backends answer, spec valid).
 pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<bool> {
     let ns = cc.namespace().ok_or(Error::NoNamespace)?;
-    let mut o = Observations {
-        config_error: backends::spec_error(cc),
-        ..Observations::default()
-    };
+    let pods = Api::namespaced(ctx.client.clone(), &ns);
+    if let Some(why) = validate::problem(cc, ctx).await? {
+        // Nothing is applied or collected from a spec that cannot work:
+        // pods built from it would crash-loop, or reset another cluster's runs.
+        tracing::warn!(why = %why, "invalid spec");
+        ctx.event(cc, EventType::Warning, "InvalidSpec", &why).await;
+        let o = Observations {
+            config_error: Some(why),
+            pods: observe::list_pods(cc, &pods).await?,
+            ..Observations::default()
+        };
+        publish_status(cc, ctx, &o).await?;
+        return Ok(false);
+    }
+    let mut o = Observations::default();
     let sts = apply::owned_objects(cc, &ctx.client).await?;
     o.rolled_out = observe::rolled_out(&sts, cc.spec.replicas);
-    o.pods = observe::list_pods(cc, &Api::namespaced(ctx.client.clone(), &ns)).await?;
-
-    if o.config_error.is_none() {
-        match backends::backends(cc, ctx).await {
-            Ok(b) => {
-                let pods = o.pods.clone();
-                collect::collect(cc, ctx, &b, &pods, &mut o).await;
-            }
-            Err(e) => {
-                o.redis = Err(e.to_string());
-                o.rabbitmq = Err(e.to_string());
-            }
+    o.pods = observe::list_pods(cc, &pods).await?;
+    match backends::backends(cc, ctx).await {
+        Ok(b) => {
+            let pods = o.pods.clone();
+            collect::collect(cc, ctx, &b, &pods, &mut o).await;
+        }
+        Err(e) => {
+            o.redis = Err(e.to_string());
+            o.rabbitmq = Err(e.to_string());
         }
     }
 
-    let healthy = o.redis.is_ok() && o.rabbitmq.is_ok() && o.config_error.is_none();
+    let healthy = o.redis.is_ok() && o.rabbitmq.is_ok();
     if let Err(why) = o.redis.as_ref().and(o.rabbitmq.as_ref()) {
         ctx.event(
             cc,
