@@ -692,3 +692,72 @@ async fn a_second_chatcluster_with_the_same_cluster_id_is_refused() {
     assert_eq!(reason, "InvalidSpec");
     assert!(message.contains("first"), "{message}");
 }
+
+#[tokio::test]
+async fn objects_someone_else_made_are_neither_overwritten_nor_adopted() {
+    // Service chat-0 exists and is not ours; nor is chat-4 (which even
+    // carries our labels, as if left over from scaling down).
+    let theirs = |name: &str, labels: BTreeMap<String, String>| Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+            ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Service::default()
+    };
+    let ours_labels: BTreeMap<String, String> = [
+        ("app.kubernetes.io/name", "chat-node"),
+        ("app.kubernetes.io/instance", "chat"),
+        ("parley.dev/ordinal", "4"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let client = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(support::api_server_json_patch())
+        .with_object(chat("chat", 2))
+        .with_object(theirs(
+            "chat-0",
+            [("app".to_owned(), "web".to_owned())].into(),
+        ))
+        .with_object(theirs("chat-4", ours_labels))
+        .build()
+        .await
+        .expect("fake client");
+    run(&client, "chat").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    for name in ["chat-0", "chat-4"] {
+        let svc = services.get_opt(name).await.unwrap();
+        let svc = svc.unwrap_or_else(|| panic!("{name} was deleted"));
+        assert!(svc.metadata.owner_references.is_none(), "{name} adopted");
+        assert_eq!(
+            svc.spec.unwrap().ports.unwrap()[0].port,
+            80,
+            "{name} overwritten"
+        );
+    }
+    // Ours are applied; the conflict is reported.
+    assert!(services.get_opt("chat-1").await.unwrap().is_some());
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc, "Degraded"), ("True".into(), "NotOwned".into()));
+    let message = &cc
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(message.contains("Service chat-0"), "{message}");
+}

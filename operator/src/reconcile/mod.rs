@@ -57,9 +57,37 @@ pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<bool> {
         return Ok(false);
     }
     let mut o = Observations::default();
-    let sts = apply::owned_objects(cc, &ctx.client).await?;
-    o.rolled_out = observe::rolled_out(&sts, cc.spec.replicas);
+    let applied = apply::owned_objects(cc, &ctx.client).await?;
+    o.rolled_out = applied
+        .statefulset
+        .as_ref()
+        .is_some_and(|sts| observe::rolled_out(sts, cc.spec.replicas));
     o.pods = observe::list_pods(cc, &pods).await?;
+    if !applied.refused.is_empty() {
+        // Someone else's objects sit where ours belong: neither overwrite
+        // nor adopt them (they would later be pruned), and collect nothing
+        // while the cluster's shape is not ours to judge.
+        let why = format!(
+            "{} already exist{} and {} not owned by this ChatCluster: rename the ChatCluster or remove {}",
+            applied.refused.join(", "),
+            if applied.refused.len() == 1 { "s" } else { "" },
+            if applied.refused.len() == 1 {
+                "is"
+            } else {
+                "are"
+            },
+            if applied.refused.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+        );
+        tracing::warn!(why = %why, "objects not owned");
+        ctx.event(cc, EventType::Warning, "NotOwned", &why).await;
+        o.not_owned = Some(why);
+        publish_status(cc, ctx, &o).await?;
+        return Ok(false);
+    }
     match backends::backends(cc, ctx).await {
         Ok(b) => {
             let pods = o.pods.clone();

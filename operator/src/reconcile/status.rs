@@ -39,6 +39,8 @@ pub struct Observations {
     pub pending_cleanup: Vec<String>,
     /// A spec problem the operator cannot work around.
     pub config_error: Option<String>,
+    /// Objects in the way that this ChatCluster does not own.
+    pub not_owned: Option<String>,
     pub paused: bool,
 }
 
@@ -52,6 +54,7 @@ impl Default for Observations {
             rabbitmq: Ok(()),
             pending_cleanup: vec![],
             config_error: None,
+            not_owned: None,
             paused: false,
         }
     }
@@ -105,7 +108,7 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
     let all_ready = ready_replicas >= cc.spec.replicas && replicas == cc.spec.replicas;
     set(
         "Ready",
-        all_ready && o.config_error.is_none(),
+        all_ready && o.config_error.is_none() && o.not_owned.is_none(),
         if all_ready {
             "AllNodesReady"
         } else {
@@ -152,6 +155,8 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
     );
     let degraded = if let Some(e) = &o.config_error {
         Some(("InvalidSpec", e.clone()))
+    } else if let Some(e) = &o.not_owned {
+        Some(("NotOwned", e.clone()))
     } else if o.redis.is_err() || o.rabbitmq.is_err() {
         let waiting = if o.pending_cleanup.is_empty() {
             String::new()
