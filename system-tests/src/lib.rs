@@ -166,6 +166,18 @@ impl Nodes {
         let _ = c.kill();
         let _ = c.wait();
     }
+    /// Time passes for ordinal `i` (killed): its last heartbeat is set past
+    /// the stale window, as if the operator had been down longer than that.
+    /// Collection leaves runs with a fresh heartbeat alone.
+    pub fn age_heartbeat(&self, i: u32) {
+        let mut r = self.redis();
+        let _: () = redis::cmd("HSET")
+            .arg(self.key(&format!("node:{}", self.port(i))))
+            .arg("heartbeat_ms")
+            .arg(0)
+            .query(&mut r)
+            .expect("age heartbeat");
+    }
     /// SIGKILL: the node leaves everything behind.
     pub fn kill(&mut self, i: u32) {
         let mut c = self.procs.remove(&i).unwrap();

@@ -38,6 +38,8 @@ async fn after_the_operator_was_down_retired_nodes_lose_everything_and_live_ones
     // Scaled 3 -> 1 while nobody watched: pods 1 and 2 died without cleanup.
     nodes.kill(1);
     nodes.kill(2);
+    nodes.age_heartbeat(1);
+    nodes.age_heartbeat(2);
     let (p0, p1, p2) = (nodes.port(0), nodes.port(1), nodes.port(2));
 
     let (plan, done) = collect(&nodes, 1, &[(0, "uid-0")]).await;
@@ -96,6 +98,7 @@ async fn a_pod_that_will_come_back_loses_presence_and_count_but_keeps_its_queue(
     // Let the heartbeat record bob's session in the online count.
     tokio::time::sleep(Duration::from_millis(5500)).await;
     nodes.kill(1);
+    nodes.age_heartbeat(1);
     let p1 = nodes.port(1);
     let mut r = nodes.redis();
     let online: u64 = r.hget(nodes.key("ports"), p1).unwrap();
