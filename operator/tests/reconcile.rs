@@ -66,9 +66,21 @@ fn chat(name: &str, replicas: i32) -> ChatCluster {
 }
 
 async fn client_with(objects: Vec<ChatCluster>, pods: Vec<Pod>) -> Client {
+    let namespaces = support::Namespaces::default();
+    namespaces.set(NS, false);
+    client_in(objects, pods, namespaces).await
+}
+
+/// The double with these objects, serving `namespaces`, recording Events.
+async fn client_in(
+    objects: Vec<ChatCluster>,
+    pods: Vec<Pod>,
+    namespaces: support::Namespaces,
+) -> Client {
     let mut b = ClientBuilder::new()
         .with_resource::<ChatCluster>()
         .with_status_subresource::<ChatCluster>()
+        .with_resource::<k8s_openapi::api::events::v1::Event>()
         .with_interceptor_funcs(support::api_server_json_patch());
     for o in objects {
         b = b.with_object(o);
@@ -76,7 +88,20 @@ async fn client_with(objects: Vec<ChatCluster>, pods: Vec<Pod>) -> Client {
     for p in pods {
         b = b.with_object(p);
     }
-    b.build().await.expect("fake client")
+    let client = b.build().await.expect("fake client");
+    support::with_namespaces(client, namespaces)
+}
+
+/// The reasons of the Events recorded in the namespace.
+async fn event_reasons(client: &Client) -> Vec<String> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 fn ctx(client: &Client) -> Arc<Context> {
@@ -528,13 +553,17 @@ async fn deletion_cleans_up_and_releases_the_finalizer() {
 }
 
 /// A port nothing listens on.
-fn dead_amqp() -> String {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    format!("amqp://guest:guest@127.0.0.1:{dead}/%2f")
+        .port()
+}
+
+/// A RabbitMQ URL nothing answers on.
+fn dead_amqp() -> String {
+    format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port())
 }
 
 #[tokio::test]
@@ -760,4 +789,239 @@ async fn objects_someone_else_made_are_neither_overwritten_nor_adopted() {
         .unwrap()
         .message;
     assert!(message.contains("Service chat-0"), "{message}");
+}
+
+/// Writes hash fields under `chat:<cluster>:`.
+fn seed(cluster: &str, entries: &[(&str, &str, &str)]) {
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for (k, f, v) in entries {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("chat:{cluster}:{k}"))
+            .arg(f)
+            .arg(v)
+            .query(&mut conn)
+            .unwrap();
+    }
+}
+
+/// Every key of `cluster`, sorted.
+fn keys_of(cluster: &str) -> Vec<String> {
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("chat:{cluster}:*"))
+        .query(&mut conn)
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+fn drop_keys(cluster: &str) {
+    let keys = keys_of(cluster);
+    if keys.is_empty() {
+        return;
+    }
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+}
+
+/// `cc` as the controller sees it once `kubectl delete` ran.
+fn being_deleted(mut cc: ChatCluster) -> ChatCluster {
+    cc.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    cc.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    cc
+}
+
+const REGISTRY: &[(&str, &str, &str)] = &[
+    ("ports", "8750", "2"),
+    ("node:8750", "instance", "uid-0"),
+    ("presence:alice", "8750", "uid-0"),
+    ("msg:1", "body", "hi"),
+];
+
+#[tokio::test]
+async fn deletion_lets_go_at_once_while_the_namespace_is_deleted() {
+    let cc = being_deleted(chat("chat", 1));
+    let cluster = cc.cluster_id();
+    seed(&cluster, REGISTRY);
+    let namespaces = support::Namespaces::default();
+    namespaces.set(NS, true);
+    let client = client_in(vec![cc], vec![], namespaces).await;
+    // The deadline is far: only the namespace branch can let go now.
+    run(&client, "chat").await;
+    let left = keys_of(&cluster);
+    drop_keys(&cluster);
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    assert!(
+        api.get_opt("chat")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.finalizers().is_empty()),
+        "the finalizer blocks a namespace deletion"
+    );
+    assert_eq!(left.len(), REGISTRY.len(), "nothing wiped: {left:?}");
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"LeftBehind".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn unreachable_backends_hold_deletion_until_the_deadline_then_let_go() {
+    let mut cc = chat("chat", 1);
+    cc.spec.rabbitmq.url = Some(dead_amqp());
+    let cc = being_deleted(cc);
+    let client = client_with(vec![cc.clone()], vec![]).await;
+    // Within the deadline: the finalizer stays.
+    let waiting = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::from_secs(600),
+    ));
+    let err = reconcile(Arc::new(cc.clone()), waiting)
+        .await
+        .expect_err("cleanup waits");
+    assert!(
+        matches!(err, parley_operator::Error::CleanupWaits(_)),
+        "{err}"
+    );
+    assert!(
+        get_cc(&client, "chat")
+            .await
+            .finalizers()
+            .contains(&FINALIZER.to_owned())
+    );
+    assert!(
+        !event_reasons(&client)
+            .await
+            .contains(&"LeftBehind".to_owned())
+    );
+    // Past it: recorded and released.
+    let late = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::ZERO,
+    ));
+    reconcile(Arc::new(cc), late).await.expect("lets go");
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    assert!(
+        api.get_opt("chat")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.finalizers().is_empty())
+    );
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"LeftBehind".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_while_redis_is_down() {
+    let mut cc = chat("chat", 1);
+    cc.spec.redis.url = Some(format!("redis://127.0.0.1:{}/0", dead_port()));
+    let cluster = cc.cluster_id();
+    // A retired node's queue sits in RabbitMQ.
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let queue = format!("chat.{cluster}.8770");
+    ch.queue_declare(
+        queue.as_str().into(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = client_with(vec![cc.clone()], vec![]).await;
+    run(&client, "chat").await;
+    let cc_now = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc_now, "RedisAvailable").0, "False");
+    // Deleting it waits too.
+    let ctx = ctx(&client);
+    let waited = reconcile(Arc::new(being_deleted(cc)), ctx).await;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let ch2 = conn.create_channel().await.unwrap();
+    let still = ch2
+        .queue_declare(queue.as_str().into(), passive, Default::default())
+        .await
+        .is_ok();
+    let _ = ch2
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+    assert!(
+        matches!(waited, Err(parley_operator::Error::CleanupWaits(_))),
+        "{waited:?}"
+    );
+    assert!(still, "a queue was deleted while Redis was down");
+}
+
+#[tokio::test]
+async fn cleanup_policy_delete_removes_every_key_of_the_cluster() {
+    let mut cc = chat("chat", 1);
+    cc.spec.cleanup_policy = parley_operator::crd::CleanupPolicy::Delete;
+    let cc = being_deleted(cc);
+    let cluster = cc.cluster_id();
+    seed(&cluster, REGISTRY);
+    let client = client_with(vec![cc], vec![]).await;
+    run(&client, "chat").await;
+    let left = keys_of(&cluster);
+    drop_keys(&cluster);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"CleanedUp".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_paused_cluster_collects_nothing_until_unpaused() {
+    let mut cc = chat("chat", 1);
+    cc.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    cc.metadata.annotations = Some([(PAUSE_ANNOTATION.to_owned(), "true".to_owned())].into());
+    let cluster = cc.cluster_id();
+    // A node scaled away long ago left its registry entry (no heartbeat).
+    seed(
+        &cluster,
+        &[("ports", "8770", "0"), ("node:8770", "instance", "gone")],
+    );
+    let client = client_with(vec![cc], vec![pod("chat", 0, "uid-0", true)]).await;
+    run(&client, "chat").await;
+    let paused = keys_of(&cluster);
+    // The same cluster, unpaused, collects it: the test can fail.
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    api.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {PAUSE_ANNOTATION: null}}})),
+    )
+    .await
+    .unwrap();
+    run(&client, "chat").await;
+    let unpaused = keys_of(&cluster);
+    drop_keys(&cluster);
+    assert!(
+        paused.contains(&format!("chat:{cluster}:node:8770")),
+        "collected while paused: {paused:?}"
+    );
+    assert!(
+        !unpaused.contains(&format!("chat:{cluster}:node:8770")),
+        "not collected once unpaused: {unpaused:?}"
+    );
 }

@@ -1,5 +1,11 @@
 //! The API double (kube-fake-client) as the tests use it: with the API
-//! server's JSON-patch semantics, and served over HTTP for the binary.
+//! server's JSON-patch semantics, serving namespaces, and served over HTTP
+//! for the binary.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Namespace;
 
 use http_body_util::BodyExt;
 use kube::Client;
@@ -85,4 +91,82 @@ pub async fn serve(client: Client) -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// Namespaces the double serves at `GET /api/v1/namespaces/{name}`: the
+/// fake crate's path parser cannot take that path (it reads `namespaces`
+/// as the start of a namespaced path). The test sets what they hold.
+#[derive(Clone, Default)]
+#[allow(dead_code)] // not every test binary uses namespaces
+pub struct Namespaces(Arc<Mutex<BTreeMap<String, Namespace>>>);
+
+#[allow(dead_code)]
+impl Namespaces {
+    /// A namespace `name` that exists; `deleting`: it is being deleted.
+    pub fn set(&self, name: &str, deleting: bool) {
+        let ns = Namespace {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                deletion_timestamp: deleting.then(|| {
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::now(),
+                    )
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), ns);
+    }
+
+    fn get(&self, name: &str) -> Option<Namespace> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// `inner` (the double) with `namespaces` served in front of it.
+#[allow(dead_code)]
+pub fn with_namespaces(inner: Client, namespaces: Namespaces) -> Client {
+    let svc = tower::service_fn(move |req: hyper::Request<kube::client::Body>| {
+        let inner = inner.clone();
+        let namespaces = namespaces.clone();
+        async move {
+            let name = req
+                .uri()
+                .path()
+                .strip_prefix("/api/v1/namespaces/")
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .map(str::to_owned);
+            match name {
+                Some(name) if req.method() == hyper::Method::GET => {
+                    let (code, body) = match namespaces.get(&name) {
+                        Some(ns) => (200, serde_json::to_vec(&ns).unwrap_or_default()),
+                        None => (
+                            404,
+                            serde_json::to_vec(&serde_json::json!({
+                                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                "message": format!("namespaces \"{name}\" not found"),
+                                "reason": "NotFound", "code": 404
+                            }))
+                            .unwrap_or_default(),
+                        ),
+                    };
+                    hyper::Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body))
+                        .map_err(|e| kube::Error::Service(Box::new(e)))
+                }
+                _ => inner.send(req).await,
+            }
+        }
+    });
+    Client::new(svc, "default")
 }
