@@ -290,3 +290,54 @@ pub async fn queue_exists(cluster: &str, port: u16) -> bool {
     let _ = conn.close(200, "bye".into()).await;
     exists
 }
+
+/// Consumers of the queue of `port` of `cluster` (`None`: no such queue).
+pub async fn queue_consumers(cluster: &str, port: u16) -> Option<u32> {
+    use lapin::options::QueueDeclareOptions;
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .expect("rabbitmq");
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let q = format!("chat.{cluster}.{port}");
+    let consumers = ch
+        .queue_declare(q.as_str().into(), passive, Default::default())
+        .await
+        .ok()
+        .map(|q| q.consumer_count());
+    let _ = conn.close(200, "bye".into()).await;
+    consumers
+}
+
+/// Waits (at most `deadline`) for `check`; whether it came true.
+pub async fn eventually(deadline: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + deadline;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl Nodes {
+    /// Waits until the broker has noticed that the (killed) node on
+    /// ordinal `i` is gone: its queue has no consumer any more.
+    pub async fn await_unused(&self, i: u32) {
+        let (cluster, port) = (self.cluster.clone(), self.port(i));
+        let unused = eventually(Duration::from_secs(15), async || {
+            queue_consumers(&cluster, port).await.is_none_or(|c| c == 0)
+        })
+        .await;
+        assert!(
+            unused,
+            "the queue of node {i} still has a consumer 15 s after it died"
+        );
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use parley_operator::gc::{self, Action, Backends};
-use parley_system_tests::{Nodes, amqp_url, queue_exists, redis_url};
+use parley_system_tests::{Nodes, amqp_url, eventually, queue_exists, redis_url};
 use redis::Commands;
 
 async fn collect(
@@ -38,6 +38,8 @@ async fn after_the_operator_was_down_retired_nodes_lose_everything_and_live_ones
     // Scaled 3 -> 1 while nobody watched: pods 1 and 2 died without cleanup.
     nodes.kill(1);
     nodes.kill(2);
+    nodes.await_unused(1).await;
+    nodes.await_unused(2).await;
     nodes.age_heartbeat(1);
     nodes.age_heartbeat(2);
     let (p0, p1, p2) = (nodes.port(0), nodes.port(1), nodes.port(2));
@@ -95,14 +97,18 @@ async fn a_pod_that_will_come_back_loses_presence_and_count_but_keeps_its_queue(
     nodes.start(0, "uid-0").await;
     nodes.start(1, "uid-1").await;
     let _bob = nodes.session(1, "bob").await;
-    // Let the heartbeat record bob's session in the online count.
-    tokio::time::sleep(Duration::from_millis(5500)).await;
-    nodes.kill(1);
-    nodes.age_heartbeat(1);
+    // The heartbeat records bob's session in the online count.
     let p1 = nodes.port(1);
     let mut r = nodes.redis();
-    let online: u64 = r.hget(nodes.key("ports"), p1).unwrap();
-    assert_eq!(online, 1);
+    let ports = nodes.key("ports");
+    let counted = eventually(Duration::from_secs(15), async || {
+        r.hget::<_, _, Option<u64>>(&ports, p1).ok().flatten() == Some(1)
+    })
+    .await;
+    assert!(counted, "bob's session never reached the online count");
+    nodes.kill(1);
+    nodes.await_unused(1).await;
+    nodes.age_heartbeat(1);
 
     let (plan, _) = collect(&nodes, 2, &[(0, "uid-0")]).await;
     assert_eq!(
@@ -176,6 +182,7 @@ async fn deleting_a_cluster_removes_queues_exchange_and_registry_and_honours_ret
     // While the node runs, its queue is in use: the wipe refuses.
     assert!(b.wipe(false).await.is_err());
     nodes.kill(0);
+    nodes.await_unused(0).await;
     let mut r = nodes.redis();
     let _: () = r.hset(nodes.key("msg:keep"), "body", "kept").unwrap();
     b.wipe(false).await.unwrap();
