@@ -1,8 +1,9 @@
 //! The operator binary against the in-memory Kubernetes API, served over
 //! HTTP on 127.0.0.1 so the real binary can reach it through a kubeconfig:
-//! it takes the lease, reconciles (opening the cluster's backend
-//! connections to the real Redis and RabbitMQ), and on SIGTERM exits
-//! within a few seconds, releasing the lease.
+//! it refuses to start without the CRD; it takes the lease, reconciles
+//! (opening the cluster's backend connections to the real Redis and
+//! RabbitMQ), and on SIGTERM exits within a few seconds, releasing the
+//! lease, also while it waits for the lease.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -262,5 +263,48 @@ async fn sigterm_stops_a_standby_waiting_for_the_lease() {
     assert!(
         status.success(),
         "SIGTERM was not handled (in a container it would be ignored): {status:?}"
+    );
+}
+
+/// Without the CRD the operator refuses to start and says how to install it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_crd_the_operator_refuses_to_start_with_the_fix() {
+    let client = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_resource::<CustomResourceDefinition>()
+        .build()
+        .await
+        .expect("fake client");
+    let addr = support::serve(client).await;
+    let config = kubeconfig(addr);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley-operator"))
+        .env("KUBECONFIG", &config)
+        .env("RUST_LOG", "off")
+        .args(["--http", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("operator starts");
+    let mut status = None;
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until && status.is_none() {
+        status = child.try_wait().ok().flatten();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_file(&config);
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("still running without the CRD");
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        stderr.contains("kubectl apply -f crds/chatcluster.yaml"),
+        "{stderr}"
     );
 }
