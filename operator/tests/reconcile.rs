@@ -1025,3 +1025,47 @@ async fn a_paused_cluster_collects_nothing_until_unpaused() {
         "not collected once unpaused: {unpaused:?}"
     );
 }
+
+#[tokio::test]
+async fn an_api_error_stopping_the_nodes_still_lets_go_past_the_deadline() {
+    let cc = being_deleted(chat("chat", 1));
+    // The StatefulSet exists, and scaling it is refused.
+    let client = client_with(vec![cc.clone()], vec![]).await;
+    let sts = parley_operator::reconcile::statefulset::build(&get_cc(&client, "chat").await);
+    drop(client);
+    let funcs = kube_fake_client::interceptor::Funcs::new().patch(|ctx| {
+        if ctx.patch["spec"]["replicas"] == 0 {
+            return Err(kube_fake_client::Error::Internal("scale refused".into()));
+        }
+        support::json_patch_semantics(&ctx)
+    });
+    let namespaces = support::Namespaces::default();
+    namespaces.set(NS, false);
+    let inner = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(funcs)
+        .with_object(cc.clone())
+        .with_object(sts)
+        .build()
+        .await
+        .expect("fake client");
+    let client = support::with_namespaces(inner, namespaces);
+    let waiting = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::from_secs(600),
+    ));
+    let err = reconcile(Arc::new(cc.clone()), waiting)
+        .await
+        .expect_err("waits within the deadline");
+    assert!(err.to_string().contains("cannot stop the nodes"), "{err}");
+    let late = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::ZERO,
+    ));
+    reconcile(Arc::new(cc), late)
+        .await
+        .expect("past the deadline it lets go");
+}

@@ -46,7 +46,12 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
     };
     let outcome = if namespace_going {
         Err(format!("namespace {ns} is being deleted"))
-    } else if let Some(running) = stop_nodes(cc, ctx, &ns).await? {
+    } else if let Some(running) = stop_nodes(cc, ctx, &ns)
+        .await
+        // An API error here waits like an unreachable backend: the
+        // deadline still lets go.
+        .unwrap_or_else(|e| Some(format!("cannot stop the nodes: {e}")))
+    {
         Err(running)
     } else {
         match backends(cc, ctx).await {

@@ -18,7 +18,15 @@ use parley_operator::crd::ChatCluster;
 /// This gives ChatCluster JSON patches the API server's semantics: such a
 /// test passes, every other operation is applied by the crate as usual.
 pub fn api_server_json_patch() -> interceptor::Funcs {
-    interceptor::Funcs::new().patch(|ctx| {
+    interceptor::Funcs::new().patch(|ctx| json_patch_semantics(&ctx))
+}
+
+/// The patch interceptor of [`api_server_json_patch`], for tests that add
+/// interceptors of their own.
+pub fn json_patch_semantics(
+    ctx: &interceptor::PatchContext,
+) -> kube_fake_client::Result<Option<serde_json::Value>> {
+    {
         let Some(ops) = ctx.patch.as_array() else {
             return Ok(None);
         };
@@ -51,7 +59,7 @@ pub fn api_server_json_patch() -> interceptor::Funcs {
             .client
             .update(ctx.namespace, &patched, &Default::default())?;
         Ok(Some(serde_json::to_value(updated)?))
-    })
+    }
 }
 
 /// Serves `client` (the API double) over HTTP/1 on a free port.
