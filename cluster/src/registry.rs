@@ -67,7 +67,14 @@ impl NodeRecord {
     /// Whether the node is ready and was heard from within
     /// [`STALE_AFTER_MS`] of `now_ms`: the nodes `/v1/route` may name.
     pub fn live(&self, now_ms: u64) -> bool {
-        self.ready && now_ms.saturating_sub(self.heartbeat_ms) < STALE_AFTER_MS
+        self.ready && self.heartbeat_fresh(now_ms)
+    }
+
+    /// Whether the node was heard from within [`STALE_AFTER_MS`] of
+    /// `now_ms`, ready or not: a run that may still be alive, which
+    /// collection must not judge gone.
+    pub fn heartbeat_fresh(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.heartbeat_ms) < STALE_AFTER_MS
     }
 }
 

@@ -179,16 +179,6 @@ pub enum PullPolicy {
     Never,
 }
 
-impl PullPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PullPolicy::Always => "Always",
-            PullPolicy::IfNotPresent => "IfNotPresent",
-            PullPolicy::Never => "Never",
-        }
-    }
-}
-
 /// Ports of the chat nodes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -276,16 +266,6 @@ pub enum ServiceType {
     ClusterIP,
     NodePort,
     LoadBalancer,
-}
-
-impl ServiceType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ServiceType::ClusterIP => "ClusterIP",
-            ServiceType::NodePort => "NodePort",
-            ServiceType::LoadBalancer => "LoadBalancer",
-        }
-    }
 }
 
 /// Chat limits (PROTOCOL.md); unset ones keep the node defaults.

@@ -7,15 +7,20 @@
 //! # Layout
 //!
 //! - [`crd`]: the ChatCluster types; the CRD is derived from them.
-//! - [`controller`]: the watch loop, `reconcile` and `error_policy`, and the
-//!   `Context` through which every dependency reaches a reconcile.
-//! - [`reconcile`]: one reconcile: a pure builder per owned object
-//!   (`headless`, `statefulset`, `services`, `pdb`), `status` (pure), and
-//!   the I/O around them, including deletion cleanup.
+//! - [`context`]: the `Context` through which every dependency reaches a
+//!   reconcile, and the per-cluster state kept between reconciles.
+//! - [`controller`]: the watch loop, `reconcile` (under kube's finalizer
+//!   helper) and `error_policy`.
+//! - [`reconcile`]: one reconcile, split by job: `apply` (owned objects,
+//!   each built by a pure function: `headless`, `statefulset`, `services`,
+//!   `pdb`), `observe` (pods, rollout), `backends`, `collect` (GC),
+//!   `cleanup` (deletion), `status` (pure).
 //! - [`gc`]: garbage collection: `plan` decides (pure), `execute` talks to
 //!   Redis and RabbitMQ.
+//! - [`shutdown`]: SIGTERM and Ctrl-C, caught from the start.
 //! - [`metrics`], [`http`], [`error`]: support with one job each.
 
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;
@@ -23,6 +28,7 @@ pub mod gc;
 pub mod http;
 pub mod metrics;
 pub mod reconcile;
+pub mod shutdown;
 
 pub use error::Error;
 

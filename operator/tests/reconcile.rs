@@ -10,13 +10,16 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use kube_fake_client::ClientBuilder;
-use parley_operator::controller::{Context, reconcile};
+use parley_operator::context::Context;
+use parley_operator::controller::reconcile;
 use parley_operator::crd::{BackendRef, ChatCluster, ChatClusterSpec, FINALIZER, PAUSE_ANNOTATION};
 use parley_operator::metrics::Metrics;
+
+mod support;
 
 const NS: &str = "chat-ns";
 
@@ -63,16 +66,42 @@ fn chat(name: &str, replicas: i32) -> ChatCluster {
 }
 
 async fn client_with(objects: Vec<ChatCluster>, pods: Vec<Pod>) -> Client {
+    let namespaces = support::Namespaces::default();
+    namespaces.set(NS, false);
+    client_in(objects, pods, namespaces).await
+}
+
+/// The double with these objects, serving `namespaces`, recording Events.
+async fn client_in(
+    objects: Vec<ChatCluster>,
+    pods: Vec<Pod>,
+    namespaces: support::Namespaces,
+) -> Client {
     let mut b = ClientBuilder::new()
         .with_resource::<ChatCluster>()
-        .with_status_subresource::<ChatCluster>();
+        .with_status_subresource::<ChatCluster>()
+        .with_resource::<k8s_openapi::api::events::v1::Event>()
+        .with_interceptor_funcs(support::api_server_json_patch());
     for o in objects {
         b = b.with_object(o);
     }
     for p in pods {
         b = b.with_object(p);
     }
-    b.build().await.expect("fake client")
+    let client = b.build().await.expect("fake client");
+    support::with_namespaces(client, namespaces)
+}
+
+/// The reasons of the Events recorded in the namespace.
+async fn event_reasons(client: &Client) -> Vec<String> {
+    Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 fn ctx(client: &Client) -> Arc<Context> {
@@ -90,12 +119,28 @@ async fn get_cc(client: &Client, name: &str) -> ChatCluster {
         .unwrap()
 }
 
-/// Runs reconcile on the current object, as the controller would.
+/// Runs reconcile on the current object, as the controller would: again
+/// after the finalizer was added (the controller sees that change as an
+/// event of its own).
 async fn run(client: &Client, name: &str) {
+    run_with(client, name, &ctx(client)).await;
+}
+
+async fn run_with(client: &Client, name: &str, ctx: &Arc<Context>) {
     let cc = get_cc(client, name).await;
-    reconcile(Arc::new(cc), ctx(client))
+    let had_finalizer = cc.finalizers().contains(&FINALIZER.to_owned());
+    reconcile(Arc::new(cc), ctx.clone())
         .await
         .expect("reconcile");
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    if let Some(cc) = api.get_opt(name).await.expect("get")
+        && !had_finalizer
+        && cc.finalizers().contains(&FINALIZER.to_owned())
+    {
+        reconcile(Arc::new(cc), ctx.clone())
+            .await
+            .expect("reconcile");
+    }
 }
 
 async fn list<K>(client: &Client) -> Vec<K>
@@ -168,6 +213,14 @@ fn pod(cc_name: &str, ordinal: u32, uid: &str, ready: bool) -> Pod {
                 ]
                 .into(),
             ),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "StatefulSet".into(),
+                name: cc_name.into(),
+                uid: format!("sts-{cc_name}"),
+                controller: Some(true),
+                ..OwnerReference::default()
+            }]),
             ..ObjectMeta::default()
         },
         status: Some(PodStatus {
@@ -292,21 +345,11 @@ async fn reconciles_keep_backend_connections_and_deletion_drops_them() {
     let client = client_with(vec![chat("keep", 1)], vec![]).await;
     let ctx = ctx(&client);
     for _ in 0..3 {
-        let cc = get_cc(&client, "keep").await;
-        reconcile(Arc::new(cc), ctx.clone())
-            .await
-            .expect("reconcile");
+        run_with(&client, "keep", &ctx).await;
     }
     assert_eq!(ctx.kept_backends(), 1);
     let cc = get_cc(&client, "keep").await;
-    let kept = ctx
-        .backends_for(
-            &format!("{NS}/keep"),
-            &cc.cluster_id(),
-            &redis_url(),
-            &amqp_url(),
-        )
-        .unwrap();
+    let kept = ctx.backends_for(&cc, &redis_url(), &amqp_url()).unwrap();
     assert_eq!(
         kept.amqp_connections_opened(),
         1,
@@ -322,8 +365,15 @@ async fn reconciles_keep_backend_connections_and_deletion_drops_them() {
     reconcile(Arc::new(cc), ctx.clone())
         .await
         .expect("reconcile");
-    assert!(get_cc(&client, "keep").await.finalizers().is_empty());
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    assert!(
+        api.get_opt("keep")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.finalizers().is_empty())
+    );
     assert_eq!(ctx.kept_backends(), 0);
+    assert_eq!(ctx.tracked_clusters(), 0);
 }
 
 #[tokio::test]
@@ -500,4 +550,522 @@ async fn deletion_cleans_up_and_releases_the_finalizer() {
             .is_none_or(|c| c.finalizers().is_empty())
     );
     let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+}
+
+/// A port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A RabbitMQ URL nothing answers on.
+fn dead_amqp() -> String {
+    format!("amqp://guest:guest@127.0.0.1:{}/%2f", dead_port())
+}
+
+#[tokio::test]
+async fn deletion_forgets_everything_kept_for_the_cluster() {
+    let mut cc = chat("gone", 1);
+    cc.spec.rabbitmq.url = Some(dead_amqp());
+    let client = client_with(vec![cc], vec![]).await;
+    // No deadline: unreachable backends let go at once.
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::ZERO,
+    ));
+    run_with(&client, "gone", &ctx).await;
+    assert_eq!(
+        (ctx.tracked_clusters(), ctx.kept_backends()),
+        (1, 1),
+        "a degraded cluster has a failure count and backends"
+    );
+    let mut cc = get_cc(&client, "gone").await;
+    cc.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    reconcile(Arc::new(cc), ctx.clone())
+        .await
+        .expect("past the deadline, deletion lets go");
+    assert_eq!(
+        ctx.tracked_clusters(),
+        0,
+        "failure count and backends dropped"
+    );
+}
+
+#[tokio::test]
+async fn only_pods_the_statefulset_controls_count() {
+    // Pods that carry the selector labels but belong to no StatefulSet of
+    // ours: one with a huge ordinal, one that would shadow ordinal 1.
+    let mut stray = pod("chat", 100, "uid-stray", true);
+    stray.metadata.owner_references = None;
+    let mut shadow = pod("chat", 1, "uid-shadow", true);
+    shadow.metadata.owner_references = None;
+    let client = client_with(
+        vec![chat("chat", 1)],
+        vec![pod("chat", 0, "uid-0", true), stray, shadow],
+    )
+    .await;
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    let st = cc.status.as_ref().unwrap();
+    assert_eq!((st.replicas, st.ready_replicas), (1, 1));
+    let ordinals: Vec<u32> = st.nodes.iter().map(|n| n.ordinal).collect();
+    assert_eq!(ordinals, vec![0]);
+}
+
+/// Reconciles ChatCluster `name` among `objects` and returns its Degraded
+/// condition's reason and message; asserts nothing was applied for it.
+async fn refused(ccs: Vec<ChatCluster>, secrets: Vec<Secret>, name: &str) -> (String, String) {
+    let mut b = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(support::api_server_json_patch());
+    for o in ccs {
+        b = b.with_object(o);
+    }
+    for s in secrets {
+        b = b.with_object(s);
+    }
+    let client = b.build().await.expect("fake client");
+    run(&client, name).await;
+    let cc = get_cc(&client, name).await;
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    assert!(
+        sts.get_opt(name).await.unwrap().is_none(),
+        "a StatefulSet was made from an invalid spec"
+    );
+    let d = cc
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .clone();
+    assert_eq!(d.status, "True", "{d:?}");
+    (d.reason, d.message)
+}
+
+#[tokio::test]
+async fn default_cluster_ids_that_break_the_rule_are_refused() {
+    for name in ["chat.v2", &"c".repeat(60)] {
+        let mut cc = chat(name, 1);
+        cc.spec.cluster_id = None;
+        let (reason, message) = refused(vec![cc], vec![], name).await;
+        assert_eq!(reason, "InvalidSpec");
+        assert!(message.contains("spec.clusterId"), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn ports_past_65535_are_refused() {
+    let mut cc = chat("chat", 7);
+    cc.spec.ports.base = 65000;
+    cc.spec.ports.step = 100;
+    let (reason, message) = refused(vec![cc], vec![], "chat").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("65535"), "{message}");
+}
+
+#[tokio::test]
+async fn a_health_port_that_is_a_chat_port_is_refused() {
+    let mut cc = chat("chat", 2);
+    cc.spec.ports.health = 8760;
+    let (reason, message) = refused(vec![cc], vec![], "chat").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("8760"), "{message}");
+}
+
+#[tokio::test]
+async fn an_admin_token_with_a_trailing_newline_is_refused() {
+    let mut cc = chat("chat", 1);
+    cc.spec.admin_token_secret_ref = Some(parley_operator::crd::SecretKeyRef {
+        name: "admin".into(),
+        key: "token".into(),
+    });
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some("admin".into()),
+            namespace: Some(NS.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            [(
+                "token".to_owned(),
+                k8s_openapi::ByteString(b"s3cret\n".to_vec()),
+            )]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    let (reason, message) = refused(vec![cc], vec![secret], "chat").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("whitespace"), "{message}");
+}
+
+#[tokio::test]
+async fn a_second_chatcluster_with_the_same_cluster_id_is_refused() {
+    let first = chat("first", 1);
+    let mut second = chat("second", 1);
+    second.spec.cluster_id = first.spec.cluster_id.clone();
+    let older = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+    let newer = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+    let mut first = first;
+    first.metadata.creation_timestamp = Some(older);
+    second.metadata.creation_timestamp = Some(newer);
+    let (reason, message) = refused(vec![first, second], vec![], "second").await;
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("first"), "{message}");
+}
+
+#[tokio::test]
+async fn objects_someone_else_made_are_neither_overwritten_nor_adopted() {
+    // Service chat-0 exists and is not ours; nor is chat-4 (which even
+    // carries our labels, as if left over from scaling down).
+    let theirs = |name: &str, labels: BTreeMap<String, String>| Service {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+            ports: Some(vec![k8s_openapi::api::core::v1::ServicePort {
+                port: 80,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Service::default()
+    };
+    let ours_labels: BTreeMap<String, String> = [
+        ("app.kubernetes.io/name", "chat-node"),
+        ("app.kubernetes.io/instance", "chat"),
+        ("parley.dev/ordinal", "4"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let client = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(support::api_server_json_patch())
+        .with_object(chat("chat", 2))
+        .with_object(theirs(
+            "chat-0",
+            [("app".to_owned(), "web".to_owned())].into(),
+        ))
+        .with_object(theirs("chat-4", ours_labels))
+        .build()
+        .await
+        .expect("fake client");
+    run(&client, "chat").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    for name in ["chat-0", "chat-4"] {
+        let svc = services.get_opt(name).await.unwrap();
+        let svc = svc.unwrap_or_else(|| panic!("{name} was deleted"));
+        assert!(svc.metadata.owner_references.is_none(), "{name} adopted");
+        assert_eq!(
+            svc.spec.unwrap().ports.unwrap()[0].port,
+            80,
+            "{name} overwritten"
+        );
+    }
+    // Ours are applied; the conflict is reported.
+    assert!(services.get_opt("chat-1").await.unwrap().is_some());
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc, "Degraded"), ("True".into(), "NotOwned".into()));
+    let message = &cc
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap()
+        .message;
+    assert!(message.contains("Service chat-0"), "{message}");
+}
+
+/// Writes hash fields under `chat:<cluster>:`.
+fn seed(cluster: &str, entries: &[(&str, &str, &str)]) {
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for (k, f, v) in entries {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("chat:{cluster}:{k}"))
+            .arg(f)
+            .arg(v)
+            .query(&mut conn)
+            .unwrap();
+    }
+}
+
+/// Every key of `cluster`, sorted.
+fn keys_of(cluster: &str) -> Vec<String> {
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("chat:{cluster}:*"))
+        .query(&mut conn)
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+fn drop_keys(cluster: &str) {
+    let keys = keys_of(cluster);
+    if keys.is_empty() {
+        return;
+    }
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut conn).unwrap();
+}
+
+/// `cc` as the controller sees it once `kubectl delete` ran.
+fn being_deleted(mut cc: ChatCluster) -> ChatCluster {
+    cc.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    cc.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    cc
+}
+
+const REGISTRY: &[(&str, &str, &str)] = &[
+    ("ports", "8750", "2"),
+    ("node:8750", "instance", "uid-0"),
+    ("presence:alice", "8750", "uid-0"),
+    ("msg:1", "body", "hi"),
+];
+
+#[tokio::test]
+async fn deletion_lets_go_at_once_while_the_namespace_is_deleted() {
+    let cc = being_deleted(chat("chat", 1));
+    let cluster = cc.cluster_id();
+    seed(&cluster, REGISTRY);
+    let namespaces = support::Namespaces::default();
+    namespaces.set(NS, true);
+    let client = client_in(vec![cc], vec![], namespaces).await;
+    // The deadline is far: only the namespace branch can let go now.
+    run(&client, "chat").await;
+    let left = keys_of(&cluster);
+    drop_keys(&cluster);
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    assert!(
+        api.get_opt("chat")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.finalizers().is_empty()),
+        "the finalizer blocks a namespace deletion"
+    );
+    assert_eq!(left.len(), REGISTRY.len(), "nothing wiped: {left:?}");
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"LeftBehind".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn unreachable_backends_hold_deletion_until_the_deadline_then_let_go() {
+    let mut cc = chat("chat", 1);
+    cc.spec.rabbitmq.url = Some(dead_amqp());
+    let cc = being_deleted(cc);
+    let client = client_with(vec![cc.clone()], vec![]).await;
+    // Within the deadline: the finalizer stays.
+    let waiting = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::from_secs(600),
+    ));
+    let err = reconcile(Arc::new(cc.clone()), waiting)
+        .await
+        .expect_err("cleanup waits");
+    assert!(
+        matches!(err, parley_operator::Error::CleanupWaits(_)),
+        "{err}"
+    );
+    assert!(
+        get_cc(&client, "chat")
+            .await
+            .finalizers()
+            .contains(&FINALIZER.to_owned())
+    );
+    assert!(
+        !event_reasons(&client)
+            .await
+            .contains(&"LeftBehind".to_owned())
+    );
+    // Past it: recorded and released.
+    let late = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::ZERO,
+    ));
+    reconcile(Arc::new(cc), late).await.expect("lets go");
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    assert!(
+        api.get_opt("chat")
+            .await
+            .unwrap()
+            .is_none_or(|c| c.finalizers().is_empty())
+    );
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"LeftBehind".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_deleted_while_redis_is_down() {
+    let mut cc = chat("chat", 1);
+    cc.spec.redis.url = Some(format!("redis://127.0.0.1:{}/0", dead_port()));
+    let cluster = cc.cluster_id();
+    // A retired node's queue sits in RabbitMQ.
+    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let queue = format!("chat.{cluster}.8770");
+    ch.queue_declare(
+        queue.as_str().into(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = client_with(vec![cc.clone()], vec![]).await;
+    run(&client, "chat").await;
+    let cc_now = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc_now, "RedisAvailable").0, "False");
+    // Deleting it waits too.
+    let ctx = ctx(&client);
+    let waited = reconcile(Arc::new(being_deleted(cc)), ctx).await;
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let ch2 = conn.create_channel().await.unwrap();
+    let still = ch2
+        .queue_declare(queue.as_str().into(), passive, Default::default())
+        .await
+        .is_ok();
+    let _ = ch2
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    let _ = conn.close(200, "bye".into()).await;
+    assert!(
+        matches!(waited, Err(parley_operator::Error::CleanupWaits(_))),
+        "{waited:?}"
+    );
+    assert!(still, "a queue was deleted while Redis was down");
+}
+
+#[tokio::test]
+async fn cleanup_policy_delete_removes_every_key_of_the_cluster() {
+    let mut cc = chat("chat", 1);
+    cc.spec.cleanup_policy = parley_operator::crd::CleanupPolicy::Delete;
+    let cc = being_deleted(cc);
+    let cluster = cc.cluster_id();
+    seed(&cluster, REGISTRY);
+    let client = client_with(vec![cc], vec![]).await;
+    run(&client, "chat").await;
+    let left = keys_of(&cluster);
+    drop_keys(&cluster);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"CleanedUp".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_paused_cluster_collects_nothing_until_unpaused() {
+    let mut cc = chat("chat", 1);
+    cc.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    cc.metadata.annotations = Some([(PAUSE_ANNOTATION.to_owned(), "true".to_owned())].into());
+    let cluster = cc.cluster_id();
+    // A node scaled away long ago left its registry entry (no heartbeat).
+    seed(
+        &cluster,
+        &[("ports", "8770", "0"), ("node:8770", "instance", "gone")],
+    );
+    let client = client_with(vec![cc], vec![pod("chat", 0, "uid-0", true)]).await;
+    run(&client, "chat").await;
+    let paused = keys_of(&cluster);
+    // The same cluster, unpaused, collects it: the test can fail.
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    api.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {PAUSE_ANNOTATION: null}}})),
+    )
+    .await
+    .unwrap();
+    run(&client, "chat").await;
+    let unpaused = keys_of(&cluster);
+    drop_keys(&cluster);
+    assert!(
+        paused.contains(&format!("chat:{cluster}:node:8770")),
+        "collected while paused: {paused:?}"
+    );
+    assert!(
+        !unpaused.contains(&format!("chat:{cluster}:node:8770")),
+        "not collected once unpaused: {unpaused:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_api_error_stopping_the_nodes_still_lets_go_past_the_deadline() {
+    let cc = being_deleted(chat("chat", 1));
+    // The StatefulSet exists, and scaling it is refused.
+    let client = client_with(vec![cc.clone()], vec![]).await;
+    let sts = parley_operator::reconcile::statefulset::build(&get_cc(&client, "chat").await);
+    drop(client);
+    let funcs = kube_fake_client::interceptor::Funcs::new().patch(|ctx| {
+        if ctx.patch["spec"]["replicas"] == 0 {
+            return Err(kube_fake_client::Error::Internal("scale refused".into()));
+        }
+        support::json_patch_semantics(&ctx)
+    });
+    let namespaces = support::Namespaces::default();
+    namespaces.set(NS, false);
+    let inner = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(funcs)
+        .with_object(cc.clone())
+        .with_object(sts)
+        .build()
+        .await
+        .expect("fake client");
+    let client = support::with_namespaces(inner, namespaces);
+    let waiting = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::from_secs(600),
+    ));
+    let err = reconcile(Arc::new(cc.clone()), waiting)
+        .await
+        .expect_err("waits within the deadline");
+    assert!(err.to_string().contains("cannot stop the nodes"), "{err}");
+    let late = Arc::new(Context::new(
+        client.clone(),
+        Metrics::default(),
+        Duration::ZERO,
+    ));
+    reconcile(Arc::new(cc), late)
+        .await
+        .expect("past the deadline it lets go");
 }

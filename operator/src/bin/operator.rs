@@ -9,9 +9,11 @@ use std::time::Duration;
 use clap::Parser;
 use kube::CustomResourceExt;
 use kube_lease_manager::LeaseManagerBuilder;
-use parley_operator::controller::{self, Context};
+use parley_operator::context::Context;
+use parley_operator::controller;
 use parley_operator::crd::ChatCluster;
 use parley_operator::metrics::Metrics;
+use parley_operator::shutdown::{RECONCILE_GRACE, RELEASE_GRACE, Shutdown};
 use tracing_subscriber::EnvFilter;
 
 /// Reconciles ChatCluster resources into chat-node StatefulSets.
@@ -42,8 +44,13 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    // First: until a handler is installed, SIGTERM to PID 1 is ignored.
+    let shutdown = Shutdown::on_signal();
     let args = Args::parse();
-    match run(args).await {
+    // One crypto provider for every TLS connection, whatever else the
+    // build enabled.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match run(args, shutdown).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "operator failed");
@@ -53,7 +60,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Args, shutdown: Shutdown) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     // Refuse to start without the CRD, with the fix in the message.
     let crds: kube::Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
@@ -75,8 +82,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         metrics,
         Duration::from_secs(args.cleanup_deadline_s),
     ));
+    let namespace = args.namespace.as_deref();
     if !args.leader_election {
-        controller::run(ctx, args.namespace.as_deref()).await;
+        reconcile_until(&ctx, namespace, &shutdown).await;
         return Ok(());
     }
     let identity = std::env::var("POD_NAME")
@@ -90,18 +98,65 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let (mut leader, lease_task) = manager.watch().await;
     tracing::info!(identity = %identity, "waiting for the lease");
-    while !*leader.borrow_and_update() {
-        leader.changed().await?;
-    }
-    tracing::info!("leading: reconciling");
-    tokio::select! {
-        _ = controller::run(ctx, args.namespace.as_deref()) => {}
-        _ = async { while *leader.borrow() { if leader.changed().await.is_err() { break } } } => {
-            // Someone else leads now: stop at once rather than race them.
-            return Err("lost the lease".into());
+    let leading = tokio::select! {
+        r = async { while !*leader.borrow_and_update() { leader.changed().await?; } Ok::<(), tokio::sync::watch::error::RecvError>(()) } => Some(r),
+        _ = shutdown.wait() => None,
+    };
+    match leading {
+        Some(Ok(())) => {}
+        Some(Err(e)) => return Err(e.into()),
+        // A standby stops at once; it holds no lease.
+        None => {
+            release_lease(leader, lease_task).await;
+            return Ok(());
         }
     }
-    drop(leader);
-    let _ = lease_task.await;
+    tracing::info!("leading: reconciling");
+    let lost = tokio::select! {
+        _ = reconcile_until(&ctx, namespace, &shutdown) => false,
+        _ = async { while *leader.borrow() { if leader.changed().await.is_err() { break } } } => true,
+    };
+    if lost {
+        // Someone else leads now: stop at once rather than race them.
+        return Err("lost the lease".into());
+    }
+    release_lease(leader, lease_task).await;
     Ok(())
+}
+
+/// Runs the controller until shutdown: reconciles in flight get
+/// [`RECONCILE_GRACE`] to finish and are dropped after it (every step is
+/// idempotent, the next leader starts over); then the kept backend
+/// connections are closed.
+async fn reconcile_until(ctx: &Arc<Context>, namespace: Option<&str>, shutdown: &Shutdown) {
+    tokio::select! {
+        _ = controller::run(ctx.clone(), namespace, shutdown.trigger()) => {}
+        _ = async { shutdown.wait().await; tokio::time::sleep(RECONCILE_GRACE).await } => {
+            tracing::warn!("reconciles still running {RECONCILE_GRACE:?} after the signal: stopped");
+        }
+    }
+    if tokio::time::timeout(RELEASE_GRACE, ctx.close_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!("backend connections not closed in time");
+    }
+}
+
+/// Lets go of the lease (the lease task releases it once nobody listens),
+/// waiting at most [`RELEASE_GRACE`], so the next leader need not wait for
+/// it to expire.
+async fn release_lease(
+    leader: tokio::sync::watch::Receiver<bool>,
+    lease_task: tokio::task::JoinHandle<
+        kube_lease_manager::Result<kube_lease_manager::LeaseManager>,
+    >,
+) {
+    drop(leader);
+    match tokio::time::timeout(RELEASE_GRACE, lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("lease released"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "cannot release the lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
+        Err(_) => tracing::warn!("lease not released in time; it expires on its own"),
+    }
 }

@@ -16,9 +16,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOpti
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use parley_cluster::names::{exchange_name, queue_name};
-use parley_cluster::{NodeRecord, Registry, RegistryError};
-
-use parley_cluster::PortFormula;
+use parley_cluster::{NodeRecord, PortFormula, Registry, RegistryError};
 
 use super::plan::{Action, Observed, PortState};
 
@@ -82,7 +80,7 @@ impl Backends {
     /// Closes the RabbitMQ connection (when the cluster is gone).
     pub async fn close(&self) {
         if let Some(c) = self.amqp.lock().await.take() {
-            let _ = c.close(200, "cluster gone".into()).await;
+            let _ = timed("close connection", c.close(200, "cluster gone".into())).await;
         }
     }
 
@@ -104,7 +102,7 @@ impl Backends {
         let opened = tokio::time::timeout(BACKEND_TIMEOUT, conn.create_channel()).await;
         match opened {
             Ok(Ok(ch)) => {
-                let _ = ch.close(200, "check".into()).await;
+                let _ = timed("close channel", ch.close(200, "check".into())).await;
                 Ok(())
             }
             failed => {
@@ -152,6 +150,17 @@ impl Backends {
         pods: BTreeMap<u32, String>,
     ) -> Result<Observed, BackendError> {
         let snapshot = self.redis.registry_snapshot().await?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let fresh_runs = self
+            .redis
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|n| !n.instance.is_empty() && n.heartbeat_fresh(now_ms))
+            .map(|n| n.instance)
+            .collect();
         let mut ports = BTreeMap::new();
         for port in snapshot.ports {
             let runs = self.redis.node_runs(port).await?;
@@ -162,6 +171,7 @@ impl Backends {
             replicas,
             formula,
             pods,
+            fresh_runs,
             ports,
         })
     }
@@ -229,18 +239,21 @@ impl Backends {
                 }
             }
         }
-        let ch = conn
-            .create_channel()
-            .await
-            .map_err(|e| BackendError::Rabbit(e.to_string()))?;
+        let ch = timed("open channel", conn.create_channel())
+            .await?
+            .map_err(|e| rabbit("open channel", e))?;
         let x = exchange_name(&self.cluster);
-        if let Err(e) = ch
-            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
-            .await
-        {
-            tracing::debug!(error = %e, "exchange delete");
+        let deleted = timed(
+            "exchange delete",
+            ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()),
+        )
+        .await?;
+        match deleted {
+            Ok(()) => {}
+            Err(e) if reply_code(&e) == Some(NOT_FOUND) => {}
+            Err(e) => return Err(rabbit(&format!("delete of exchange {x}"), e)),
         }
-        let _ = ch.close(200, "wiped".into()).await;
+        let _ = timed("close channel", ch.close(200, "wiped".into())).await;
         drop(guard);
         for pattern in ["presence:*", "node:*", "ports", "queues"] {
             done.registry += self.redis.delete_matching(pattern).await?;
@@ -258,42 +271,73 @@ enum QueueDeleted {
     InUse,
 }
 
+/// AMQP 0-9-1 reply codes the collection acts on.
+const NOT_FOUND: u16 = 404;
+const PRECONDITION_FAILED: u16 = 406;
+
+/// The broker's reply code of a channel or connection error, if it sent one.
+fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// One lapin call, bounded by [`BACKEND_TIMEOUT`]: a broker that stops
+/// answering fails the call instead of hanging the reconcile.
+async fn timed<T>(
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<Result<T, lapin::Error>, BackendError> {
+    tokio::time::timeout(BACKEND_TIMEOUT, call)
+        .await
+        .map_err(|_| BackendError::Rabbit(format!("{what}: no answer in {BACKEND_TIMEOUT:?}")))
+}
+
+fn rabbit(what: &str, e: lapin::Error) -> BackendError {
+    BackendError::Rabbit(format!("{what}: {e}"))
+}
+
 /// Deletes a queue unless it has consumers. Each attempt uses a channel of
-/// its own: a refused delete closes the channel it was sent on.
+/// its own: a refused declare or delete closes the channel it was sent on.
+/// Only the broker's NOT_FOUND says a queue is gone; any other failure is
+/// an error, so the port is kept and looked at again.
 async fn delete_queue_if_unused(
     conn: &Connection,
     queue: &str,
 ) -> Result<QueueDeleted, BackendError> {
-    let rabbit = |e: lapin::Error| BackendError::Rabbit(e.to_string());
-    let ch = conn.create_channel().await.map_err(rabbit)?;
+    let ch = timed("open channel", conn.create_channel())
+        .await?
+        .map_err(|e| rabbit("open channel", e))?;
     // A passive declare tells whether it exists without creating it.
     let passive = QueueDeclareOptions {
         passive: true,
         ..Default::default()
     };
-    let q = match ch
-        .queue_declare(queue.into(), passive, FieldTable::default())
-        .await
-    {
+    let declared = timed(
+        "passive declare",
+        ch.queue_declare(queue.into(), passive, FieldTable::default()),
+    )
+    .await?;
+    let q = match declared {
         Ok(q) => q,
-        Err(_) => return Ok(QueueDeleted::Missing),
+        Err(e) if reply_code(&e) == Some(NOT_FOUND) => return Ok(QueueDeleted::Missing),
+        Err(e) => return Err(rabbit(&format!("passive declare of {queue}"), e)),
     };
     if q.consumer_count() > 0 {
-        let _ = ch.close(200, "in use".into()).await;
+        let _ = timed("close channel", ch.close(200, "in use".into())).await;
         return Ok(QueueDeleted::InUse);
     }
     let opts = QueueDeleteOptions {
         if_unused: true,
         ..Default::default()
     };
-    let result = ch.queue_delete(queue.into(), opts).await;
-    let _ = ch.close(200, "done".into()).await;
+    let result = timed("delete", ch.queue_delete(queue.into(), opts)).await?;
+    let _ = timed("close channel", ch.close(200, "done".into())).await;
     match result {
         Ok(_) => Ok(QueueDeleted::Deleted),
         // if-unused refused: a consumer arrived in between.
-        Err(e) if e.to_string().contains("PRECONDITION") || e.to_string().contains("406") => {
-            Ok(QueueDeleted::InUse)
-        }
-        Err(e) => Err(rabbit(e)),
+        Err(e) if reply_code(&e) == Some(PRECONDITION_FAILED) => Ok(QueueDeleted::InUse),
+        Err(e) => Err(rabbit(&format!("delete of {queue}"), e)),
     }
 }

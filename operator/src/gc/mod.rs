@@ -6,4 +6,4 @@ pub mod execute;
 pub mod plan;
 
 pub use execute::{BackendError, Backends, Collected};
-pub use plan::{Action, Observed, PortFormula, PortState, plan};
+pub use plan::{Action, Observed, PortState, plan};

@@ -9,14 +9,15 @@
 //! - a port whose ordinal is below `replicas` but whose pod is gone will come
 //!   back: every run's presence and online count are cleared, the queue kept;
 //! - a port whose pod exists keeps the pod's own run untouched; runs of that
-//!   port other than the pod's (a previous run that died) are reset.
+//!   port other than the pod's (a previous run that died) are reset;
+//! - a run whose heartbeat is fresh counts as alive, like a pod's.
 //!
 //! Every Redis action names the run (instance id) judged gone, and is
 //! carried out by compare-and-delete on it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use parley_cluster::PortFormula;
+use parley_cluster::PortFormula;
 
 /// One port as the backends show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,6 +35,10 @@ pub struct Observed {
     pub formula: Option<PortFormula>,
     /// Existing pods: ordinal -> pod UID (the run's instance id).
     pub pods: BTreeMap<u32, String>,
+    /// Runs whose heartbeat is fresh: alive whatever the pod list says (the
+    /// pods are listed before Redis is read, so a run that registered in
+    /// between has no pod in the list).
+    pub fresh_runs: BTreeSet<String>,
     /// Ports the registry or the queue list knows of.
     pub ports: BTreeMap<u16, PortState>,
 }
@@ -81,7 +86,12 @@ impl Action {
 pub fn plan(o: &Observed) -> Vec<Action> {
     // A run whose instance is the UID of any existing pod is live, whatever
     // port it is on (during a rollout that changed the ports, say).
-    let live: BTreeSet<&str> = o.pods.values().map(String::as_str).collect();
+    let live: BTreeSet<&str> = o
+        .pods
+        .values()
+        .chain(&o.fresh_runs)
+        .map(String::as_str)
+        .collect();
     let mut out = Vec::new();
     for (&port, state) in &o.ports {
         let ordinal = o.formula.and_then(|f| f.ordinal(port));
@@ -131,17 +141,9 @@ mod tests {
             replicas,
             formula: Some(F),
             pods: pods.iter().map(|(o, u)| (*o, u.to_string())).collect(),
+            fresh_runs: BTreeSet::new(),
             ports: ports.iter().cloned().collect(),
         }
-    }
-
-    #[test]
-    fn ports_and_ordinals() {
-        assert_eq!(F.port(2), Some(8770));
-        assert_eq!(F.ordinal(8770), Some(2));
-        assert_eq!(F.ordinal(8775), None);
-        assert_eq!(F.ordinal(8000), None);
-        assert_eq!(F.port(100_000), None);
     }
 
     #[test]
@@ -253,6 +255,14 @@ mod tests {
             base: 9000,
             step: 10,
         });
+        assert!(plan(&o).is_empty());
+    }
+
+    #[test]
+    fn a_run_with_a_fresh_heartbeat_is_alive_without_a_pod() {
+        // Registered after the pods were listed: its pod is not in the list.
+        let mut o = observed(1, &[(0, "u0")], &[(8760, state(&["new"], true))]);
+        o.fresh_runs.insert("new".into());
         assert!(plan(&o).is_empty());
     }
 

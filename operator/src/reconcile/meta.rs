@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use parley_cluster::PortFormula;
+use serde::Serialize;
 
 use crate::crd::ChatCluster;
 
@@ -77,4 +78,56 @@ pub fn port_formula(cc: &ChatCluster) -> PortFormula {
 /// refuses before anything is built from it).
 pub fn node_port(cc: &ChatCluster, ordinal: u32) -> Option<u16> {
     port_formula(cc).port(ordinal)
+}
+
+/// The name serde gives a unit variant of a CRD enum: the spelling the
+/// schema allows, which is also what Kubernetes fields of the same name
+/// take (`ClusterIP`, `IfNotPresent`).
+pub fn variant_name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        // Only unit variants are passed here; they always serialize to a
+        // string. Anything else is a programming error caught by the tests.
+        other => unreachable!("not a unit variant: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ChatClusterSpec, PullPolicy, ServiceType};
+
+    fn cc() -> ChatCluster {
+        let mut cc = ChatCluster::new("chat", ChatClusterSpec::default());
+        cc.metadata.namespace = Some("ns".into());
+        cc
+    }
+
+    #[test]
+    fn crd_enums_are_spelled_as_kubernetes_spells_them() {
+        assert_eq!(variant_name(&ServiceType::ClusterIP), "ClusterIP");
+        assert_eq!(variant_name(&ServiceType::LoadBalancer), "LoadBalancer");
+        assert_eq!(variant_name(&PullPolicy::IfNotPresent), "IfNotPresent");
+    }
+
+    #[test]
+    fn ports_follow_the_shared_formula_and_stop_at_65535() {
+        let mut c = cc();
+        assert_eq!(node_port(&c, 2), Some(8770));
+        c.spec.ports.base = 65530;
+        assert_eq!(node_port(&c, 0), Some(65530));
+        assert_eq!(node_port(&c, 1), None, "no clamping to 65535");
+    }
+
+    #[test]
+    fn names_and_selector() {
+        let c = cc();
+        assert_eq!(headless_name(&c), "chat-nodes");
+        assert_eq!(pod_name(&c, 3), "chat-3");
+        assert_eq!(admin_secret_name(&c), "chat-admin-token");
+        assert_eq!(
+            selector_string(&c),
+            "app.kubernetes.io/instance=chat,app.kubernetes.io/name=chat-node"
+        );
+    }
 }

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::meta::{node_port, owned_meta, pod_name};
+use super::meta::{node_port, owned_meta, pod_name, variant_name};
 use crate::crd::ChatCluster;
 
 /// The Service of pod `ordinal`, named like the pod; `None` for an
@@ -22,7 +22,7 @@ pub fn build(cc: &ChatCluster, ordinal: u32) -> Option<Service> {
     Some(Service {
         metadata: meta,
         spec: Some(ServiceSpec {
-            type_: Some(cc.spec.expose.service_type.as_str().to_owned()),
+            type_: Some(variant_name(&cc.spec.expose.service_type)),
             selector: Some([("statefulset.kubernetes.io/pod-name".to_owned(), pod)].into()),
             ports: Some(vec![ServicePort {
                 name: Some("chat".to_owned()),

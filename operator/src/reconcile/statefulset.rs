@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use parley_cluster::env as var;
 
-use super::meta::{admin_secret_name, headless_name, labels, owned_meta, selector_labels};
+use super::meta::{
+    admin_secret_name, headless_name, labels, owned_meta, selector_labels, variant_name,
+};
 use crate::crd::{BackendRef, ChatCluster, SecretKeyRef};
 
 /// Extra seconds a pod gets to terminate beyond the drain grace (deregister,
@@ -143,7 +145,7 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
     let container = Container {
         name: "chat-node".to_owned(),
         image: Some(s.image.clone()),
-        image_pull_policy: s.image_pull_policy.map(|p| p.as_str().to_owned()),
+        image_pull_policy: s.image_pull_policy.as_ref().map(variant_name),
         env: Some(container_env(cc)),
         // The chat port differs per pod (base + ordinal x step), which a pod
         // template cannot say; the per-pod Services target it by number.

@@ -1,9 +1,11 @@
 //! Status and conditions, computed from what the reconcile observed by a
 //! pure function, so every rule has a unit test.
 
+use std::collections::BTreeSet;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::meta::{node_port, pod_name, selector_string};
+use super::meta::{pod_name, port_formula, selector_string};
 use crate::crd::{ChatCluster, ChatClusterStatus, NodeStatus};
 
 /// A pod of the cluster, as the API shows it.
@@ -37,6 +39,8 @@ pub struct Observations {
     pub pending_cleanup: Vec<String>,
     /// A spec problem the operator cannot work around.
     pub config_error: Option<String>,
+    /// Objects in the way that this ChatCluster does not own.
+    pub not_owned: Option<String>,
     pub paused: bool,
 }
 
@@ -50,6 +54,7 @@ impl Default for Observations {
             rabbitmq: Ok(()),
             pending_cleanup: vec![],
             config_error: None,
+            not_owned: None,
             paused: false,
         }
     }
@@ -65,16 +70,20 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
         .unwrap_or_default();
     let generation = cc.metadata.generation;
     let desired = cc.spec.replicas.max(0) as u32;
-    let highest = o
-        .pods
-        .iter()
-        .map(|p| p.ordinal + 1)
-        .max()
-        .unwrap_or(0)
-        .max(desired);
-    let nodes: Vec<NodeStatus> = (0..highest)
+    // One entry per wanted ordinal, and per pod beyond them that the
+    // registry knows (a node still draining after a scale-down): bounded by
+    // replicas and the registry, never by a pod's name.
+    let formula = port_formula(cc);
+    let mut ordinals: BTreeSet<u32> = (0..desired).collect();
+    ordinals.extend(o.pods.iter().map(|p| p.ordinal).filter(|&n| {
+        formula
+            .port(n)
+            .is_some_and(|port| o.registry.iter().any(|r| r.port == port))
+    }));
+    let nodes: Vec<NodeStatus> = ordinals
+        .into_iter()
         .filter_map(|ordinal| {
-            let port = node_port(cc, ordinal)?;
+            let port = formula.port(ordinal)?;
             let pod = o.pods.iter().find(|p| p.ordinal == ordinal);
             let reg = o.registry.iter().find(|r| r.port == port);
             Some(NodeStatus {
@@ -99,7 +108,7 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
     let all_ready = ready_replicas >= cc.spec.replicas && replicas == cc.spec.replicas;
     set(
         "Ready",
-        all_ready && o.config_error.is_none(),
+        all_ready && o.config_error.is_none() && o.not_owned.is_none(),
         if all_ready {
             "AllNodesReady"
         } else {
@@ -146,6 +155,8 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
     );
     let degraded = if let Some(e) = &o.config_error {
         Some(("InvalidSpec", e.clone()))
+    } else if let Some(e) = &o.not_owned {
+        Some(("NotOwned", e.clone()))
     } else if o.redis.is_err() || o.rabbitmq.is_err() {
         let waiting = if o.pending_cleanup.is_empty() {
             String::new()
@@ -349,6 +360,21 @@ mod tests {
         };
         let third = compute(&c, &o2, &now());
         assert_eq!(cond(&third, "Ready").last_transition_time, now());
+    }
+
+    #[test]
+    fn node_entries_are_bounded_by_replicas_and_the_registry() {
+        // A pod with an absurd ordinal, and one above replicas that the
+        // registry knows (still draining after a scale-down).
+        let o = Observations {
+            pods: vec![pod(0, true), pod(2, true), pod(4_000_000_000, true)],
+            registry: vec![reg(8750, 1), reg(8770, 2)],
+            ..Observations::default()
+        };
+        let s = compute(&cc(1), &o, &now());
+        let ordinals: Vec<u32> = s.nodes.iter().map(|n| n.ordinal).collect();
+        assert_eq!(ordinals, vec![0, 2]);
+        assert_eq!(s.online, 3);
     }
 
     #[test]

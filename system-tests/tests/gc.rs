@@ -4,228 +4,11 @@
 //! queues and keys deleted and the live ones untouched.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use parley_operator::gc::{self, Action, Backends, PortFormula};
+use parley_operator::gc::{self, Action, Backends};
+use parley_system_tests::{Nodes, amqp_url, eventually, queue_exists, redis_url};
 use redis::Commands;
-
-fn redis_url() -> String {
-    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-fn amqp_url() -> String {
-    std::env::var("CHAT_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// The chat-node binary, built once per test process.
-fn chat_node_bin() -> std::path::PathBuf {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-q", "-p", "chat-node", "--bin", "chat-node"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo runs");
-        assert!(ok.success(), "chat-node builds");
-    });
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    target.join("debug").join("chat-node")
-}
-
-/// Three consecutive free ports.
-fn free_base() -> u16 {
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = l.local_addr().unwrap().port();
-        drop(l);
-        if base < 60000
-            && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return base;
-        }
-    }
-}
-
-/// chat-node processes of one cluster; port of ordinal i = base + i.
-struct Nodes {
-    cluster: String,
-    base: u16,
-    procs: BTreeMap<u32, Child>,
-}
-
-impl Nodes {
-    fn new() -> Nodes {
-        let cluster = format!("gc-{}-{}", std::process::id(), free_base());
-        Nodes {
-            cluster,
-            base: free_base(),
-            procs: BTreeMap::new(),
-        }
-    }
-    fn port(&self, ordinal: u32) -> u16 {
-        self.base + ordinal as u16
-    }
-    fn formula(&self) -> PortFormula {
-        PortFormula {
-            base: self.base,
-            step: 1,
-        }
-    }
-    /// Starts ordinal `i` as run `uid` and waits until it is registered ready.
-    async fn start(&mut self, i: u32, uid: &str) {
-        let child = Command::new(chat_node_bin())
-            .env("CHAT_CLUSTER", &self.cluster)
-            .env("CHAT_REDIS_URL", redis_url())
-            .env("CHAT_AMQP_URL", amqp_url())
-            .env("CHAT_ADMIN_TOKEN", "admin")
-            .env("CHAT_ORDINAL", i.to_string())
-            .env("CHAT_BASE_PORT", self.base.to_string())
-            .env("CHAT_PORT_STEP", "1")
-            .env("CHAT_HEALTH_PORT", "0")
-            .env("CHAT_BIND", "127.0.0.1")
-            .env("CHAT_INSTANCE_ID", uid)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.procs.insert(i, child);
-        let key = format!("chat:{}:node:{}", self.cluster, self.port(i));
-        let mut conn = redis::Client::open(redis_url())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        for _ in 0..100 {
-            let (ready, instance): (Option<String>, Option<String>) = redis::cmd("HMGET")
-                .arg(&key)
-                .arg("ready")
-                .arg("instance")
-                .query(&mut conn)
-                .unwrap();
-            if ready.as_deref() == Some("1") && instance.as_deref() == Some(uid) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("node {i} never registered ready");
-    }
-    /// SIGKILL: the node leaves everything behind.
-    fn kill(&mut self, i: u32) {
-        let mut c = self.procs.remove(&i).unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-    /// A WebSocket session of `user` on ordinal `i` (leaves presence there).
-    async fn session(&self, i: u32, user: &str) -> Session {
-        let port = self.port(i);
-        let r = reqwest_token(port, user).await;
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
-            .await
-            .unwrap();
-        use futures_util::{SinkExt, StreamExt};
-        let connect = serde_json::json!({"type":"connect","token": r}).to_string();
-        ws.send(tokio_tungstenite::tungstenite::Message::Text(
-            connect.into(),
-        ))
-        .await
-        .unwrap();
-        let reply = ws.next().await.unwrap().unwrap();
-        assert!(reply.to_text().unwrap().contains("connected"));
-        Session(Some(ws))
-    }
-    fn backends(&self) -> Backends {
-        Backends::new(&self.cluster, &redis_url(), &amqp_url()).unwrap()
-    }
-    fn redis(&self) -> redis::Connection {
-        redis::Client::open(redis_url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
-    }
-    fn key(&self, k: &str) -> String {
-        format!("chat:{}:{k}", self.cluster)
-    }
-}
-
-struct Session(
-    Option<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-    >,
-);
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for c in self.procs.values_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        // Leave nothing behind: wipe everything of this test cluster.
-        let cluster = self.cluster.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let b = Backends::new(&cluster, &redis_url(), &amqp_url()).unwrap();
-                let _ = b.wipe(true).await;
-            });
-        })
-        .join();
-    }
-}
-
-async fn reqwest_token(port: u16, user: &str) -> String {
-    // A tiny HTTP/1.1 POST, to keep the operator's test dependencies lean.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = serde_json::json!({"user": user, "platform": "web"}).to_string();
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let req = format!(
-        "POST /v1/tokens HTTP/1.1\r\nhost: x\r\nauthorization: Bearer admin\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let json = &out[out.find("\r\n\r\n").unwrap() + 4..];
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
-
-async fn queue_exists(cluster: &str, port: u16) -> bool {
-    use lapin::options::QueueDeclareOptions;
-    let conn = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let q = format!("chat.{cluster}.{port}");
-    let exists = ch
-        .queue_declare(q.as_str().into(), passive, Default::default())
-        .await
-        .is_ok();
-    let _ = conn.close(200, "bye".into()).await;
-    exists
-}
 
 async fn collect(
     nodes: &Nodes,
@@ -255,6 +38,10 @@ async fn after_the_operator_was_down_retired_nodes_lose_everything_and_live_ones
     // Scaled 3 -> 1 while nobody watched: pods 1 and 2 died without cleanup.
     nodes.kill(1);
     nodes.kill(2);
+    nodes.await_unused(1).await;
+    nodes.await_unused(2).await;
+    nodes.age_heartbeat(1);
+    nodes.age_heartbeat(2);
     let (p0, p1, p2) = (nodes.port(0), nodes.port(1), nodes.port(2));
 
     let (plan, done) = collect(&nodes, 1, &[(0, "uid-0")]).await;
@@ -310,13 +97,18 @@ async fn a_pod_that_will_come_back_loses_presence_and_count_but_keeps_its_queue(
     nodes.start(0, "uid-0").await;
     nodes.start(1, "uid-1").await;
     let _bob = nodes.session(1, "bob").await;
-    // Let the heartbeat record bob's session in the online count.
-    tokio::time::sleep(Duration::from_millis(5500)).await;
-    nodes.kill(1);
+    // The heartbeat records bob's session in the online count.
     let p1 = nodes.port(1);
     let mut r = nodes.redis();
-    let online: u64 = r.hget(nodes.key("ports"), p1).unwrap();
-    assert_eq!(online, 1);
+    let ports = nodes.key("ports");
+    let counted = eventually(Duration::from_secs(15), async || {
+        r.hget::<_, _, Option<u64>>(&ports, p1).ok().flatten() == Some(1)
+    })
+    .await;
+    assert!(counted, "bob's session never reached the online count");
+    nodes.kill(1);
+    nodes.await_unused(1).await;
+    nodes.age_heartbeat(1);
 
     let (plan, _) = collect(&nodes, 2, &[(0, "uid-0")]).await;
     assert_eq!(
@@ -390,6 +182,7 @@ async fn deleting_a_cluster_removes_queues_exchange_and_registry_and_honours_ret
     // While the node runs, its queue is in use: the wipe refuses.
     assert!(b.wipe(false).await.is_err());
     nodes.kill(0);
+    nodes.await_unused(0).await;
     let mut r = nodes.redis();
     let _: () = r.hset(nodes.key("msg:keep"), "body", "kept").unwrap();
     b.wipe(false).await.unwrap();

@@ -6,7 +6,7 @@
 //! PARLEY_E2E_IMAGE=parley/chat-node:dev \
 //! PARLEY_E2E_REDIS_URL=redis://redis.default.svc:6379/0 \
 //! PARLEY_E2E_AMQP_URL=amqp://guest:guest@rabbitmq.default.svc:5672/%2f \
-//! cargo test -p parley-operator --test e2e -- --ignored --nocapture
+//! cargo test -p parley-system-tests --test e2e -- --ignored --nocapture
 //! ```
 //!
 //! The CRD must be installed (`kubectl apply -f crds/chatcluster.yaml`), the
@@ -22,12 +22,14 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use parley_operator::controller::{self, Context};
+use parley_operator::context::Context;
+use parley_operator::controller;
 use parley_operator::crd::{BackendRef, ChatCluster, ChatClusterSpec};
 use parley_operator::metrics::Metrics;
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("set {name} (see the top of tests/e2e.rs)"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("set {name} (see the top of system-tests/tests/e2e.rs)"))
 }
 
 async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
@@ -66,7 +68,7 @@ async fn apply_scale_and_delete_a_chat_cluster() {
     ));
     let operator = tokio::spawn({
         let ns_name = ns_name.clone();
-        async move { controller::run(ctx, Some(&ns_name)).await }
+        async move { controller::run(ctx, Some(&ns_name), std::future::pending()).await }
     });
 
     let spec = ChatClusterSpec {
