@@ -355,33 +355,36 @@ async fn a_rabbitmq_restart_during_traffic_loses_nothing() {
     );
 }
 
-/// Deletes the cluster's exchange from outside, as an operator or a
-/// mistaken admin might, while the nodes run.
-async fn delete_exchange(cluster: &Cluster) {
-    use lapin::options::ExchangeDeleteOptions;
+/// Deletes the cluster's exchange, or node `queue_of`'s queue, from
+/// outside, as an operator or a mistaken admin might, while the nodes run.
+async fn delete_from_broker(cluster: &Cluster, queue_of: Option<usize>) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    use parley_cluster::names::{exchange_name, queue_name};
     let conn = lapin::Connection::connect(&cluster.amqp, lapin::ConnectionProperties::default())
         .await
         .expect("admin connection to RabbitMQ");
     let ch = conn.create_channel().await.expect("admin channel");
-    let exchange = parley_cluster::names::exchange_name(&cluster.cluster);
-    ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-        .await
-        .expect("exchange deleted");
+    match queue_of {
+        None => {
+            let exchange = exchange_name(&cluster.cluster);
+            ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .expect("exchange deleted");
+        }
+        Some(i) => {
+            let queue = queue_name(&cluster.cluster, cluster.ports[i]);
+            ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .expect("queue deleted");
+        }
+    }
     let _ = conn.close(200, "bye".into()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_cross_nodes_again_after_the_exchange_is_deleted_under_them() {
-    let cluster = Cluster::start(2).await;
-    let mut alice = cluster.session(0, "alice").await;
-    let mut bob = cluster.session(1, "bob").await;
-    alice.send_text("bob", "x0", "before").await;
-    assert_eq!(recv_msgs(&mut bob, 1).await[0]["msg"]["body"], "before");
-
-    // Node 0's next publish goes to a missing exchange, and the broker
-    // closes its publishing channel (404); node 1's binding went with the
-    // exchange. Alice keeps writing until bob hears one live.
-    delete_exchange(&cluster).await;
+/// Alice (node 0) writes to bob (node 1) until bob hears one live, within
+/// 30 s; then every further delivery crosses, in order, and nothing is
+/// lost from the inbox. Returns how many sends it took.
+async fn deliveries_resume(cluster: &Cluster, alice: &mut Client, bob: &mut Client) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut probes = 0;
     loop {
@@ -395,10 +398,9 @@ async fn deliveries_cross_nodes_again_after_the_exchange_is_deleted_under_them()
         }
         assert!(
             Instant::now() < deadline,
-            "nothing crossed to node 1 within 30 s of the exchange's deletion ({probes} sends)"
+            "nothing crossed to node 1 within 30 s ({probes} sends)"
         );
     }
-    // From then on every delivery crosses, in order.
     for i in 1..=5 {
         alice
             .send_text("bob", &format!("y{i}"), &format!("after {i}"))
@@ -406,7 +408,7 @@ async fn deliveries_cross_nodes_again_after_the_exchange_is_deleted_under_them()
     }
     let mut bodies = Vec::new();
     while bodies.last() != Some(&json!("after 5")) {
-        bodies.push(recv_msgs(&mut bob, 1).await[0]["msg"]["body"].clone());
+        bodies.push(recv_msgs(bob, 1).await[0]["msg"]["body"].clone());
     }
     assert_eq!(
         bodies[bodies.len().saturating_sub(5)..],
@@ -418,7 +420,37 @@ async fn deliveries_cross_nodes_again_after_the_exchange_is_deleted_under_them()
     for i in 0..2 {
         assert_eq!(cluster.get_json(i, "/readyz").await.0, 200, "node {i}");
     }
+    probes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_cross_nodes_again_after_the_exchange_is_deleted_under_them() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    alice.send_text("bob", "x0", "before").await;
+    assert_eq!(recv_msgs(&mut bob, 1).await[0]["msg"]["body"], "before");
+
+    // Node 0's next publish goes to a missing exchange, and the broker
+    // closes its publishing channel (404); node 1's binding went with the
+    // exchange.
+    delete_from_broker(&cluster, None).await;
+    let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
     // What did not cross live is in bob's inbox: every message, once.
-    let synced = bob.sync_all(0).await;
-    assert_eq!(synced.len(), 1 + probes + 5);
+    assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_cross_nodes_again_after_a_nodes_queue_is_deleted_under_it() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    alice.send_text("bob", "x0", "before").await;
+    assert_eq!(recv_msgs(&mut bob, 1).await[0]["msg"]["body"], "before");
+
+    // The broker cancels node 1's consumer; node 1 connects again and
+    // declares its queue back.
+    delete_from_broker(&cluster, Some(1)).await;
+    let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
+    assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
 }
