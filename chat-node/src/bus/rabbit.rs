@@ -28,9 +28,11 @@
 //!
 //! Deliveries are best effort (the inbox is the truth), so the queue bounds
 //! what can pile up for a node that is gone: messages expire after a minute
-//! and the queue keeps at most 100,000. Publishes are mandatory, so one that
-//! reaches no queue (a node gone, a binding not yet back) is counted as
-//! lost rather than as published.
+//! and the queue keeps at most 100,000. Publishes are not mandatory: lapin
+//! logs a returned message whole at warn (message bodies in the log) and
+//! keeps the returns of confirms it no longer waits for, so a publish that
+//! reaches no queue (a node gone, a binding not yet back) counts as
+//! published.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -213,11 +215,6 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
         return;
     };
     let exchange = exchange_name(&shared.cfg.cluster);
-    // Mandatory: a message no queue takes comes back instead of vanishing.
-    let options = BasicPublishOptions {
-        mandatory: true,
-        ..Default::default()
-    };
     let mut pending = Vec::with_capacity(messages.len());
     for (port, envelope) in &messages {
         let n = envelope.events.len() as u64;
@@ -233,7 +230,7 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
             .basic_publish(
                 exchange.as_str().into(),
                 routing_key(*port).as_str().into(),
-                options,
+                BasicPublishOptions::default(),
                 &payload,
                 BasicProperties::default(),
             )
@@ -249,12 +246,11 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
     let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
     for (port, n, confirm) in pending {
         let failure = match tokio::time::timeout_at(deadline, confirm).await {
-            Ok(Ok(Confirmation::Ack(None))) | Ok(Ok(Confirmation::NotRequested)) => {
+            Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => {
                 metrics.events.inc_by(n);
                 metrics.messages.inc();
                 continue;
             }
-            Ok(Ok(Confirmation::Ack(Some(_)))) => "no queue is bound for the node".to_owned(),
             Ok(Ok(Confirmation::Nack(_))) => "broker refused the delivery".to_owned(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "broker did not confirm in time".to_owned(),
