@@ -58,3 +58,17 @@ pub mod store;
 pub use config::Config;
 pub use error::Error;
 pub use server::Server;
+
+/// For the fuzz target `bus_envelope` (fuzz/), not an API: decodes a broker
+/// message as a node does with what it consumes, and panics if one that
+/// decodes does not encode back to the same envelope.
+#[doc(hidden)]
+pub fn fuzz_bus_envelope(bytes: &[u8]) {
+    if let Ok(envelope) = bus::Envelope::decode(bytes) {
+        let again = serde_json::to_vec(&envelope).map(|b| bus::Envelope::decode(&b));
+        assert!(
+            matches!(&again, Ok(Ok(e)) if *e == envelope),
+            "round trip changed {envelope:?} into {again:?}"
+        );
+    }
+}

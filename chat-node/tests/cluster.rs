@@ -356,3 +356,103 @@ async fn a_rabbitmq_restart_during_traffic_loses_nothing() {
         (11..=30).map(|i| json!(i)).collect::<Vec<_>>()
     );
 }
+
+/// Deletes the cluster's exchange, or node `queue_of`'s queue, from
+/// outside, as an operator or a mistaken admin might, while the nodes run.
+async fn delete_from_broker(cluster: &Cluster, queue_of: Option<usize>) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    use parley_cluster::names::{exchange_name, queue_name};
+    let conn = lapin::Connection::connect(&cluster.amqp, lapin::ConnectionProperties::default())
+        .await
+        .expect("admin connection to RabbitMQ");
+    let ch = conn.create_channel().await.expect("admin channel");
+    match queue_of {
+        None => {
+            let exchange = exchange_name(&cluster.cluster);
+            ch.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                .await
+                .expect("exchange deleted");
+        }
+        Some(i) => {
+            let queue = queue_name(&cluster.cluster, cluster.ports[i]);
+            ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                .await
+                .expect("queue deleted");
+        }
+    }
+    let _ = conn.close(200, "bye".into()).await;
+}
+
+/// Alice (node 0) writes to bob (node 1) until bob hears one live, within
+/// 30 s; then every further delivery crosses, in order, and nothing is
+/// lost from the inbox. Returns how many sends it took.
+async fn deliveries_resume(cluster: &Cluster, alice: &mut Client, bob: &mut Client) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probes = 0;
+    loop {
+        probes += 1;
+        alice
+            .send_text("bob", &format!("p{probes}"), &format!("probe {probes}"))
+            .await;
+        if let Ok(f) = tokio::time::timeout(Duration::from_millis(500), bob.recv()).await {
+            assert_eq!(f["type"], "msg", "{f}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing crossed to node 1 within 30 s ({probes} sends)"
+        );
+    }
+    for i in 1..=5 {
+        alice
+            .send_text("bob", &format!("y{i}"), &format!("after {i}"))
+            .await;
+    }
+    let mut bodies = Vec::new();
+    while bodies.last() != Some(&json!("after 5")) {
+        bodies.push(recv_msgs(bob, 1).await[0]["msg"]["body"].clone());
+    }
+    assert_eq!(
+        bodies[bodies.len().saturating_sub(5)..],
+        (1..=5)
+            .map(|i| json!(format!("after {i}")))
+            .collect::<Vec<_>>()
+    );
+    bob.expect_silence(QUIET).await;
+    for i in 0..2 {
+        assert_eq!(cluster.get_json(i, "/readyz").await.0, 200, "node {i}");
+    }
+    probes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_cross_nodes_again_after_the_exchange_is_deleted_under_them() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    alice.send_text("bob", "x0", "before").await;
+    assert_eq!(recv_msgs(&mut bob, 1).await[0]["msg"]["body"], "before");
+
+    // Node 0's next publish goes to a missing exchange, and the broker
+    // closes its publishing channel (404); node 1's binding went with the
+    // exchange.
+    delete_from_broker(&cluster, None).await;
+    let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
+    // What did not cross live is in bob's inbox: every message, once.
+    assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_cross_nodes_again_after_a_nodes_queue_is_deleted_under_it() {
+    let cluster = Cluster::start(2).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    alice.send_text("bob", "x0", "before").await;
+    assert_eq!(recv_msgs(&mut bob, 1).await[0]["msg"]["body"], "before");
+
+    // The broker cancels node 1's consumer; node 1 connects again and
+    // declares its queue back.
+    delete_from_broker(&cluster, Some(1)).await;
+    let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
+    assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use redis::AsyncCommands;
 
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{PRESENCE_BATCH, Pages, Registry, RegistryError};
 
 /// What a cluster has in the registry, as the operator sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,19 +38,41 @@ impl Registry {
     }
 
     /// The runs (instance ids) of the node on `port` that left details or
-    /// presence behind.
+    /// presence behind. Reads the node's user set a page of
+    /// [`PRESENCE_BATCH`] at a time, one script call per page.
     pub async fn node_runs(&self, port: u16) -> Result<BTreeSet<String>, RegistryError> {
+        Ok(self.node_runs_paged(port, PRESENCE_BATCH).await?.0)
+    }
+
+    /// [`Registry::node_runs`] with pages of `batch` members.
+    pub(crate) async fn node_runs_paged(
+        &self,
+        port: u16,
+        batch: u32,
+    ) -> Result<(BTreeSet<String>, Pages), RegistryError> {
         let k = self.keys();
-        let runs: Vec<String> = self
-            .scripts()
-            .node_runs
-            .key(k.node(port))
-            .key(k.node_users(port))
-            .arg(port)
-            .arg(k.presence_prefix())
-            .invoke_async(&mut self.conn())
-            .await?;
-        Ok(runs.into_iter().collect())
+        let (details, users, prefix) = (k.node(port), k.node_users(port), k.presence_prefix());
+        let mut conn = self.conn();
+        let (mut cursor, mut runs, mut pages) = ("0".to_owned(), BTreeSet::new(), Pages::default());
+        loop {
+            let (next, scanned, page): (String, u64, Vec<String>) = self
+                .scripts()
+                .node_runs
+                .key(&details)
+                .key(&users)
+                .arg(port)
+                .arg(&prefix)
+                .arg(&cursor)
+                .arg(batch)
+                .invoke_async(&mut conn)
+                .await?;
+            runs.extend(page);
+            pages.add(scanned);
+            if next == "0" {
+                return Ok((runs, pages));
+            }
+            cursor = next;
+        }
     }
 
     /// The node run `instance` on `port` is gone for good (its ordinal was

@@ -20,6 +20,13 @@ pub const NOT_READY_INTERVAL: Duration = Duration::from_millis(500);
 /// A registry entry whose heartbeat is older than this is a node that died
 /// without cleaning up (three missed heartbeats).
 pub const STALE_AFTER_MS: u64 = 15_000;
+/// Members of a node's user set one presence script call looks at (the
+/// SSCAN `COUNT`). Redis runs a script to its end before anything else, so
+/// a node's whole user set in one call would stall every client for
+/// O(users); a page of this size keeps each call short. `COUNT` is a hint:
+/// Redis may return a few more (the rest of a hash bucket), or a small set
+/// in its compact encoding at once.
+pub const PRESENCE_BATCH: u32 = 500;
 
 /// A Redis failure.
 #[derive(Debug, thiserror::Error)]
@@ -227,22 +234,69 @@ impl Registry {
     /// Removes presence entries of node `port`: with `keep`, every entry of
     /// another instance (a node starting clears what its previous run left);
     /// else only the entries of `instance` (the operator clearing a run it
-    /// judged gone). Returns how many.
+    /// judged gone). Returns how many. Works through the node's user set a
+    /// page of [`PRESENCE_BATCH`] at a time, one script call per page.
     pub async fn clear_presence(
         &self,
         port: u16,
         instance: &str,
         keep: bool,
     ) -> Result<u64, RegistryError> {
-        Ok(self
-            .scripts()
-            .clear_presence
-            .key(self.keys.node_users(port))
-            .arg(port)
-            .arg(instance)
-            .arg(self.keys.presence_prefix())
-            .arg(if keep { "keep" } else { "drop" })
-            .invoke_async(&mut self.conn())
-            .await?)
+        let (removed, _) = self
+            .clear_presence_paged(port, instance, keep, PRESENCE_BATCH)
+            .await?;
+        Ok(removed)
+    }
+
+    /// [`Registry::clear_presence`] with pages of `batch` members.
+    pub(crate) async fn clear_presence_paged(
+        &self,
+        port: u16,
+        instance: &str,
+        keep: bool,
+        batch: u32,
+    ) -> Result<(u64, Pages), RegistryError> {
+        let mut conn = self.conn();
+        let (users, prefix) = (self.keys.node_users(port), self.keys.presence_prefix());
+        let mode = if keep { "keep" } else { "drop" };
+        let (mut cursor, mut removed, mut pages) = ("0".to_owned(), 0, Pages::default());
+        loop {
+            let (next, n, scanned): (String, u64, u64) = self
+                .scripts()
+                .clear_presence
+                .key(&users)
+                .arg(port)
+                .arg(instance)
+                .arg(&prefix)
+                .arg(mode)
+                .arg(&cursor)
+                .arg(batch)
+                .invoke_async(&mut conn)
+                .await?;
+            removed += n;
+            pages.add(scanned);
+            if next == "0" {
+                return Ok((removed, pages));
+            }
+            cursor = next;
+        }
     }
 }
+
+/// How a paged walk over a node's user set went (what tests check: how
+/// many script calls, and the most members one call looked at).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Pages {
+    pub(crate) calls: u64,
+    pub(crate) most_scanned: u64,
+}
+
+impl Pages {
+    pub(crate) fn add(&mut self, scanned: u64) {
+        self.calls += 1;
+        self.most_scanned = self.most_scanned.max(scanned);
+    }
+}
+
+#[cfg(test)]
+mod tests;
