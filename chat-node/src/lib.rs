@@ -22,18 +22,15 @@
 //! - [`store`]: the store seam, in memory or in Redis.
 //! - [`bus`]: the bus seam to other nodes.
 //! - [`node`]: what all of the above share for one node.
-//! - [`bench`]: the load generator behind the `chat-bench` binary.
-//! - [`metrics`], [`ids`], [`ratelimit`], [`error`], [`http_client`]: support
-//!   with one job each.
+//! - [`metrics`], [`ids`], [`ratelimit`], [`error`]: support with one job
+//!   each.
 
-pub mod bench;
 pub mod bus;
 pub mod command;
 pub mod config;
 pub mod connection;
 pub mod error;
 pub mod http;
-pub mod http_client;
 pub mod ids;
 pub mod metrics;
 pub mod node;
