@@ -50,6 +50,8 @@ pub struct Cluster {
     pub cluster: String,
     pub ports: Vec<u16>,
     pub amqp: String,
+    /// `CHAT_DRAIN_GRACE_S` of every node.
+    drain_grace_s: u64,
     procs: Vec<Option<Child>>,
     http: crate::common::http::Http,
 }
@@ -61,10 +63,20 @@ impl Cluster {
     }
 
     pub async fn start_with(n: usize, amqp: &str) -> Cluster {
+        Self::launch(n, amqp, 2).await
+    }
+
+    /// Starts `n` nodes that drain for `grace_s` seconds on SIGTERM.
+    pub async fn start_with_drain_grace(n: usize, grace_s: u64) -> Cluster {
+        Self::launch(n, &amqp_url(), grace_s).await
+    }
+
+    async fn launch(n: usize, amqp: &str, drain_grace_s: u64) -> Cluster {
         let mut c = Cluster {
             cluster: unique_cluster("c"),
             ports: (0..n).map(|_| free_port()).collect(),
             amqp: amqp.to_owned(),
+            drain_grace_s,
             procs: (0..n).map(|_| None).collect(),
             http: crate::common::http::Http::new(),
         };
@@ -117,7 +129,7 @@ impl Cluster {
             .env("CHAT_HEALTH_PORT", "0")
             .env("CHAT_BIND", "127.0.0.1")
             .env("CHAT_ADVERTISE", "127.0.0.1:{port}")
-            .env("CHAT_DRAIN_GRACE_S", "2")
+            .env("CHAT_DRAIN_GRACE_S", self.drain_grace_s.to_string())
             .env("CHAT_REDIS_TIMEOUT_MS", "1000")
             .env(
                 "RUST_LOG",
@@ -156,16 +168,12 @@ impl Cluster {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// A counter or gauge (no labels) from node `i`'s `/metrics`.
+    /// A series (`name` or `name{label="v"}`) from node `i`'s `/metrics`.
     pub async fn metric(&self, i: usize, name: &str) -> f64 {
         let r = self.http.get(self.url(i, "/metrics")).send().await.unwrap();
         let text = r.text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in the metrics of node {i}"))
-            .trim()
-            .parse()
-            .unwrap()
+        super::metric_value(&text, name)
+            .unwrap_or_else(|| panic!("no {name} in the metrics of node {i}:\n{text}"))
     }
 
     pub async fn token(&self, i: usize, user: &str) -> String {
@@ -256,7 +264,9 @@ impl Cluster {
                     if avoid.contains(&j) {
                         continue;
                     }
-                    if tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+                    let probe =
+                        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"));
+                    if super::within("ws handshake", super::STEP, probe)
                         .await
                         .is_ok()
                     {

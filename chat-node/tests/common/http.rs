@@ -102,7 +102,13 @@ impl Req {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        request(self.method, &self.url, &headers, self.body).await
+        let what = format!("{} {}", self.method, self.url);
+        super::within(
+            what,
+            super::STEP,
+            request(self.method, &self.url, &headers, self.body),
+        )
+        .await
     }
 }
 
