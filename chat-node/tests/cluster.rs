@@ -203,7 +203,9 @@ async fn a_killed_node_loses_nothing_and_leaves_the_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_sessions_to_other_nodes() {
-    let mut cluster = Cluster::start(3).await;
+    // A grace long enough to see the draining node still registered (not
+    // ready) before it deregisters.
+    let mut cluster = Cluster::start_with_drain_grace(3, 6).await;
     let mut alice = cluster.session(0, "alice").await;
     let bob_token = cluster.token(1, "bob").await;
     let mut bob = Client::connect(cluster.addr(1), &bob_token)
@@ -211,15 +213,49 @@ async fn sigterm_drains_sessions_to_other_nodes() {
         .expect_connected();
     alice.send_text("bob", "d1", "before").await;
     let last = recv_msgs(&mut bob, 1).await[0]["pts"].as_u64().unwrap();
+    // Load the other two nodes, so that node 1 is the least loaded: the
+    // route then leaves it only because it drains.
+    let mut extra = Vec::new();
+    for (i, user) in [(0, "carol"), (2, "dave"), (2, "erin")] {
+        extra.push(cluster.session(i, user).await);
+    }
+    let draining = format!("127.0.0.1:{}", cluster.ports[1]);
+    common::eventually("route to the least loaded node", common::STEP, async || {
+        let (status, route) = cluster.get_json(0, "/v1/route").await;
+        (status == 200 && route["address"] == draining.as_str()).then_some(())
+    })
+    .await;
 
     cluster.signal(1, "-TERM");
     assert_eq!(
         bob.recv().await,
         json!({"type":"reconnect","reason":"draining"})
     );
-    // The draining node is no longer routed to.
-    let (_, route) = cluster.get_json(0, "/v1/route").await;
-    assert_ne!(route["address"], format!("127.0.0.1:{}", cluster.ports[1]));
+    // The draining node is soon no longer routed to, because it says it is
+    // not ready (node 0 learns it through the registry) while it is still
+    // registered, and then never again.
+    let port = json!(cluster.ports[1]);
+    common::eventually(
+        "the draining node listed not ready, and not routed to",
+        common::WAIT,
+        async || {
+            let (_, nodes) = cluster.get_json(0, "/v1/nodes").await;
+            let listed = nodes
+                .as_array()?
+                .iter()
+                .find(|n| n["port"] == port)?
+                .clone();
+            let (status, route) = cluster.get_json(0, "/v1/route").await;
+            (listed["ready"] == false && status == 200 && route["address"] != draining.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        let (_, route) = cluster.get_json(0, "/v1/route").await;
+        assert_ne!(route["address"], draining.as_str());
+    }
+    drop(extra);
     alice.send_text("bob", "d2", "during").await;
     // Bob follows the advice: leaves, reconnects elsewhere, syncs.
     let _ = futures_util::SinkExt::close(&mut bob.ws).await;
