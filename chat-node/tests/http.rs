@@ -71,15 +71,19 @@ async fn probes_and_metrics_answer(b: Backend) {
     alice.recv().await;
     let (status, text) = node.get("/metrics").await;
     assert_eq!(status, 200);
-    for needle in [
-        "chat_connections_open 1",
-        "chat_sessions{state=\"active\"} 1",
-        "chat_messages_stored_total 1",
-        "chat_errors_total{code=\"bad_request\"} 1",
-        "chat_frames_received_total{type=\"send\"} 1",
-        "chat_send_duration_seconds_count 1",
+    for (series, want) in [
+        ("chat_connections_open", 1.0),
+        ("chat_sessions{state=\"active\"}", 1.0),
+        ("chat_messages_stored_total", 1.0),
+        ("chat_errors_total{code=\"bad_request\"}", 1.0),
+        ("chat_frames_received_total{type=\"send\"}", 1.0),
+        ("chat_send_duration_seconds_count", 1.0),
     ] {
-        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+        assert_eq!(
+            common::metric_value(&text, series),
+            Some(want),
+            "{series} in:\n{text}"
+        );
     }
     // A plain GET on /ws is not a WebSocket handshake.
     assert_eq!(node.get("/ws").await.0, 426);
