@@ -107,7 +107,14 @@ async fn conversation_order_is_the_same_on_every_device_and_node() {
         }
         bob
     });
-    let (_a, _b) = (a.await.unwrap(), b.await.unwrap());
+    let (_a, _b) = (
+        common::within("alice's sends", common::STEP, a)
+            .await
+            .unwrap(),
+        common::within("bob's sends", common::STEP, b)
+            .await
+            .unwrap(),
+    );
     // Live frames may arrive from two nodes interleaved; ordered by seq they
     // must be the same conversation everywhere, gap-free.
     let mut views = Vec::new();
@@ -258,7 +265,12 @@ async fn sigterm_drains_sessions_to_other_nodes() {
     drop(extra);
     alice.send_text("bob", "d2", "during").await;
     // Bob follows the advice: leaves, reconnects elsewhere, syncs.
-    let _ = futures_util::SinkExt::close(&mut bob.ws).await;
+    let _ = common::within(
+        "ws close",
+        common::STEP,
+        futures_util::SinkExt::close(&mut bob.ws),
+    )
+    .await;
     let (node, mut bob) = cluster.reconnect(&bob_token, &[1]).await;
     assert_ne!(node, 1);
     alice.send_text("bob", "d3", "after").await;

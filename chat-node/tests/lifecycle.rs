@@ -201,7 +201,9 @@ async fn sigterm_drains_and_exits_within_the_grace() {
         .unwrap();
     assert_eq!(r.status(), 503);
     // A client that follows the advice leaves at once...
-    leaves.ws.close(None).await.unwrap();
+    common::within("ws close", common::STEP, leaves.ws.close(None))
+        .await
+        .unwrap();
     // ...one that does not is closed at the end of the grace period.
     let (_, code) = stays.closed().await;
     assert_eq!(code, Some(4009));
@@ -354,7 +356,13 @@ async fn redis_outage_gives_unavailable_then_recovers() {
 async fn a_silent_tcp_client_is_disconnected() {
     use tokio::io::AsyncReadExt;
     let node = TestNode::start(Backend::Memory, |c| c.http_header_timeout_s = 1).await;
-    let mut silent = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let mut silent = common::within(
+        "connect",
+        common::STEP,
+        tokio::net::TcpStream::connect(node.addr),
+    )
+    .await
+    .unwrap();
     let mut buf = [0u8; 64];
     let started = Instant::now();
     // The node closes the socket: read returns 0 (or a reset), not a hang.

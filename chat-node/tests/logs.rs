@@ -32,7 +32,9 @@ impl Drop for Node {
                 .enable_all()
                 .build()
             {
-                rt.block_on(delete_cluster_bus(&amqp_url(), &cluster, &[port]));
+                let (amqp, ports) = (amqp_url(), [port]);
+                let cleanup = delete_cluster_bus(&amqp, &cluster, &ports);
+                let _ = rt.block_on(async { tokio::time::timeout(STEP, cleanup).await });
             }
         })
         .join();

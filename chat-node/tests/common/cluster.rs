@@ -312,7 +312,9 @@ impl Drop for Cluster {
                 .enable_all()
                 .build()
             {
-                rt.block_on(delete_cluster_bus(&amqp, &cluster, &ports));
+                // Bounded: a broker that hangs must not hang the test's drop.
+                let cleanup = delete_cluster_bus(&amqp, &cluster, &ports);
+                let _ = rt.block_on(async { tokio::time::timeout(super::STEP, cleanup).await });
             }
         })
         .join();
