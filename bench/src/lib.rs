@@ -388,5 +388,7 @@ mod tests {
         assert_eq!((send.id.as_str(), send.to.as_str()), ("p1--7", "p1-42"));
         assert_eq!(send.kind, Kind::Text);
         assert!(send.body.parse::<u64>().is_ok_and(|t| t > 0), "{frame}");
+        // Nothing but what a send needs goes on the wire.
+        assert!(!frame.contains("null"), "{frame}");
     }
 }

@@ -28,6 +28,7 @@ pub const HISTORY_LIMIT: (u64, u64) = (50, 200);
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
     /// Echoed in the direct reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rid: Option<String>,
     #[serde(flatten)]
     pub command: Command,
@@ -86,6 +87,7 @@ pub struct SendRequest {
     pub to: String,
     pub kind: Kind,
     pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<Media>,
 }
 
