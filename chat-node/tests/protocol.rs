@@ -92,8 +92,55 @@ async fn bad_tokens_and_early_frames_are_unauthorized(b: Backend) {
     assert_eq!(frames[0]["code"], "unauthorized");
     assert_eq!(code, Some(4001));
 
-    // An expired token is refused like an unknown one: issue one with the
-    // store directly, already expired.
+    // An expired token is refused like an unknown one: see
+    // `an_expired_token_is_refused_like_an_unknown_one`.
+    node.stop().await;
+}
+
+/// Expiry over the wire: two tokens written straight into Redis the way
+/// the node stores them (under their SHA-256), one valid, one whose expiry
+/// has passed (written without Redis' own expiry, so only the node's check
+/// can refuse it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused_like_an_unknown_one() {
+    use sha2::{Digest, Sha256};
+    let node = TestNode::start(Backend::Redis, |_| {}).await;
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let now = chat_node::ids::now_ms();
+    let mut put = |token: &str, user: &str, expires_at: u64| {
+        let key = format!(
+            "chat:{}:token:{}",
+            node.cluster,
+            hex::encode(Sha256::digest(token.as_bytes()))
+        );
+        let () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("user")
+            .arg(user)
+            .arg("platform")
+            .arg("web")
+            .arg("expires_at")
+            .arg(expires_at)
+            .query(&mut conn)
+            .unwrap();
+    };
+    let (valid, expired) = ("web.still-valid", "web.expired");
+    put(valid, "alice", now + 60_000);
+    put(expired, "bob", now - 1_000);
+
+    let alice = Client::connect(node.addr, valid).await.expect_connected();
+    assert_eq!(alice.user(), "alice");
+    let mut c = Client::open(node.addr).await;
+    c.send(json!({"type":"connect","token":expired,"rid":"e"}))
+        .await;
+    let (frames, code) = c.closed().await;
+    assert_eq!(
+        (frames[0]["code"].as_str(), frames[0]["rid"].as_str()),
+        (Some("unauthorized"), Some("e")),
+        "{frames:?}"
+    );
+    assert_eq!(code, Some(4001));
     node.stop().await;
 }
 
