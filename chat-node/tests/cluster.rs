@@ -402,3 +402,44 @@ async fn a_rabbitmq_restart_during_traffic_loses_nothing() {
         (11..=30).map(|i| json!(i)).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_token_kicks_its_sessions_on_every_node() {
+    let cluster = Cluster::start(3).await;
+    let phone = cluster.token(0, "alice").await;
+    let laptop = cluster.token(0, "alice").await;
+    // The revoked token's sessions live on nodes 1 and 2; another token of
+    // the same user, on node 2 too, stays.
+    let mut on1 = Client::connect(cluster.addr(1), &phone)
+        .await
+        .expect_connected();
+    let mut on2 = Client::connect(cluster.addr(2), &phone)
+        .await
+        .expect_connected();
+    let mut other = Client::connect(cluster.addr(2), &laptop)
+        .await
+        .expect_connected();
+
+    // Revoked through node 0, which holds none of them.
+    let r = common::http::Http::new()
+        .delete(cluster.url(0, &format!("/v1/tokens/{phone}")))
+        .bearer_auth(common::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for c in [&mut on1, &mut on2] {
+        let (frames, code) = c.closed().await;
+        assert_eq!(
+            frames,
+            vec![json!({"type":"kicked","reason":"token_revoked"})]
+        );
+        assert_eq!(code, Some(4002));
+    }
+    assert_eq!(other.request(json!({"type":"ping"})).await["type"], "pong");
+    // And it opens no new session anywhere.
+    for i in 0..3 {
+        let c = Client::connect(cluster.addr(i), &phone).await;
+        assert_eq!(c.0.connected["code"], "unauthorized", "node {i}");
+    }
+}
