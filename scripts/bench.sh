@@ -6,10 +6,13 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] [RUNS=n] scripts/bench.sh idle|memory|redis|cluster [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster [--quick]
 # RATE overrides the scenario's rate; the result is then labelled <scenario>-<rate>.
 # RUNS repeats the whole scenario (fresh nodes each time); run k > 1 is
 # labelled "<label>#k", so the spread between runs shows.
+# --quick measures 5 s instead of 20 (and opens fewer idle sessions).
+# OUT writes the results elsewhere than docs/bench (a trial run that must
+# not replace the published ones: RATE=100 OUT=/tmp/b scripts/bench.sh redis --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster [--quick]}
@@ -18,10 +21,10 @@ if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
   for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
   exit
 fi
-out=docs/bench
+out=${OUT:-docs/bench}
 mkdir -p "$out"
-cargo build --release -q -p chat-node --bins
-bin=target/release
+cargo build --release -q -p chat-node -p chat-bench
+bin=${CARGO_TARGET_DIR:-target}/release
 admin=bench-admin
 cluster="bench-$scenario-$$"
 pids=()

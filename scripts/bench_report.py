@@ -69,7 +69,7 @@ def render(d):
     lines = [
         "# Benchmark results",
         "",
-        "Produced by `scripts/bench.sh <scenario>` (release build, load generator on the same machine).",
+        "Produced by `scripts/bench.sh <scenario>` (release build; the load generator `chat-bench`, from `bench/`, on the same machine).",
         "Numbers are measured, not asserted; see the command of each run.",
         "",
         "| scenario | sessions | target msg/s | sent msg/s | delivered msg/s | p50 ms | p90 ms | p99 ms | max ms | lost | dup | errors | closed by node | node RSS / session after connecting | CPU over the window (% of one core) |",

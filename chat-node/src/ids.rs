@@ -84,8 +84,23 @@ mod tests {
         let t = token("ios");
         assert!(t.starts_with("ios.") && t.len() == 4 + 64);
         assert_ne!(token("ios"), t);
-        assert_eq!(token_hash(&t), token_hash(&t));
-        assert_eq!(token_hash(&t).len(), 64);
+        // The hash is SHA-256 of the whole token, in lower-case hex (the
+        // key a token is stored under): checked against values computed
+        // elsewhere (FIPS 180-2's "abc", and Python's hashlib).
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let fixed = format!("ios.{}", "ab".repeat(32));
+        assert_eq!(
+            token_hash(&fixed),
+            "6169a53874bdb57ab4a8d8462ac56f62d90d6382dba7b7e156564651cfcf9c96"
+        );
+        // Tokens one character apart are stored apart.
+        let mut other = fixed.clone();
+        other.replace_range(67.., "c");
+        assert_ne!(token_hash(&fixed), token_hash(&other));
+        assert_ne!(token_hash(&t), token_hash(&token("ios")));
         assert!(!token_hash(&t).contains(&t[4..]));
     }
 

@@ -32,7 +32,6 @@
 //! - [`metrics`], [`ids`], [`ratelimit`], [`cache`], [`error`]: support
 //!   with one job each.
 
-pub mod bench;
 mod bus;
 mod cache;
 mod command;
@@ -41,7 +40,6 @@ mod connection;
 mod drain;
 pub mod error;
 mod http;
-pub mod http_client;
 mod hub;
 pub mod ids;
 mod metrics;
@@ -57,6 +55,7 @@ pub mod store;
 
 pub use config::Config;
 pub use error::Error;
+pub use metrics::resident_memory_bytes;
 pub use server::Server;
 
 /// For the fuzz target `bus_envelope` (fuzz/), not an API: decodes a broker

@@ -107,7 +107,14 @@ async fn conversation_order_is_the_same_on_every_device_and_node() {
         }
         bob
     });
-    let (_a, _b) = (a.await.unwrap(), b.await.unwrap());
+    let (_a, _b) = (
+        common::within("alice's sends", common::STEP, a)
+            .await
+            .unwrap(),
+        common::within("bob's sends", common::STEP, b)
+            .await
+            .unwrap(),
+    );
     // Live frames may arrive from two nodes interleaved; ordered by seq they
     // must be the same conversation everywhere, gap-free.
     let mut views = Vec::new();
@@ -203,7 +210,9 @@ async fn a_killed_node_loses_nothing_and_leaves_the_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_sessions_to_other_nodes() {
-    let mut cluster = Cluster::start(3).await;
+    // A grace long enough to see the draining node still registered (not
+    // ready) before it deregisters.
+    let mut cluster = Cluster::start_with_drain_grace(3, 6).await;
     let mut alice = cluster.session(0, "alice").await;
     let bob_token = cluster.token(1, "bob").await;
     let mut bob = Client::connect(cluster.addr(1), &bob_token)
@@ -211,6 +220,18 @@ async fn sigterm_drains_sessions_to_other_nodes() {
         .expect_connected();
     alice.send_text("bob", "d1", "before").await;
     let last = recv_msgs(&mut bob, 1).await[0]["pts"].as_u64().unwrap();
+    // Load the other two nodes, so that node 1 is the least loaded: the
+    // route then leaves it only because it drains.
+    let mut extra = Vec::new();
+    for (i, user) in [(0, "carol"), (2, "dave"), (2, "erin")] {
+        extra.push(cluster.session(i, user).await);
+    }
+    let draining = format!("127.0.0.1:{}", cluster.ports[1]);
+    common::eventually("route to the least loaded node", common::STEP, async || {
+        let (status, route) = cluster.get_json(0, "/v1/route").await;
+        (status == 200 && route["address"] == draining.as_str()).then_some(())
+    })
+    .await;
 
     cluster.signal(1, "-TERM");
     let told = bob.recv().await;
@@ -219,12 +240,39 @@ async fn sigterm_drains_sessions_to_other_nodes() {
     // The frame names a live node other than the draining one.
     let others = [0, 2].map(|i| json!(format!("127.0.0.1:{}", cluster.ports[i])));
     assert!(others.contains(&told["address"]), "{told}");
-    // The draining node is no longer routed to.
-    let (_, route) = cluster.get_json(0, "/v1/route").await;
-    assert_ne!(route["address"], format!("127.0.0.1:{}", cluster.ports[1]));
+    // The draining node is soon no longer routed to, because it says it is
+    // not ready (node 0 learns it through the registry) while it is still
+    // registered, and then never again.
+    let port = json!(cluster.ports[1]);
+    common::eventually(
+        "the draining node listed not ready, and not routed to",
+        common::WAIT,
+        async || {
+            let (_, nodes) = cluster.get_json(0, "/v1/nodes").await;
+            let listed = nodes
+                .as_array()?
+                .iter()
+                .find(|n| n["port"] == port)?
+                .clone();
+            let (status, route) = cluster.get_json(0, "/v1/route").await;
+            (listed["ready"] == false && status == 200 && route["address"] != draining.as_str())
+                .then_some(())
+        },
+    )
+    .await;
+    for _ in 0..10 {
+        let (_, route) = cluster.get_json(0, "/v1/route").await;
+        assert_ne!(route["address"], draining.as_str());
+    }
+    drop(extra);
     alice.send_text("bob", "d2", "during").await;
     // Bob follows the advice: leaves, reconnects elsewhere, syncs.
-    let _ = futures_util::SinkExt::close(&mut bob.ws).await;
+    let _ = common::within(
+        "ws close",
+        common::STEP,
+        futures_util::SinkExt::close(&mut bob.ws),
+    )
+    .await;
     let (node, mut bob) = cluster.reconnect(&bob_token, &[1]).await;
     assert_ne!(node, 1);
     alice.send_text("bob", "d3", "after").await;
@@ -455,4 +503,45 @@ async fn deliveries_cross_nodes_again_after_a_nodes_queue_is_deleted_under_it() 
     delete_from_broker(&cluster, Some(1)).await;
     let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
     assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_token_kicks_its_sessions_on_every_node() {
+    let cluster = Cluster::start(3).await;
+    let phone = cluster.token(0, "alice").await;
+    let laptop = cluster.token(0, "alice").await;
+    // The revoked token's sessions live on nodes 1 and 2; another token of
+    // the same user, on node 2 too, stays.
+    let mut on1 = Client::connect(cluster.addr(1), &phone)
+        .await
+        .expect_connected();
+    let mut on2 = Client::connect(cluster.addr(2), &phone)
+        .await
+        .expect_connected();
+    let mut other = Client::connect(cluster.addr(2), &laptop)
+        .await
+        .expect_connected();
+
+    // Revoked through node 0, which holds none of them.
+    let r = common::http::Http::new()
+        .delete(cluster.url(0, &format!("/v1/tokens/{phone}")))
+        .bearer_auth(common::ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for c in [&mut on1, &mut on2] {
+        let (frames, code) = c.closed().await;
+        assert_eq!(
+            frames,
+            vec![json!({"type":"kicked","reason":"token_revoked"})]
+        );
+        assert_eq!(code, Some(4002));
+    }
+    assert_eq!(other.request(json!({"type":"ping"})).await["type"], "pong");
+    // And it opens no new session anywhere.
+    for i in 0..3 {
+        let c = Client::connect(cluster.addr(i), &phone).await;
+        assert_eq!(c.0.connected["code"], "unauthorized", "node {i}");
+    }
 }

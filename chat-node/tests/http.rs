@@ -71,15 +71,19 @@ async fn probes_and_metrics_answer(b: Backend) {
     alice.recv().await;
     let (status, text) = node.get("/metrics").await;
     assert_eq!(status, 200);
-    for needle in [
-        "chat_connections_open 1",
-        "chat_sessions{state=\"active\"} 1",
-        "chat_messages_stored_total 1",
-        "chat_errors_total{code=\"bad_request\"} 1",
-        "chat_frames_received_total{type=\"send\"} 1",
-        "chat_send_duration_seconds_count 1",
+    for (series, want) in [
+        ("chat_connections_open", 1.0),
+        ("chat_sessions{state=\"active\"}", 1.0),
+        ("chat_messages_stored_total", 1.0),
+        ("chat_errors_total{code=\"bad_request\"}", 1.0),
+        ("chat_frames_received_total{type=\"send\"}", 1.0),
+        ("chat_send_duration_seconds_count", 1.0),
     ] {
-        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+        assert_eq!(
+            common::metric_value(&text, series),
+            Some(want),
+            "{series} in:\n{text}"
+        );
     }
     // A plain GET on /ws is not a WebSocket handshake.
     assert_eq!(node.get("/ws").await.0, 426);
@@ -108,5 +112,77 @@ async fn route_and_nodes_list_this_node(b: Backend) {
     assert_eq!(list[0]["port"], node.addr.port());
     assert_eq!(list[0]["ready"], true);
     assert_eq!(list[0]["online"], 0);
+    node.stop().await;
+}
+
+/// Every string a Redis key holds, whatever its type (names included).
+fn redis_strings(conn: &mut redis::Connection, key: &str) -> Vec<String> {
+    let kind: String = redis::cmd("TYPE").arg(key).query(conn).unwrap();
+    let cmd = match kind.as_str() {
+        "string" => redis::cmd("GET").arg(key).clone(),
+        "hash" => redis::cmd("HGETALL").arg(key).clone(),
+        "set" => redis::cmd("SMEMBERS").arg(key).clone(),
+        "list" => redis::cmd("LRANGE").arg(key).arg(0).arg(-1).clone(),
+        "zset" => redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).clone(),
+        other => panic!("{key}: a {other} this test cannot read"),
+    };
+    let value: redis::Value = cmd.query(conn).unwrap();
+    let mut out = vec![key.to_owned()];
+    collect_strings(&value, &mut out);
+    out
+}
+
+fn collect_strings(v: &redis::Value, out: &mut Vec<String>) {
+    match v {
+        redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        redis::Value::SimpleString(s) => out.push(s.clone()),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().for_each(|i| collect_strings(i, out))
+        }
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            collect_strings(k, out);
+            collect_strings(v, out);
+        }),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_stored_hashed_never_in_the_clear() {
+    use sha2::{Digest, Sha256};
+    let node = TestNode::start(Backend::Redis, |_| {}).await;
+    let token = node.token("alice", "ios").await;
+    let secret = token
+        .strip_prefix("ios.")
+        .expect("a token starts with its platform");
+    // A session on it, so whatever a session stores is there too.
+    let _alice = Client::connect(node.addr, &token).await.expect_connected();
+
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("chat:{}:*", node.cluster))
+        .query(&mut conn)
+        .unwrap();
+    let hashed = format!(
+        "chat:{}:token:{}",
+        node.cluster,
+        hex::encode(Sha256::digest(token.as_bytes()))
+    );
+    assert!(keys.contains(&hashed), "no {hashed} among {keys:?}");
+    let user: Option<String> = redis::cmd("HGET")
+        .arg(&hashed)
+        .arg("user")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(user.as_deref(), Some("alice"));
+    for key in &keys {
+        for s in redis_strings(&mut conn, key) {
+            assert!(
+                !s.contains(secret),
+                "{key} holds the token in the clear: {s}"
+            );
+        }
+    }
     node.stop().await;
 }

@@ -32,20 +32,41 @@ async fn idle_connections_close_4008(b: Backend) {
     let node = TestNode::start(b, |c| c.idle_timeout_s = 1).await;
     let mut busy = node.session("alice").await;
     let mut idle = node.session("bob").await;
-    // Frames of any kind keep a connection alive.
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert_eq!(busy.request(json!({"type":"ping"})).await["type"], "pong");
-    }
-    let (_, code) = idle.closed().await;
+    let idle_since = Instant::now();
+    // Frames of any kind keep a connection alive: busy pings (paced well
+    // under the rate limit) for as long as the idle one is open.
+    let pinging = async {
+        loop {
+            assert_eq!(busy.request(json!({"type":"ping"})).await["type"], "pong");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (_, code) = tokio::select! {
+        closed = idle.closed() => closed,
+        _ = pinging => unreachable!("busy pings until the idle one closes"),
+    };
     assert_eq!(code, Some(4008));
+    let waited = idle_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "closed after {waited:?}"
+    );
+    // Busy has now lived past the idle timeout, and is still open.
     assert_eq!(busy.request(json!({"type":"ping"})).await["type"], "pong");
     node.stop().await;
 }
 
 async fn drain_sends_reconnect_then_closes_4009(b: Backend) {
-    let node = TestNode::start(b, |c| c.drain_grace_s = 1).await;
+    let health = free_port();
+    let node = TestNode::start(b, |c| {
+        c.drain_grace_s = 1;
+        c.health_port = health;
+    })
+    .await;
     let addr = node.addr;
+    let readyz = format!("http://127.0.0.1:{health}/readyz");
+    let ready = |url: String| async move { common::http::get(url).await.map(|r| r.status()) };
+    assert_eq!(ready(readyz.clone()).await, Ok(common::http::Status(200)));
     let mut alice = node.session("alice").await;
     let mut bob = node.session("bob").await;
     let stopping = tokio::spawn(node.stop());
@@ -57,18 +78,27 @@ async fn drain_sends_reconnect_then_closes_4009(b: Backend) {
         bob.recv().await,
         json!({"type":"reconnect","reason":"draining"})
     );
-    // Sessions still work during the grace period.
+    // While draining: not ready (the health port still answers), no new
+    // connections, and the sessions it has still work.
+    assert_eq!(ready(readyz).await, Ok(common::http::Status(503)));
+    let connecting = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"));
+    assert!(
+        common::within("ws handshake", common::STEP, connecting)
+            .await
+            .is_err(),
+        "a new connection while draining"
+    );
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
     let (_, code) = alice.closed().await;
     assert_eq!(code, Some(4009));
     assert_eq!(bob.closed().await.1, Some(4009));
-    tokio::time::timeout(Duration::from_secs(10), stopping)
+    common::within("drain", Duration::from_secs(10), stopping)
         .await
-        .unwrap()
         .unwrap();
     // No new connections once drained.
+    let connecting = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"));
     assert!(
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        common::within("ws handshake", common::STEP, connecting)
             .await
             .is_err()
     );
@@ -172,7 +202,9 @@ async fn sigterm_drains_and_exits_within_the_grace() {
         .unwrap();
     assert_eq!(r.status(), 503);
     // A client that follows the advice leaves at once...
-    leaves.ws.close(None).await.unwrap();
+    common::within("ws close", common::STEP, leaves.ws.close(None))
+        .await
+        .unwrap();
     // ...one that does not is closed at the end of the grace period.
     let (_, code) = stays.closed().await;
     assert_eq!(code, Some(4009));
@@ -267,7 +299,13 @@ async fn redis_outage_gives_unavailable_then_recovers() {
 async fn a_silent_tcp_client_is_disconnected() {
     use tokio::io::AsyncReadExt;
     let node = TestNode::start(Backend::Memory, |c| c.http_header_timeout_s = 1).await;
-    let mut silent = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let mut silent = common::within(
+        "connect",
+        common::STEP,
+        tokio::net::TcpStream::connect(node.addr),
+    )
+    .await
+    .unwrap();
     let mut buf = [0u8; 64];
     let started = Instant::now();
     // The node closes the socket: read returns 0 (or a reset), not a hang.

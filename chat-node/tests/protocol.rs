@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Backend, Client, TestNode};
+use futures_util::StreamExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -91,8 +92,55 @@ async fn bad_tokens_and_early_frames_are_unauthorized(b: Backend) {
     assert_eq!(frames[0]["code"], "unauthorized");
     assert_eq!(code, Some(4001));
 
-    // An expired token is refused like an unknown one: issue one with the
-    // store directly, already expired.
+    // An expired token is refused like an unknown one: see
+    // `an_expired_token_is_refused_like_an_unknown_one`.
+    node.stop().await;
+}
+
+/// Expiry over the wire: two tokens written straight into Redis the way
+/// the node stores them (under their SHA-256), one valid, one whose expiry
+/// has passed (written without Redis' own expiry, so only the node's check
+/// can refuse it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_refused_like_an_unknown_one() {
+    use sha2::{Digest, Sha256};
+    let node = TestNode::start(Backend::Redis, |_| {}).await;
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_connection().unwrap();
+    let now = chat_node::ids::now_ms();
+    let mut put = |token: &str, user: &str, expires_at: u64| {
+        let key = format!(
+            "chat:{}:token:{}",
+            node.cluster,
+            hex::encode(Sha256::digest(token.as_bytes()))
+        );
+        let () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("user")
+            .arg(user)
+            .arg("platform")
+            .arg("web")
+            .arg("expires_at")
+            .arg(expires_at)
+            .query(&mut conn)
+            .unwrap();
+    };
+    let (valid, expired) = ("web.still-valid", "web.expired");
+    put(valid, "alice", now + 60_000);
+    put(expired, "bob", now - 1_000);
+
+    let alice = Client::connect(node.addr, valid).await.expect_connected();
+    assert_eq!(alice.user(), "alice");
+    let mut c = Client::open(node.addr).await;
+    c.send(json!({"type":"connect","token":expired,"rid":"e"}))
+        .await;
+    let (frames, code) = c.closed().await;
+    assert_eq!(
+        (frames[0]["code"].as_str(), frames[0]["rid"].as_str()),
+        (Some("unauthorized"), Some("e")),
+        "{frames:?}"
+    );
+    assert_eq!(code, Some(4001));
     node.stop().await;
 }
 
@@ -584,42 +632,79 @@ async fn oversize_frames_close_1009_without_touching_others(b: Backend) {
 }
 
 async fn rate_limit_refuses_then_closes_abusers(b: Backend) {
+    const BURST: u32 = 5;
     let node = TestNode::start(b, |c| {
         c.rate_per_s = 1;
-        c.rate_burst = 5;
+        c.rate_burst = BURST;
     })
     .await;
-    let mut flood = node.session("mallory").await;
     let mut calm = node.session("alice").await;
-    for i in 0..5 {
-        flood
-            .send(json!({"type":"ping","rid":format!("p{i}")}))
-            .await;
-    }
-    for i in 0..5 {
-        assert_eq!(flood.recv().await["rid"], format!("p{i}"));
-    }
-    flood.send(json!({"type":"ping","rid":"over"})).await;
-    let e = flood.recv().await;
-    assert_eq!(
-        (e["code"].as_str(), e["rid"].as_str()),
-        (Some("rate_limited"), Some("over"))
-    );
-    // Keep flooding: after `burst` refusals in a row the node closes 4003.
-    for _ in 0..10 {
-        if futures_util::SinkExt::send(&mut flood.ws, Message::Text(r#"{"type":"ping"}"#.into()))
-            .await
-            .is_err()
-        {
-            break;
+    // Before mallory's connection opens: its bucket is younger than this.
+    let opened = Instant::now();
+    let mut flood = node.session("mallory").await;
+    // Pings one after another, each answered before the next is sent. An
+    // allowed one is a pong (an error echoes `rid` too): count them until
+    // the first refusal, however long the machine takes per ping.
+    let mut allowed = 0u32;
+    let (refusal, rid) = loop {
+        let rid = format!("p{allowed}");
+        let r = flood.request(json!({"type":"ping","rid":rid})).await;
+        if r["type"] != "pong" {
+            break (r, rid);
         }
-    }
-    let (frames, code) = flood.closed().await;
-    assert!(
-        frames.iter().all(|f| f["code"] == "rate_limited"),
-        "{frames:?}"
+        assert_eq!(r, json!({"type":"pong","rid":rid}));
+        allowed += 1;
+        assert!(allowed < 1000, "pings are never refused");
+    };
+    assert_eq!(
+        (refusal["type"].as_str(), refusal["code"].as_str()),
+        (Some("error"), Some("rate_limited")),
+        "{refusal}"
     );
+    assert_eq!(refusal["rid"], rid.as_str());
+    // The bucket holds BURST frames and gains one a second; `connect` was
+    // a frame too.
+    let frames = f64::from(allowed + 1);
+    let most = f64::from(BURST) + opened.elapsed().as_secs_f64();
+    assert!(
+        frames >= f64::from(BURST) && frames <= most,
+        "{frames} frames allowed, bucket allows {BURST} to {most:.1}"
+    );
+    // Keep flooding: a connection refused BURST frames in a row is closed
+    // 4003 (the last one is not answered). A token that comes back in
+    // between answers a pong and starts the count again.
+    let mut refused_in_a_row = 1;
+    let code = loop {
+        flood.send(json!({"type":"ping"})).await;
+        let event = common::within("a reply or the close", common::WAIT, flood.ws.next())
+            .await
+            .expect("connection open until closed")
+            .expect("frame reads");
+        match event {
+            Message::Text(t) => {
+                let r: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if r == json!({"type":"pong"}) {
+                    refused_in_a_row = 0;
+                } else {
+                    assert_eq!(r["code"], "rate_limited", "{r}");
+                    refused_in_a_row += 1;
+                }
+            }
+            Message::Close(c) => break c.map(|c| u16::from(c.code)),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(
+            refused_in_a_row < BURST,
+            "still open after {refused_in_a_row} refusals"
+        );
+    };
     assert_eq!(code, Some(4003));
+    assert_eq!(
+        refused_in_a_row + 1,
+        BURST,
+        "closed on the BURST-th refusal"
+    );
     // Other connections are not limited by it.
     assert_eq!(calm.request(json!({"type":"ping"})).await["type"], "pong");
     node.stop().await;

@@ -2,6 +2,7 @@
 //! with the `bad_request` a client can act on. Unknown fields are ignored, and
 //! so are fields a client has no right to set (such as `from`).
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::message::{Kind, Media};
@@ -22,16 +23,20 @@ pub const SYNC_LIMIT: (u64, u64) = (100, 1000);
 /// `history` page size: default and most.
 pub const HISTORY_LIMIT: (u64, u64) = (50, 200);
 
-/// One parsed client frame.
-#[derive(Debug, Clone, PartialEq)]
+/// One parsed client frame. Serializes to the frame [`parse`] reads (for
+/// clients written in Rust, such as the load generator).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Request {
     /// Echoed in the direct reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rid: Option<String>,
+    #[serde(flatten)]
     pub command: Command,
 }
 
 /// What a client asks for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     Connect {
         token: String,
@@ -86,13 +91,14 @@ impl Command {
 }
 
 /// A validated `send`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SendRequest {
     /// Client message id (idempotency key).
     pub id: String,
     pub to: String,
     pub kind: Kind,
     pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<Media>,
 }
 

@@ -6,12 +6,12 @@ pub mod client;
 pub mod message;
 pub mod server;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use message::{Kind, Media, Message};
 
 /// Error codes of PROTOCOL.md, with the wire spelling (also the metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {

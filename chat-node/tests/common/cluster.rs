@@ -50,6 +50,7 @@ pub struct Cluster {
     pub cluster: String,
     pub ports: Vec<u16>,
     pub amqp: String,
+    /// `CHAT_DRAIN_GRACE_S` of every node.
     procs: Vec<Option<Child>>,
     /// Extra environment of each node (over the defaults of `spawn`).
     env: Vec<Vec<(String, String)>>,
@@ -66,7 +67,16 @@ impl Cluster {
         Self::start_with_env(n, amqp, |_| vec![]).await
     }
 
-    /// Starts `n` nodes, node `i` with the extra environment `env(i)`.
+    /// Starts `n` nodes that drain for `grace_s` seconds on SIGTERM.
+    pub async fn start_with_drain_grace(n: usize, grace_s: u64) -> Cluster {
+        Self::start_with_env(n, &amqp_url(), |_| {
+            vec![("CHAT_DRAIN_GRACE_S", grace_s.to_string())]
+        })
+        .await
+    }
+
+    /// Starts `n` nodes, node `i` with the extra environment `env(i)` (over
+    /// the defaults of `spawn`).
     pub async fn start_with_env(
         n: usize,
         amqp: &str,
@@ -171,16 +181,12 @@ impl Cluster {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// A counter or gauge (no labels) from node `i`'s `/metrics`.
+    /// A series (`name` or `name{label="v"}`) from node `i`'s `/metrics`.
     pub async fn metric(&self, i: usize, name: &str) -> f64 {
         let r = self.http.get(self.url(i, "/metrics")).send().await.unwrap();
         let text = r.text().await.unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in the metrics of node {i}"))
-            .trim()
-            .parse()
-            .unwrap()
+        super::metric_value(&text, name)
+            .unwrap_or_else(|| panic!("no {name} in the metrics of node {i}:\n{text}"))
     }
 
     pub async fn token(&self, i: usize, user: &str) -> String {
@@ -271,7 +277,9 @@ impl Cluster {
                     if avoid.contains(&j) {
                         continue;
                     }
-                    if tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
+                    let probe =
+                        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"));
+                    if super::within("ws handshake", super::STEP, probe)
                         .await
                         .is_ok()
                     {
@@ -317,7 +325,9 @@ impl Drop for Cluster {
                 .enable_all()
                 .build()
             {
-                rt.block_on(delete_cluster_bus(&amqp, &cluster, &ports));
+                // Bounded: a broker that hangs must not hang the test's drop.
+                let cleanup = delete_cluster_bus(&amqp, &cluster, &ports);
+                let _ = rt.block_on(async { tokio::time::timeout(super::STEP, cleanup).await });
             }
         })
         .join();

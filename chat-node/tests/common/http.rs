@@ -1,6 +1,9 @@
-//! A reqwest-like face on the library's small HTTP client, for the tests.
+//! A small HTTP/1.1 client with a reqwest-like face, for the tests: one
+//! connection per request, plain HTTP only.
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
 /// A status code that compares with integers.
@@ -99,11 +102,55 @@ impl Req {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let r =
-            chat_node::http_client::request(self.method, &self.url, &headers, self.body).await?;
-        Ok(Resp {
-            status: Status(r.status),
-            body: r.body,
-        })
+        let what = format!("{} {}", self.method, self.url);
+        super::within(
+            what,
+            super::STEP,
+            request(self.method, &self.url, &headers, self.body),
+        )
+        .await
     }
+}
+
+/// Sends one request to `url` (`http://host:port/path`) and reads the whole
+/// response.
+async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Resp, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", format!("{host}:{port}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = Status(resp.status().as_u16());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Resp { status, body })
 }

@@ -10,7 +10,7 @@ pub mod redis_server;
 pub mod slow_link;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chat_node::{Config, Server};
 use clap::Parser;
@@ -25,6 +25,50 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 pub const ADMIN: &str = "test-admin-token";
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
+/// How long one step of the harness (an HTTP request, a handshake, a node
+/// start or stop) may take: past it the test fails instead of hanging.
+pub const STEP: Duration = Duration::from_secs(20);
+
+/// `f`, or a panic naming `what` if it is not done within `limit`.
+pub async fn within<T>(
+    what: impl std::fmt::Display,
+    limit: Duration,
+    f: impl Future<Output = T>,
+) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not done within {limit:?}"),
+    }
+}
+
+/// Asks `probe` again and again (every 50 ms) until it yields a value; a
+/// panic naming `what` once `limit` has passed. For conditions that the
+/// machine's load decides when they come true, never how.
+pub async fn eventually<T>(
+    what: impl std::fmt::Display,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if let Some(v) = within(&what, left.max(Duration::from_millis(1)), probe()).await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of one series (`name` or `name{label="v"}`, exactly as the
+/// node writes it) in Prometheus or OpenMetrics text; `None` if absent.
+/// Whole-line parsing, so `x 1` is not found in `x 10` or `x_total 1`.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
 
 /// The Redis the tests use (started by scripts/services.sh).
 pub fn redis_url() -> String {
@@ -38,9 +82,10 @@ pub enum Backend {
     Redis,
 }
 
-/// A cluster id no other test uses.
+/// A cluster id no other test uses: 64 random bits, so parallel tests and
+/// test processes never meet (a pid or the clock can repeat).
 pub fn unique_cluster(tag: &str) -> String {
-    format!("t-{tag}-{}", &chat_node::ids::session_id()[2..14])
+    format!("t-{tag}-{:016x}", rand::random::<u64>())
 }
 
 /// Deletes every Redis key of a cluster.
@@ -96,7 +141,9 @@ impl TestNode {
         cfg.drain_grace_s = 1;
         cfg.redis_timeout_ms = 500;
         tweak(&mut cfg);
-        let server = Server::bind(cfg).await.expect("node binds");
+        let server = within("node start", STEP, Server::bind(cfg))
+            .await
+            .expect("node binds");
         let addr = server.local_addr();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.run(async move {
@@ -168,7 +215,7 @@ impl TestNode {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+            let _ = within("node stop (drain)", STEP, task).await;
         }
     }
 }
@@ -208,9 +255,13 @@ impl Connecting {
 impl Client {
     /// Opens `/ws` without sending anything.
     pub async fn open(addr: SocketAddr) -> Client {
-        let (ws, _) = connect_async(format!("ws://{addr}/ws"))
-            .await
-            .expect("ws connects");
+        let (ws, _) = within(
+            "ws handshake",
+            STEP,
+            connect_async(format!("ws://{addr}/ws")),
+        )
+        .await
+        .expect("ws connects");
         Client {
             ws,
             connected: Value::Null,
@@ -234,14 +285,13 @@ impl Client {
     }
 
     pub async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .expect("ws send");
+        self.send_raw(Message::Text(v.to_string().into())).await;
     }
 
     pub async fn send_raw(&mut self, m: Message) {
-        self.ws.send(m).await.expect("ws send");
+        within("ws send", STEP, self.ws.send(m))
+            .await
+            .expect("ws send");
     }
 
     /// The next text frame as JSON; panics on anything else or on timeout.

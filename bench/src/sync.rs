@@ -4,60 +4,18 @@
 //! fast entries arrive, and checks that every acknowledged message of the
 //! user is there exactly once.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use chat_node::protocol::client::{Command, Request, SYNC_LIMIT};
 use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
-use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::report::Latency;
+use crate::report::{Latency, SyncReport};
+use crate::session::{self, Frame};
 
 /// Entries asked for per page (the protocol's maximum).
-const PAGE: u64 = 1000;
-
-/// What the catch-up phase measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncReport {
-    pub users: usize,
-    pub pages: u64,
-    pub entries: u64,
-    /// Entries received per second over the whole phase (users one after
-    /// another, on one connection each).
-    pub entries_per_s: f64,
-    /// From sending `sync` to its `synced` reply, per page.
-    pub page_latency: Latency,
-    /// Acknowledged messages of these users missing from their inboxes.
-    pub missing: u64,
-    /// Inbox entries seen more than once.
-    pub duplicated: u64,
-    pub errors: u64,
-}
-
-#[derive(serde::Deserialize)]
-struct Synced<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default)]
-    entries: Vec<Entry<'a>>,
-    #[serde(default)]
-    more: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct Entry<'a> {
-    pts: u64,
-    #[serde(borrow)]
-    msg: Id<'a>,
-}
-
-#[derive(serde::Deserialize)]
-struct Id<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-}
+const PAGE: u64 = SYNC_LIMIT.1;
 
 /// One user's catch-up: every inbox entry's message id, page latencies.
 async fn sync_one(
@@ -65,23 +23,26 @@ async fn sync_one(
     token: &str,
     latencies_us: &mut Vec<u64>,
 ) -> Result<Vec<String>, String> {
-    let mut ws = super::session::connect(node, token, "bench-sync").await?;
+    let mut ws = session::connect(node, token, "bench-sync").await?;
     let mut after = 0u64;
     let mut ids = Vec::new();
     loop {
-        let req = json!({"type": "sync", "after": after, "limit": PAGE});
-        ws.send(Message::Text(req.to_string().into()))
+        let req = Request {
+            rid: None,
+            command: Command::Sync { after, limit: PAGE },
+        };
+        ws.send(WsMessage::Text(session::encode(&req).into()))
             .await
             .map_err(|e| e.to_string())?;
         let asked = Instant::now();
         // Skip anything that is not the answer (a late delivery, say).
         let more = loop {
             let text = match ws.next().await {
-                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(WsMessage::Text(t))) => t,
                 Some(Ok(_)) => continue,
                 other => return Err(format!("{node}: connection ended: {other:?}")),
             };
-            let Ok(page) = serde_json::from_str::<Synced>(&text) else {
+            let Some(page) = Frame::read(&text) else {
                 continue;
             };
             match page.kind.as_ref() {
@@ -89,7 +50,7 @@ async fn sync_one(
                     if let Some(last) = page.entries.last() {
                         after = last.pts;
                     }
-                    ids.extend(page.entries.into_iter().map(|e| e.msg.id.into_owned()));
+                    ids.extend(page.entries.into_iter().map(|e| e.msg.id));
                     break page.more;
                 }
                 "error" => return Err(format!("{node}: sync refused: {text}")),

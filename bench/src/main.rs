@@ -2,11 +2,11 @@
 
 use clap::Parser;
 
-use chat_node::bench::{Args, run};
+use chat_bench::{Args, run};
 
-/// mimalloc: the message path allocates a lot of small, short-lived
-/// buffers, and glibc malloc spent a fifth of the node's CPU on them
-/// (profiled under load; see docs/bench/README.md).
+/// mimalloc, as in chat-node: the generator's frame path allocates a lot of
+/// small, short-lived buffers too, and it shares the machine with the nodes
+/// it measures (see docs/bench/README.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,6 +1,5 @@
-//! A minimal HTTP/1.1 client for plain-HTTP calls to chat nodes (issuing
-//! tokens, reading /metrics and /v1/route), used by the load generator and
-//! the tests. One connection per request; no TLS.
+//! A minimal HTTP/1.1 client for plain-HTTP calls to chat nodes: issuing
+//! tokens and reading `/metrics`. One connection per request; no TLS.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -54,4 +53,42 @@ pub async fn request(
         .map_err(|e| e.to_string())?
         .to_bytes();
     Ok(Response { status, body })
+}
+
+/// A node's resident memory, from its `/metrics`; 0 when it cannot be read.
+pub async fn node_rss(node: &str) -> u64 {
+    let Ok(r) = request("GET", &format!("http://{node}/metrics"), &[], vec![]).await else {
+        return 0;
+    };
+    let text = String::from_utf8_lossy(&r.body);
+    text.lines()
+        .find_map(|l| l.strip_prefix("chat_process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issues a token for `user` with the nodes' admin token.
+pub async fn issue_token(node: &str, admin: &str, user: &str) -> Result<String, String> {
+    let body = serde_json::json!({"user": user, "platform": "bench"})
+        .to_string()
+        .into_bytes();
+    let auth = format!("Bearer {admin}");
+    let r = request(
+        "POST",
+        &format!("http://{node}/v1/tokens"),
+        &[
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await?;
+    if r.status != 201 {
+        return Err(format!("token for {user}: HTTP {}", r.status));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    v["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "no token".into())
 }

@@ -1,17 +1,42 @@
-//! The load generator (`chat-bench`): opens authenticated sessions spread
-//! over the nodes, sends messages at a target rate between random pairs of
-//! users, and reports delivered messages per second, end-to-end latency
+//! # chat-bench
+//!
+//! The load generator of parley: opens authenticated sessions spread over
+//! running chat nodes, sends messages at a target rate between random pairs
+//! of users, and reports delivered messages per second, end-to-end latency
 //! from `send` to the receiver's `msg`, errors by code, each node's memory
 //! per session, and any loss or duplication among acknowledged messages.
+//! It speaks the wire protocol through chat-node's own protocol types, so
+//! it cannot drift from what the nodes parse and send.
 //!
 //! One process stays under the per-process open-file limit; larger runs
 //! start several processes with different `--prefix`es (scripts/bench.sh)
 //! and merge their reports.
+//!
+//! # Layout
+//!
+//! Data flows one way: this module issues tokens and drives the phases,
+//! [`session`] opens clients and records what they receive into [`stats`],
+//! [`sync`] runs the catch-up phase, and [`report`] holds what comes out.
+//!
+//! - this module: the flags ([`Args`]) and the run: connect, traffic at the
+//!   target rate, drain, catch-up.
+//! - `session`: one WebSocket client: connect, a writer task, a reader task
+//!   that accounts for every frame.
+//! - `stats`: the live counters of a run and the exactly-once check.
+//! - `sync`: the catch-up phase (reconnect, `sync` the whole inbox, check it).
+//! - `report`: the JSON report and its parts (latency percentiles, memory).
+//! - `cpu`: CPU time of the watched processes over the measuring window.
+//! - `http`: the small HTTP/1.1 client for tokens and `/metrics`.
 
-pub mod cpu;
-pub mod report;
-pub mod session;
-pub mod sync;
+mod cpu;
+mod http;
+mod report;
+mod session;
+mod stats;
+mod sync;
+
+pub use cpu::{CpuUse, Watched};
+pub use report::{Latency, NodeMemory, Report, SyncReport};
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -21,9 +46,11 @@ use futures_util::StreamExt;
 use rand::Rng;
 use tokio::sync::mpsc;
 
-use self::report::{Latency, NodeMemory, Report, Stats, exactly_once};
+use chat_node::protocol::Kind;
+use chat_node::protocol::client::{Command, Request, SendRequest};
+
 use self::session::{Shared, now_us};
-use crate::http_client;
+use self::stats::{Stats, exactly_once};
 
 /// What to run.
 #[derive(Debug, Clone, clap::Parser)]
@@ -69,7 +96,7 @@ pub struct Args {
     /// Processes whose CPU use over the measuring window goes in the
     /// report, as name=pid (comma-separated); the generator is always there.
     #[arg(long, value_delimiter = ',')]
-    pub watch: Vec<cpu::Watched>,
+    pub watch: Vec<Watched>,
     /// Name of the scenario in the report.
     #[arg(long, default_value = "run")]
     pub label: String,
@@ -83,44 +110,6 @@ type Writer = mpsc::Sender<String>;
 /// (user, device) and how opening its session went.
 type Opened = ((usize, usize), Result<Writer, String>);
 
-/// A node's resident memory, from its `/metrics`.
-async fn node_rss(node: &str) -> u64 {
-    let Ok(r) = http_client::request("GET", &format!("http://{node}/metrics"), &[], vec![]).await
-    else {
-        return 0;
-    };
-    let text = String::from_utf8_lossy(&r.body);
-    text.lines()
-        .find_map(|l| l.strip_prefix("chat_process_resident_memory_bytes "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-async fn issue_token(node: &str, admin: &str, user: &str) -> Result<String, String> {
-    let body = serde_json::json!({"user": user, "platform": "bench"})
-        .to_string()
-        .into_bytes();
-    let auth = format!("Bearer {admin}");
-    let r = http_client::request(
-        "POST",
-        &format!("http://{node}/v1/tokens"),
-        &[
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await?;
-    if r.status != 201 {
-        return Err(format!("token for {user}: HTTP {}", r.status));
-    }
-    let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
-    v["token"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "no token".into())
-}
-
 /// Runs one load-generator process.
 pub async fn run(args: Args) -> Result<Report, String> {
     let n = args.nodes.len();
@@ -131,7 +120,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         memory.push(NodeMemory {
             node: node.clone(),
             sessions: 0,
-            rss_before_bytes: node_rss(node).await,
+            rss_before_bytes: http::node_rss(node).await,
             rss_connected_bytes: 0,
             rss_end_bytes: 0,
             bytes_per_session: 0.0,
@@ -142,7 +131,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         .map(|i| {
             let node = args.nodes[i % n].clone();
             let (admin, user) = (args.admin_token.clone(), user_name(i));
-            async move { issue_token(&node, &admin, &user).await }
+            async move { http::issue_token(&node, &admin, &user).await }
         })
         .buffered(64)
         .collect::<Vec<_>>()
@@ -201,7 +190,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     for m in memory.iter_mut() {
-        m.rss_connected_bytes = node_rss(&m.node).await;
+        m.rss_connected_bytes = http::node_rss(&m.node).await;
         if m.sessions > 0 {
             m.bytes_per_session =
                 m.rss_connected_bytes.saturating_sub(m.rss_before_bytes) as f64 / m.sessions as f64;
@@ -215,7 +204,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         drain(&shared, sends).await;
     }
     for m in memory.iter_mut() {
-        m.rss_end_bytes = node_rss(&m.node).await;
+        m.rss_end_bytes = http::node_rss(&m.node).await;
     }
     let sync = if args.rate > 0 && args.sync_users > 0 {
         let users: Vec<(String, String, String)> = (0..args.sync_users.min(args.users))
@@ -262,7 +251,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
         backpressure: st.backpressure,
         sessions_closed: st.closed.clone(),
         node_memory: memory,
-        generator_rss_bytes: crate::metrics::resident_memory_bytes().unwrap_or(0),
+        generator_rss_bytes: chat_node::resident_memory_bytes().unwrap_or(0),
         cpu,
         sync,
     };
@@ -313,9 +302,9 @@ async fn traffic(
     senders: &[Vec<Option<mpsc::Sender<String>>>],
     shared: &Shared,
     n: usize,
-) -> (u64, Vec<cpu::CpuUse>) {
+) -> (u64, Vec<CpuUse>) {
     let mut watched = args.watch.clone();
-    watched.push(cpu::Watched {
+    watched.push(Watched {
         name: format!("chat-bench {}", args.prefix.trim_end_matches('-')),
         pid: std::process::id(),
     });
@@ -344,12 +333,7 @@ async fn traffic(
                 to = rng.random_range(0..users);
             }
             seq += 1;
-            let frame = format!(
-                r#"{{"type":"send","id":"{}-{seq}","to":"{}{to}","kind":"text","body":"{}"}}"#,
-                args.prefix,
-                args.prefix,
-                now_us()
-            );
+            let frame = send_frame(&args.prefix, seq, to);
             match &senders[from][0] {
                 Some(tx) if tx.try_send(frame).is_ok() => queued += 1,
                 _ => {
@@ -365,4 +349,46 @@ async fn traffic(
     }
     shared.window_end_us.store(now_us(), Ordering::Relaxed);
     (queued, snapshot.map(|s| s.since()).unwrap_or_default())
+}
+
+/// The `send` of message `seq` of this process to user `to`: the body is
+/// the send time in µs, from which the receiver's reader takes the latency.
+fn send_frame(prefix: &str, seq: u64, to: usize) -> String {
+    let request = Request {
+        rid: None,
+        command: Command::Send(SendRequest {
+            id: format!("{prefix}-{seq}"),
+            to: format!("{prefix}{to}"),
+            kind: Kind::Text,
+            body: now_us().to_string(),
+            media: None,
+        }),
+    };
+    session::encode(&request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chat_node::protocol::client::{Limits, parse};
+
+    #[test]
+    fn send_frames_are_sends_the_node_accepts() {
+        let frame = send_frame("p1-", 7, 42);
+        let limits = Limits {
+            max_body_bytes: 4096,
+        };
+        let Ok(Request {
+            rid: None,
+            command: Command::Send(send),
+        }) = parse(&frame, &limits)
+        else {
+            panic!("not a send: {frame}");
+        };
+        assert_eq!((send.id.as_str(), send.to.as_str()), ("p1--7", "p1-42"));
+        assert_eq!(send.kind, Kind::Text);
+        assert!(send.body.parse::<u64>().is_ok_and(|t| t > 0), "{frame}");
+        // Nothing but what a send needs goes on the wire.
+        assert!(!frame.contains("null"), "{frame}");
+    }
 }

@@ -1,46 +1,15 @@
-//! What a run measured: latencies, deliveries per message id (for the
-//! exactly-once check), errors by code, node memory; and the JSON report.
+//! What a run measured, as the JSON report says it: throughput, latency
+//! percentiles, errors by code, node memory, CPU, and the catch-up phase.
+//! Plain data: the counters behind it live in `stats`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
+use chat_node::protocol::ErrorCode;
 use serde::Serialize;
 
-/// Shared counters of one run (behind a mutex: a few operations per frame).
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// End-to-end latencies (send to `msg`) of messages sent in the window, in µs.
-    pub latencies_us: Vec<u64>,
-    /// Deliveries seen per message id.
-    pub deliveries: HashMap<String, u32>,
-    /// Acknowledged message ids with how many deliveries each must get.
-    pub acked: HashMap<String, u32>,
-    /// `msg` frames received inside the measuring window.
-    pub delivered_in_window: u64,
-    /// Sends acknowledged inside the measuring window.
-    pub acked_in_window: u64,
-    pub errors: BTreeMap<String, u64>,
-    /// Sends that could not be queued because a session's writer was full.
-    pub backpressure: u64,
-    /// Sessions the node closed during the run, by close code.
-    pub closed: BTreeMap<String, u64>,
-    /// For the users sampled for the catch-up phase: the acknowledged
-    /// messages their inboxes must hold.
-    pub inbox_expected: HashMap<String, HashSet<String>>,
-}
+use crate::cpu::CpuUse;
 
-impl Stats {
-    /// Stats sized for about `messages` messages, so the maps never rehash
-    /// (a pause that would show up as latency) while traffic runs.
-    pub fn with_capacity(messages: usize) -> Stats {
-        Stats {
-            latencies_us: Vec::with_capacity(messages),
-            deliveries: HashMap::with_capacity(messages),
-            acked: HashMap::with_capacity(messages),
-            ..Default::default()
-        }
-    }
-}
-
+/// Percentiles of a set of latency samples.
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub count: usize,
@@ -51,6 +20,7 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Percentiles of `samples` (µs; sorted in place), in ms.
     pub fn from_us(samples: &mut [u64]) -> Latency {
         samples.sort_unstable();
         let pick = |q: f64| {
@@ -103,7 +73,7 @@ pub struct Report {
     pub lost: u64,
     /// Deliveries beyond one per device.
     pub duplicated: u64,
-    pub errors: BTreeMap<String, u64>,
+    pub errors: HashMap<ErrorCode, u64>,
     pub backpressure: u64,
     /// Sessions the node closed during the run, by close code.
     pub sessions_closed: BTreeMap<String, u64>,
@@ -111,22 +81,28 @@ pub struct Report {
     pub generator_rss_bytes: u64,
     /// CPU use over the measuring window of the generator and the watched
     /// processes.
-    pub cpu: Vec<super::cpu::CpuUse>,
+    pub cpu: Vec<CpuUse>,
     /// The catch-up phase, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync: Option<super::sync::SyncReport>,
+    pub sync: Option<SyncReport>,
 }
 
-/// (lost, duplicated) deliveries of the acknowledged messages.
-pub fn exactly_once(stats: &Stats) -> (u64, u64) {
-    let mut lost = 0u64;
-    let mut dup = 0u64;
-    for (id, want) in &stats.acked {
-        let got = stats.deliveries.get(id).copied().unwrap_or(0);
-        lost += u64::from(want.saturating_sub(got));
-        dup += u64::from(got.saturating_sub(*want));
-    }
-    (lost, dup)
+/// What the catch-up phase measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub users: usize,
+    pub pages: u64,
+    pub entries: u64,
+    /// Entries received per second over the whole phase (users one after
+    /// another, on one connection each).
+    pub entries_per_s: f64,
+    /// From sending `sync` to its `synced` reply, per page.
+    pub page_latency: Latency,
+    /// Acknowledged messages of these users missing from their inboxes.
+    pub missing: u64,
+    /// Inbox entries seen more than once.
+    pub duplicated: u64,
+    pub errors: u64,
 }
 
 #[cfg(test)]
@@ -142,16 +118,5 @@ mod tests {
             (50.0, 90.0, 99.0, 100.0, 100)
         );
         assert_eq!(Latency::from_us(&mut []).p99_ms, 0.0);
-    }
-
-    #[test]
-    fn loss_and_duplicates_are_counted_per_message() {
-        let mut s = Stats::default();
-        s.acked.insert("a".into(), 2);
-        s.acked.insert("b".into(), 1);
-        s.acked.insert("c".into(), 1);
-        s.deliveries.insert("a".into(), 1);
-        s.deliveries.insert("b".into(), 3);
-        assert_eq!(exactly_once(&s), (2, 2));
     }
 }
