@@ -6,7 +6,10 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|drain [--quick]
+# drain: 15,000 sessions on one of three nodes, which gets SIGTERM
+# (DRAIN_RATE=n sets its CHAT_DRAIN_RATE); the report goes to
+# <out>/drain/<label>.json (chat-drain's own shape, not in the latency table).
 # RATE overrides the scenario's rate; the result is then labelled <scenario>-<rate>.
 # RUNS repeats the whole scenario (fresh nodes each time); run k > 1 is
 # labelled "<label>#k", so the spread between runs shows.
@@ -15,7 +18,7 @@
 # not replace the published ones: RATE=100 OUT=/tmp/b scripts/bench.sh redis --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster [--quick]}
+scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|drain [--quick]}
 quick=${2:-}
 if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
   for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
@@ -23,7 +26,7 @@ if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
 fi
 out=${OUT:-docs/bench}
 mkdir -p "$out"
-cargo build --release -q -p chat-node -p chat-bench
+cargo build --release -q -p chat-node -p chat-bench --bins
 bin=${CARGO_TARGET_DIR:-target}/release
 admin=bench-admin
 cluster="bench-$scenario-$$"
@@ -104,6 +107,29 @@ case "$scenario" in
     done
     bench 1 "$label" --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
       --rate "${RATE:-10000}" --cross-node --duration-s "$d" --sync-users 200
+    ;;
+  drain)
+    scripts/services.sh
+    n=15000; [ "$quick" = --quick ] && n=2000
+    backends=(CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f)
+    # The grace covers 15,000 sessions at the drain rate, with room.
+    start_node 0 "${backends[@]}" CHAT_DRAIN_RATE="${DRAIN_RATE:-500}" CHAT_DRAIN_GRACE_S=60
+    start_node 1 "${backends[@]}"
+    start_node 2 "${backends[@]}"
+    mkdir -p "$out/drain"
+    "$bin/chat-drain" --drain 127.0.0.1:18750 --drain-pid "${pids[0]}" \
+      --others 127.0.0.1:18760,127.0.0.1:18770 --admin-token $admin --sessions "$n" \
+      --json "$out/drain/$label.json" >/dev/null
+    python3 - "$out/drain/$label.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"drain of {r['sessions']} sessions: told from {r['told_first_s']:.2f} s to {r['told_last_s']:.2f} s, "
+      f"peak {r['peak_connects_per_s']} connects/s on the other nodes, settled in {r['settled_s']:.1f} s, "
+      f"node gone after {r['node_exit_s']} s; moved to {r['moved_to']}; sent {r['sent']}, "
+      f"missing {r['missing']}, repeated pts {r['repeated_pts']}, untold {r['closed_untold']}, errors {len(r['errors'])}")
+PY
+    echo "wrote $out/drain/$label.json"
+    exit 0
     ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac

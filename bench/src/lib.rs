@@ -27,8 +27,10 @@
 //! - `report`: the JSON report and its parts (latency percentiles, memory).
 //! - `cpu`: CPU time of the watched processes over the measuring window.
 //! - `http`: the small HTTP/1.1 client for tokens and `/metrics`.
+//! - [`drain`]: the drain measurement behind the `chat-drain` binary.
 
 mod cpu;
+pub mod drain;
 mod http;
 mod report;
 mod session;

@@ -545,3 +545,40 @@ async fn revoking_a_token_kicks_its_sessions_on_every_node() {
         assert_eq!(c.0.connected["code"], "unauthorized", "node {i}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_a_broker_that_stops_answering_go_unready_then_recover() {
+    let rabbit = common::cluster::PrivateRabbit::start().await;
+    let cluster = Cluster::start_with(2, &rabbit.url()).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    alice.send_text("bob", "x0", "before").await;
+    assert_eq!(recv_msgs(&mut bob, 1).await[0]["msg"]["body"], "before");
+
+    // Sockets stay open, nothing answers: no error reaches the nodes, and
+    // the broker's heartbeat (60 s) is far off. The next topology refresh
+    // goes unanswered, and each node says it has no bus.
+    rabbit.signal("-STOP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut still_ready = vec![0, 1];
+    while !still_ready.is_empty() && Instant::now() < deadline {
+        let mut left = Vec::new();
+        for i in still_ready {
+            if cluster.get_json(i, "/readyz").await.0 != 503 {
+                left.push(i);
+            }
+        }
+        still_ready = left;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the broker go on before judging: clean-up needs it to answer.
+    rabbit.signal("-CONT");
+    assert!(
+        still_ready.is_empty(),
+        "nodes {still_ready:?} still ready 30 s after their broker stopped answering"
+    );
+    cluster.wait_ready(0).await;
+    cluster.wait_ready(1).await;
+    let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
+    assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
+}

@@ -4,9 +4,8 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-
 use super::Envelope;
+use crate::protocol::json_len;
 
 /// Most events in one broker message.
 pub const MAX_EVENTS_PER_MESSAGE: usize = 512;
@@ -57,7 +56,7 @@ pub fn coalesce(envelopes: impl IntoIterator<Item = (u16, Envelope)>, limits: Li
     // The last message for each port: the only one a later event may join.
     let mut open: HashMap<u16, usize> = HashMap::new();
     for (port, envelope) in envelopes {
-        let events: Vec<usize> = envelope.events.iter().map(encoded_len).collect();
+        let events: Vec<usize> = envelope.events.iter().map(json_len).collect();
         if events.is_empty() {
             continue;
         }
@@ -107,30 +106,10 @@ pub fn coalesce(envelopes: impl IntoIterator<Item = (u16, Envelope)>, limits: Li
     out
 }
 
-/// Bytes of `value` as JSON; an event that cannot be encoded counts as too
-/// big, so it is dropped and counted like one.
-fn encoded_len<T: Serialize>(value: &T) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => usize::MAX,
-    }
-}
-
 /// Bytes of an envelope for `instance` with no events:
 /// `{"instance":"…","events":[]}`.
 fn empty_len(instance: &str) -> usize {
-    encoded_len(&Envelope {
+    json_len(&Envelope {
         instance: instance.to_owned(),
         events: Vec::new(),
     })

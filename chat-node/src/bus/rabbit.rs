@@ -81,6 +81,10 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A publishing channel that lived this long resets its backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// Longest wait for the broker to answer a declaration or open a channel
+/// while consuming (lapin has no timeout of its own): a broker that stops
+/// answering means a new connection, not a stuck supervisor.
+const BROKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The arguments every node declares its queue with (they must match on
 /// every re-declaration).
@@ -360,21 +364,36 @@ async fn serve(
             _ = shared.publisher_failed.notified() => {}
             _ = check.tick() => {}
             _ = refresh.tick() => {
-                if let Err(e) = declare(channel, &shared.cfg).await {
-                    tracing::warn!(error = %e, "cannot declare the bus topology again");
-                    return false;
+                match tokio::time::timeout(BROKER_ANSWER_TIMEOUT, declare(channel, &shared.cfg)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot declare the bus topology again");
+                        return false;
+                    }
+                    Err(_) => {
+                        tracing::warn!("the broker did not answer a declaration in time");
+                        return false;
+                    }
                 }
             }
             _ = tokio::time::sleep_until(renew.unwrap_or_else(Instant::now)), if renew.is_some() => {
                 renew = None;
-                match open_publisher(conn, channel, &shared.cfg).await {
-                    Ok(p) => {
+                let opened = tokio::time::timeout(
+                    BROKER_ANSWER_TIMEOUT,
+                    open_publisher(conn, channel, &shared.cfg),
+                );
+                match opened.await {
+                    Ok(Ok(p)) => {
                         shared.set_publisher(Some(p));
                         renewed_at = Some(Instant::now());
                         tracing::info!("bus publishing channel open again");
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         tracing::warn!(error = %e, "cannot open a new publishing channel");
+                        return false;
+                    }
+                    Err(_) => {
+                        tracing::warn!("the broker did not open a publishing channel in time");
                         return false;
                     }
                 }

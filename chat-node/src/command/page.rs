@@ -7,40 +7,21 @@
 
 use serde::Serialize;
 
+use crate::protocol::json_len;
+
 /// Room for the rest of the reply around the items (`type`, `more`, `pts`,
 /// `with`, `rid`: each bounded by the protocol).
 const FRAME_OVERHEAD: usize = 512;
-
-/// Bytes `v` takes as JSON, counted without building the text.
-fn json_len<T: Serialize>(v: &T) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Serializing our own types into a counter cannot fail; if it did,
-    // count the item as too large rather than panic.
-    match serde_json::to_writer(&mut c, v) {
-        Ok(()) => c.0,
-        Err(_) => usize::MAX / 2,
-    }
-}
 
 /// How many items, taken in `order`, fit in `budget` bytes (items joined
 /// by commas); always at least one, since one item is bounded by the
 /// protocol's body and URL limits, well below the smallest budget.
 fn fitting<'a, T: Serialize + 'a>(order: impl Iterator<Item = &'a T>, budget: usize) -> usize {
     let budget = budget.saturating_sub(FRAME_OVERHEAD);
-    let mut used = 0;
+    let mut used: usize = 0;
     let mut n = 0;
     for item in order {
-        used += json_len(item) + 1;
+        used = used.saturating_add(json_len(item)).saturating_add(1);
         if used > budget && n > 0 {
             break;
         }

@@ -25,6 +25,27 @@ pub enum ErrorCode {
     Internal,
 }
 
+/// Bytes `value` takes as JSON, counted without building the text (for
+/// byte budgets: reply pages, broker messages). A value that cannot be
+/// encoded counts as too big for any budget.
+pub fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// A refusal to send to the client as an `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtoError {

@@ -398,6 +398,17 @@ impl PrivateRabbit {
         panic!("private RabbitMQ did not start");
     }
 
+    /// Sends a signal to the Erlang VM (`-STOP` makes the broker stop
+    /// answering with its sockets open, `-CONT` lets it go on).
+    pub fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.dir.join("pid")).expect("broker pid file");
+        let ok = Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Crashes the broker (SIGKILL of the Erlang VM).
     pub async fn kill(&mut self) {
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
