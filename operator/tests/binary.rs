@@ -68,7 +68,7 @@ fn chat(name: &str, redis: String, amqp: String) -> ChatCluster {
                 url: Some(amqp),
                 url_secret_ref: None,
             },
-            cluster_id: Some(format!("shutdown-{name}-{}", std::process::id())),
+            cluster_id: Some(format!("binary-{name}-{:016x}", rand::random::<u64>())),
             ..ChatClusterSpec::default()
         },
     );

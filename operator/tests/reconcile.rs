@@ -31,18 +31,10 @@ fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// A cluster id of its own for each test (random: tests run in parallel,
+/// and in several processes).
 fn unique(tag: &str) -> String {
-    format!("{tag}-{}", std::process::id() as u64 * 1000 + rand_suffix())
-}
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    u64::from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-            % 1000,
-    )
+    format!("{tag}-{:016x}", rand::random::<u64>())
 }
 
 fn chat(name: &str, replicas: i32) -> ChatCluster {
