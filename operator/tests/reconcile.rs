@@ -614,6 +614,7 @@ async fn refused(ccs: Vec<ChatCluster>, secrets: Vec<Secret>, name: &str) -> (St
     let mut b = ClientBuilder::new()
         .with_resource::<ChatCluster>()
         .with_status_subresource::<ChatCluster>()
+        .with_resource::<k8s_openapi::api::events::v1::Event>()
         .with_interceptor_funcs(support::api_server_json_patch());
     for o in ccs {
         b = b.with_object(o);
@@ -639,6 +640,11 @@ async fn refused(ccs: Vec<ChatCluster>, secrets: Vec<Secret>, name: &str) -> (St
         .unwrap()
         .clone();
     assert_eq!(d.status, "True", "{d:?}");
+    assert!(
+        event_reasons(&client).await.contains(&d.reason),
+        "no {} Event",
+        d.reason
+    );
     (d.reason, d.message)
 }
 
@@ -752,6 +758,7 @@ async fn objects_someone_else_made_are_neither_overwritten_nor_adopted() {
             [("app".to_owned(), "web".to_owned())].into(),
         ))
         .with_object(theirs("chat-4", ours_labels))
+        .with_resource::<k8s_openapi::api::events::v1::Event>()
         .build()
         .await
         .expect("fake client");
@@ -781,6 +788,11 @@ async fn objects_someone_else_made_are_neither_overwritten_nor_adopted() {
         .unwrap()
         .message;
     assert!(message.contains("Service chat-0"), "{message}");
+    assert!(
+        event_reasons(&client)
+            .await
+            .contains(&"NotOwned".to_owned())
+    );
 }
 
 /// Writes hash fields under `chat:<cluster>:`.
