@@ -11,10 +11,11 @@
 //!   reconcile, and the per-cluster state kept between reconciles.
 //! - [`controller`]: the watch loop, `reconcile` (under kube's finalizer
 //!   helper) and `error_policy`.
-//! - [`reconcile`]: one reconcile, split by job: `apply` (owned objects,
-//!   each built by a pure function: `headless`, `statefulset`, `services`,
-//!   `pdb`), `observe` (pods, rollout), `backends`, `collect` (GC),
-//!   `cleanup` (deletion), `status` (pure).
+//! - [`reconcile`]: one reconcile, split by job: `validate` (spec checks),
+//!   `apply` (owned objects, each built by a pure function: `headless`,
+//!   `statefulset`, `services`, `pdb`), `observe` (pods the StatefulSet
+//!   controls, rollout), `backends`, `collect` (GC), `cleanup` (deletion:
+//!   stop the nodes, then wipe), `status` (pure).
 //! - [`gc`]: garbage collection: `plan` decides (pure), `execute` talks to
 //!   Redis and RabbitMQ.
 //! - [`shutdown`]: SIGTERM and Ctrl-C, caught from the start.

@@ -68,7 +68,7 @@ fn chat(name: &str, redis: String, amqp: String) -> ChatCluster {
                 url: Some(amqp),
                 url_secret_ref: None,
             },
-            cluster_id: Some(format!("shutdown-{name}-{}", std::process::id())),
+            cluster_id: Some(format!("binary-{name}-{:016x}", rand::random::<u64>())),
             ..ChatClusterSpec::default()
         },
     );
@@ -307,4 +307,115 @@ async fn without_the_crd_the_operator_refuses_to_start_with_the_fix() {
         stderr.contains("kubectl apply -f crds/chatcluster.yaml"),
         "{stderr}"
     );
+}
+
+/// A free TCP port on 127.0.0.1 (for the operator's own HTTP).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Starts the operator binary as `identity` against the double at `config`.
+fn operator(config: &std::path::Path, identity: &str, http: u16) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_parley-operator"))
+        .env("KUBECONFIG", config)
+        .env("POD_NAME", identity)
+        .env("RUST_LOG", "warn")
+        .args([
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--lease-namespace",
+            NS,
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("operator starts")
+}
+
+/// GET `path` from 127.0.0.1:`port` (HTTP/1.0, whole body).
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out)
+}
+
+/// Two replicas: one leads and reconciles (its metrics count it), the
+/// other is ready and waits without taking the held lease. (The hand-over
+/// after the leader stops is not checked here: the double's server-side
+/// apply keeps the old holder's field ownership after it released the
+/// lease, so the standby's apply conflicts, which a real API server does
+/// not do.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_leads_and_reconciles_while_the_other_waits() {
+    let redis =
+        std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let amqp = std::env::var("CHAT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let client = ClientBuilder::new()
+        .with_resource::<ChatCluster>()
+        .with_status_subresource::<ChatCluster>()
+        .with_interceptor_funcs(support::api_server_json_patch())
+        .with_resource::<Lease>()
+        .with_resource::<CustomResourceDefinition>()
+        .with_object(ChatCluster::crd())
+        .with_object(chat("chat", redis, amqp))
+        .build()
+        .await
+        .expect("fake client");
+    let addr = support::serve(client.clone()).await;
+    let config = kubeconfig(addr);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let holder = async || {
+        leases
+            .get_opt("parley-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let (http_a, http_b) = (free_port(), free_port());
+    let mut a = operator(&config, "replica-a", http_a);
+    let a_leads = eventually(Duration::from_secs(60), async || {
+        holder().await.as_deref() == Some("replica-a")
+    })
+    .await;
+    let mut b = operator(&config, "replica-b", http_b);
+    // The leader reconciled: its metrics say so; the standby is ready too.
+    let counted = eventually(Duration::from_secs(30), async || {
+        http_get(http_a, "/metrics").await.is_some_and(|m| {
+            m.lines().any(|l| {
+                l.starts_with("parley_operator_reconciles_total ")
+                    && l.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()) >= Some(1)
+            })
+        })
+    })
+    .await;
+    let standby_ready = eventually(Duration::from_secs(30), async || {
+        http_get(http_b, "/readyz")
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
+    })
+    .await;
+    let b_waits = holder().await.as_deref() == Some("replica-a");
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_file(&config);
+    assert!(a_leads, "replica-a never took the lease");
+    assert!(counted, "the leader's metrics count no reconcile");
+    assert!(standby_ready, "the standby is not ready");
+    assert!(b_waits, "the standby took a held lease");
 }

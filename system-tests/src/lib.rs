@@ -86,7 +86,8 @@ impl Default for Nodes {
 impl Nodes {
     /// A new cluster id and free ports; no node runs yet.
     pub fn new() -> Nodes {
-        let cluster = format!("gc-{}-{}", std::process::id(), free_base());
+        // Random: tests run in parallel, and in several processes.
+        let cluster = format!("gc-{:016x}", rand::random::<u64>());
         Nodes {
             cluster,
             base: free_base(),

@@ -8,18 +8,18 @@
 //! in [`meta`]); [`status`] is computed by a pure function too. This module
 //! only sequences the jobs; none of them imports it.
 
-pub mod apply;
-pub mod backends;
-pub mod cleanup;
-pub mod collect;
-pub mod headless;
-pub mod meta;
-pub mod observe;
-pub mod pdb;
-pub mod services;
+pub(crate) mod apply;
+pub(crate) mod backends;
+pub(crate) mod cleanup;
+pub(crate) mod collect;
+pub(crate) mod headless;
+pub(crate) mod meta;
+pub(crate) mod observe;
+pub(crate) mod pdb;
+pub(crate) mod services;
 pub mod statefulset;
-pub mod status;
-pub mod validate;
+pub(crate) mod status;
+pub(crate) mod validate;
 
 use std::time::Duration;
 

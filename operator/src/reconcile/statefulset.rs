@@ -212,3 +212,129 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
         ..StatefulSet::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ChatClusterSpec, PullPolicy};
+
+    fn cc() -> ChatCluster {
+        let mut cc = ChatCluster::new(
+            "chat",
+            ChatClusterSpec {
+                redis: BackendRef {
+                    url: Some("redis://r:6379/0".into()),
+                    url_secret_ref: None,
+                },
+                rabbitmq: BackendRef {
+                    url: None,
+                    url_secret_ref: Some(SecretKeyRef {
+                        name: "mq".into(),
+                        key: "url".into(),
+                    }),
+                },
+                ..ChatClusterSpec::default()
+            },
+        );
+        cc.metadata.namespace = Some("ns".into());
+        cc
+    }
+
+    fn container(sts: &StatefulSet) -> &Container {
+        &sts.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    fn env_var<'a>(sts: &'a StatefulSet, name: &str) -> &'a EnvVar {
+        container(sts)
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name} not set"))
+    }
+
+    #[test]
+    fn nodes_get_the_cluster_id_ports_and_backends_by_the_shared_names() {
+        let sts = build(&cc());
+        assert_eq!(
+            env_var(&sts, var::CLUSTER).value.as_deref(),
+            Some("ns_chat")
+        );
+        assert_eq!(env_var(&sts, var::BASE_PORT).value.as_deref(), Some("8750"));
+        assert_eq!(env_var(&sts, var::PORT_STEP).value.as_deref(), Some("10"));
+        assert_eq!(
+            env_var(&sts, var::REDIS_URL).value.as_deref(),
+            Some("redis://r:6379/0")
+        );
+        let amqp = env_var(&sts, var::AMQP_URL);
+        let from = amqp
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((from.name.as_str(), from.key.as_str()), ("mq", "url"));
+        let uid = env_var(&sts, var::INSTANCE_ID);
+        assert_eq!(
+            uid.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.uid"
+        );
+        assert_eq!(
+            env_var(&sts, var::ADVERTISE).value.as_deref(),
+            Some("{pod}.chat-nodes.ns.svc:{port}")
+        );
+    }
+
+    #[test]
+    fn unset_limits_are_left_to_the_node_and_set_ones_passed() {
+        let mut c = cc();
+        assert!(
+            container(&build(&c))
+                .env
+                .iter()
+                .flatten()
+                .all(|e| e.name != var::MAX_BODY_BYTES)
+        );
+        c.spec.chat.max_body_bytes = Some(8192);
+        assert_eq!(
+            env_var(&build(&c), var::MAX_BODY_BYTES).value.as_deref(),
+            Some("8192")
+        );
+    }
+
+    #[test]
+    fn pods_drain_within_their_grace_and_pull_as_asked() {
+        let mut c = cc();
+        c.spec.drain_grace_seconds = 40;
+        c.spec.image_pull_policy = Some(PullPolicy::IfNotPresent);
+        let sts = build(&c);
+        let pod = sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        assert_eq!(
+            pod.termination_grace_period_seconds,
+            Some(40 + TERMINATION_MARGIN_S)
+        );
+        assert_eq!(
+            container(&sts).image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
+        assert_eq!(sts.spec.as_ref().unwrap().replicas, Some(1));
+        assert_eq!(
+            sts.spec.as_ref().unwrap().service_name.as_deref(),
+            Some("chat-nodes")
+        );
+    }
+}
