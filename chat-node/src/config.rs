@@ -123,7 +123,7 @@ pub struct Config {
     /// On SIGTERM, at most this many sessions per second are told
     /// `reconnect`, spread over the drain grace (which must cover the
     /// sessions a node holds: grace x rate).
-    #[arg(long, env = env::DRAIN_RATE, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = env::DRAIN_RATE, default_value_t = env::DEFAULT_DRAIN_RATE, value_parser = clap::value_parser!(u32).range(1..))]
     pub drain_rate: u32,
 
     /// On SIGTERM, seconds sessions get to leave after `reconnect` before the node closes them (4009).

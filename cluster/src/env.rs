@@ -37,3 +37,6 @@ pub const MAX_SESSIONS_PER_USER: &str = "CHAT_MAX_SESSIONS_PER_USER";
 pub const OUTBOUND_QUEUE_BYTES: &str = "CHAT_OUTBOUND_QUEUE_BYTES";
 pub const MAX_CONNECTIONS: &str = "CHAT_MAX_CONNECTIONS";
 pub const MAX_CONNECTIONS_PER_IP: &str = "CHAT_MAX_CONNECTIONS_PER_IP";
+
+/// Sessions per second a draining node tells to reconnect, unless set.
+pub const DEFAULT_DRAIN_RATE: u32 = 500;

@@ -307,6 +307,13 @@ pub struct ChatSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 60))]
     pub token_ttl_seconds: Option<u32>,
+    /// Sessions per second a draining node tells to reconnect (default
+    /// 500), so the other nodes take a bounded stream of connects.
+    /// `drainGraceSeconds` x this should cover the sessions one node holds;
+    /// the `DrainCovered` condition says when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub drain_rate: Option<u32>,
 }
 
 /// What to do with the cluster's data when the ChatCluster is deleted.

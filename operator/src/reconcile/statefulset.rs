@@ -118,6 +118,7 @@ fn container_env(cc: &ChatCluster) -> Vec<EnvVar> {
         (var::INBOX_RETENTION_DAYS, c.inbox_retention_days),
         (var::INBOX_RETENTION_ENTRIES, c.inbox_retention_entries),
         (var::TOKEN_TTL_S, c.token_ttl_seconds),
+        (var::DRAIN_RATE, c.drain_rate),
     ];
     e.extend(limits.iter().filter_map(|(k, v)| v.map(|v| env(k, v))));
     if let Some(level) = &s.log_level {

@@ -176,6 +176,35 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
         degraded.as_ref().map_or("Healthy", |d| d.0),
         degraded.map_or_else(|| "all backends answer".to_owned(), |d| d.1),
     );
+    // A drain tells at most grace x rate sessions; a node holding more
+    // closes the rest at the end of the grace without a paced reconnect.
+    let rate = cc
+        .spec
+        .chat
+        .drain_rate
+        .unwrap_or(parley_cluster::env::DEFAULT_DRAIN_RATE);
+    let paced = u64::from(cc.spec.drain_grace_seconds) * u64::from(rate);
+    let busiest = nodes.iter().max_by_key(|n| n.online);
+    let covered = busiest.is_none_or(|n| n.online <= paced);
+    set(
+        "DrainCovered",
+        covered,
+        if covered {
+            "GraceCoversSessions"
+        } else {
+            "GraceTooShort"
+        },
+        match busiest.filter(|_| !covered) {
+            Some(n) => format!(
+                "{} holds {} sessions, but a drain of {} s at {rate}/s tells only {paced}; raise drainGraceSeconds or chat.drainRate",
+                n.name, n.online, cc.spec.drain_grace_seconds
+            ),
+            None => format!(
+                "a drain tells up to {paced} sessions per node ({} s at {rate}/s)",
+                cc.spec.drain_grace_seconds
+            ),
+        },
+    );
     set(
         "Paused",
         o.paused,
@@ -303,6 +332,36 @@ mod tests {
         assert_eq!(cond(&s, "Ready").status, "True");
         assert_eq!(cond(&s, "Progressing").status, "False");
         assert_eq!(cond(&s, "Degraded").status, "False");
+        assert_eq!(cond(&s, "DrainCovered").status, "True");
+    }
+
+    #[test]
+    fn a_node_holding_more_than_a_drain_can_pace_is_reported() {
+        let mut c = cc(2);
+        c.spec.drain_grace_seconds = 10;
+        c.spec.chat.drain_rate = Some(100);
+        let o = Observations {
+            pods: vec![pod(0, true), pod(1, true)],
+            registry: vec![reg(8750, 1000), reg(8760, 1001)],
+            ..Observations::default()
+        };
+        let s = compute(&c, &o, &now());
+        let d = cond(&s, "DrainCovered");
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("False", "GraceTooShort")
+        );
+        assert!(
+            d.message.contains("chat-1 holds 1001 sessions"),
+            "{}",
+            d.message
+        );
+        // At the default rate the same grace covers it.
+        c.spec.chat.drain_rate = None;
+        assert_eq!(
+            cond(&compute(&c, &o, &now()), "DrainCovered").status,
+            "True"
+        );
     }
 
     #[test]
