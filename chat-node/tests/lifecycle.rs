@@ -296,6 +296,88 @@ async fn redis_outage_gives_unavailable_then_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_gives_unavailable_in_time_then_recovers() {
+    let (node, _redis, _alice, _bob) = send_through_a_redis_hang().await;
+    assert_eq!(node.get("/readyz").await.0, 200);
+    // Stored once: the attempts during the hang left one message, not two.
+    let mut fresh = node.session("bob").await;
+    let bodies: Vec<_> = fresh
+        .sync_all(0)
+        .await
+        .iter()
+        .map(|e| e["msg"]["body"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(bodies, ["one", "two"]);
+    node.stop().await;
+}
+
+/// PROTOCOL.md: `unavailable` means "nothing was changed". With a hung (not
+/// a dead) Redis the send script is already on its way when the node gives
+/// up waiting; Redis runs it once it wakes, so the message is stored after
+/// all, and the client's retry with the same id is answered as a duplicate,
+/// which is never delivered: bob's live session never gets it (sync does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_retried_after_a_redis_hang_reaches_live_sessions() {
+    let (node, _redis, _alice, mut bob) = send_through_a_redis_hang().await;
+    assert_eq!(bob.recv().await["msg"]["body"], "two");
+    node.stop().await;
+}
+
+/// A node on a private Redis; alice sends "one" to bob, Redis hangs
+/// (SIGSTOP: sockets open, nothing answers), alice's send of "two" and
+/// bob's sync are answered `unavailable` in time, Redis wakes, and alice
+/// retries "two" with the same id until it is `sent`.
+async fn send_through_a_redis_hang() -> (TestNode, PrivateRedis, Client, Client) {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("parley-redis-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let redis = PrivateRedis::start(port, &dir);
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let cluster = common::unique_cluster("hung");
+    let node = TestNode::start_in(Backend::Redis, &cluster, Some(url), |c| {
+        c.redis_timeout_ms = 500
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    let mut bob = node.session("bob").await;
+    alice.send_text("bob", "before", "one").await;
+    assert_eq!(bob.recv().await["msg"]["body"], "one");
+
+    // Every request still gets its answer within the wait
+    // (CHAT_REDIS_TIMEOUT_MS), not never.
+    redis.signal("-STOP");
+    let e = alice
+        .request(json!({"type":"send","id":"during","to":"bob","kind":"text","body":"two"}))
+        .await;
+    assert_eq!(
+        (e["code"].as_str(), e["id"].as_str()),
+        (Some("unavailable"), Some("during")),
+        "{e}"
+    );
+    assert_eq!(
+        bob.request(json!({"type":"sync","after":0})).await["code"],
+        "unavailable"
+    );
+    assert_eq!(node.get("/readyz").await.0, 503);
+    assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
+
+    redis.signal("-CONT");
+    let sent = common::eventually("a send once Redis answers", common::STEP, async || {
+        let r = alice
+            .request(json!({"type":"send","id":"during","to":"bob","kind":"text","body":"two"}))
+            .await;
+        if r["type"] != "sent" {
+            assert_eq!(r["code"], "unavailable", "{r}");
+            return None;
+        }
+        Some(r)
+    })
+    .await;
+    assert_eq!(sent["msg"]["seq"], 2);
+    (node, redis, alice, bob)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_tcp_client_is_disconnected() {
     use tokio::io::AsyncReadExt;
     let node = TestNode::start(Backend::Memory, |c| c.http_header_timeout_s = 1).await;

@@ -88,14 +88,20 @@ pub fn unique_cluster(tag: &str) -> String {
     format!("t-{tag}-{:016x}", rand::random::<u64>())
 }
 
-/// Deletes every Redis key of a cluster.
+/// Deletes every Redis key of a cluster. Runs in `Drop`s, where no async
+/// timeout reaches: a Redis that hangs (a test may stop it) costs a few
+/// seconds, never the whole run.
 pub fn delete_cluster_keys(url: &str, cluster: &str) {
     let Ok(client) = redis::Client::open(url) else {
         return;
     };
-    let Ok(mut conn) = client.get_connection() else {
+    let limit = Duration::from_secs(2);
+    let Ok(mut conn) = client.get_connection_with_timeout(limit) else {
         return;
     };
+    if conn.set_read_timeout(Some(limit)).is_err() || conn.set_write_timeout(Some(limit)).is_err() {
+        return;
+    }
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("chat:{cluster}:*"))
         .query(&mut conn)

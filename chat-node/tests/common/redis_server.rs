@@ -53,6 +53,15 @@ impl PrivateRedis {
             let _ = p.wait();
         }
     }
+    /// `-STOP` (hang: the socket stays open, nothing answers) or `-CONT`.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.proc.as_ref().expect("redis running").id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {pid}");
+    }
 }
 
 impl Drop for PrivateRedis {
