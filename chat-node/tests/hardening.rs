@@ -288,9 +288,23 @@ async fn connections_over_the_limits_get_503_and_others_go_on() {
         .await;
         let wait = std::time::Duration::from_secs(5);
         let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        // Two WebSocket sessions hold both places.
-        let mut alice = node.session("alice").await;
-        let _bob = node.session("bob").await;
+        // Two WebSocket sessions hold both places (the token requests'
+        // connections may take a moment to close on the node's side).
+        let tokens = [
+            node.token("alice", "web").await,
+            node.token("bob", "web").await,
+        ];
+        let mut held = Vec::new();
+        for t in &tokens {
+            held.push(
+                common::eventually("a place for a session", wait, async || {
+                    let c = Client::try_connect(node.addr, t).await?;
+                    Some(c.expect_connected())
+                })
+                .await,
+            );
+        }
+        let mut alice = held.remove(0);
         let r = raw_http(node.addr, health, wait).await;
         assert!(r.starts_with("HTTP/1.1 503"), "{r}");
         assert!(r.contains("too many connections"), "{r}");

@@ -259,7 +259,7 @@ async fn redis_outage_gives_unavailable_then_recovers() {
         bob.request(json!({"type":"sync","after":0})).await["code"],
         "unavailable"
     );
-    assert_eq!(node.get("/readyz").await.0, 503);
+    readyz_becomes(&node, 503).await;
     // Connections stay open through the outage.
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
 
@@ -279,7 +279,7 @@ async fn redis_outage_gives_unavailable_then_recovers() {
     }
     let sent = sent.expect("node recovered after Redis came back");
     assert_eq!(sent["msg"]["seq"], 2);
-    assert_eq!(node.get("/readyz").await.0, 200);
+    readyz_becomes(&node, 200).await;
     assert_eq!(bob.recv().await["msg"]["body"], "two");
     // Exactly the two messages, nothing partial from the failed attempt.
     let entries = bob.sync_all(0).await;
@@ -295,10 +295,19 @@ async fn redis_outage_gives_unavailable_then_recovers() {
     node.stop().await;
 }
 
+/// Waits for `/readyz` to answer `status` (the node reads its backends'
+/// readiness at most once a second).
+async fn readyz_becomes(node: &TestNode, status: u16) {
+    common::eventually(format!("/readyz {status}"), common::WAIT, async || {
+        (node.get("/readyz").await.0 == status).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_gives_unavailable_in_time_then_recovers() {
     let (node, _redis, _alice, _bob) = send_through_a_redis_hang().await;
-    assert_eq!(node.get("/readyz").await.0, 200);
+    readyz_becomes(&node, 200).await;
     // Stored once: the attempts during the hang left one message, not two.
     let mut fresh = node.session("bob").await;
     let bodies: Vec<_> = fresh
@@ -358,7 +367,7 @@ async fn send_through_a_redis_hang() -> (TestNode, PrivateRedis, Client, Client)
         bob.request(json!({"type":"sync","after":0})).await["code"],
         "unavailable"
     );
-    assert_eq!(node.get("/readyz").await.0, 503);
+    readyz_becomes(&node, 503).await;
     assert_eq!(alice.request(json!({"type":"ping"})).await["type"], "pong");
 
     redis.signal("-CONT");

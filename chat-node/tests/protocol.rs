@@ -670,10 +670,11 @@ async fn rate_limit_refuses_then_closes_abusers(b: Backend) {
         frames >= f64::from(BURST) && frames <= most,
         "{frames} frames allowed, bucket allows {BURST} to {most:.1}"
     );
-    // Keep flooding: a connection refused BURST frames in a row is closed
-    // 4003 (the last one is not answered). A token that comes back in
-    // between answers a pong and starts the count again.
-    let mut refused_in_a_row = 1;
+    // Keep flooding: refusals add to a debt that drains at half the rate
+    // (0.5 a second here), and a debt of BURST closes 4003 (the closing
+    // frame is not answered). A pong in between forgives nothing, so the
+    // close comes after about BURST refusals, a few more on a slow machine.
+    let mut refused = 1;
     let code = loop {
         flood.send(json!({"type":"ping"})).await;
         let event = common::within("a reply or the close", common::WAIT, flood.ws.next())
@@ -683,28 +684,19 @@ async fn rate_limit_refuses_then_closes_abusers(b: Backend) {
         match event {
             Message::Text(t) => {
                 let r: serde_json::Value = serde_json::from_str(&t).unwrap();
-                if r == json!({"type":"pong"}) {
-                    refused_in_a_row = 0;
-                } else {
+                if r != json!({"type":"pong"}) {
                     assert_eq!(r["code"], "rate_limited", "{r}");
-                    refused_in_a_row += 1;
+                    refused += 1;
                 }
             }
             Message::Close(c) => break c.map(|c| u16::from(c.code)),
             Message::Ping(_) | Message::Pong(_) => {}
             other => panic!("unexpected {other:?}"),
         }
-        assert!(
-            refused_in_a_row < BURST,
-            "still open after {refused_in_a_row} refusals"
-        );
+        assert!(refused < 2 * BURST, "still open after {refused} refusals");
     };
     assert_eq!(code, Some(4003));
-    assert_eq!(
-        refused_in_a_row + 1,
-        BURST,
-        "closed on the BURST-th refusal"
-    );
+    assert!(refused + 1 >= BURST, "closed after only {refused} refusals");
     // Other connections are not limited by it.
     assert_eq!(calm.request(json!({"type":"ping"})).await["type"], "pong");
     node.stop().await;

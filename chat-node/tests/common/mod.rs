@@ -274,6 +274,26 @@ impl Client {
         }
     }
 
+    /// Like [`Client::connect`], but `None` when the node refuses the
+    /// WebSocket handshake (say, over a connection limit).
+    pub async fn try_connect(addr: SocketAddr, token: &str) -> Option<Connecting> {
+        let (ws, _) = within(
+            "ws handshake",
+            STEP,
+            connect_async(format!("ws://{addr}/ws")),
+        )
+        .await
+        .ok()?;
+        let mut c = Client {
+            ws,
+            connected: Value::Null,
+        };
+        c.send(json!({"type": "connect", "token": token, "device": "test"}))
+            .await;
+        c.connected = c.recv().await;
+        Some(Connecting(c))
+    }
+
     /// Opens `/ws` and sends `connect`; `connected` holds the first reply.
     pub async fn connect(addr: SocketAddr, token: &str) -> Connecting {
         let mut c = Client::open(addr).await;
