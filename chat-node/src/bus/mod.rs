@@ -54,6 +54,16 @@ pub enum Event {
 }
 
 impl Event {
+    /// Bytes the event holds (its frame and names), for byte budgets.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Event::Deliver(d) => {
+                d.user.len() + d.frame.len() + d.except.as_ref().map_or(0, |e| e.len())
+            }
+            Event::Kick { user, token_hash } => user.len() + token_hash.len(),
+        }
+    }
+
     /// The user whose sessions the event is for.
     pub fn user(&self) -> &str {
         match self {

@@ -56,7 +56,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::coalesce::{self, Coalesced};
-use super::{Bus, BusError, BusMetrics, Envelope, Inbound};
+use super::{Bus, BusError, BusMetrics, Envelope, Event, Inbound};
 
 /// How long an undelivered event may wait in a node's queue.
 const MESSAGE_TTL_MS: u32 = 60_000;
@@ -67,6 +67,9 @@ const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envelopes that may wait in the outbox; beyond that the broker is too
 /// slow and publish fails fast (the inbox is the truth).
 const OUTBOX_CAPACITY: usize = 65_536;
+/// Bytes of events that may wait in the outbox (a count alone would let
+/// 65,536 large frames pile up); beyond that publish fails fast too.
+const OUTBOX_MAX_BYTES: usize = 64 << 20;
 /// Most envelopes taken from the outbox in one batch.
 const MAX_BATCH_ENVELOPES: usize = 4096;
 /// How often the supervisor looks at both channels (a local read; the
@@ -111,6 +114,41 @@ struct Shared {
     ready: AtomicBool,
     /// Woken by the publisher task when its channel failed under it.
     publisher_failed: Notify,
+    /// Bytes waiting in the outbox.
+    outbox_bytes: ByteBudget,
+}
+
+/// Bytes taken from a fixed budget and given back.
+struct ByteBudget {
+    used: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    fn new(max: usize) -> Self {
+        ByteBudget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// Takes `n` bytes, unless that would pass the budget.
+    fn take(&self, n: usize) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.max {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+fn envelope_len(e: &Envelope) -> usize {
+    e.events.iter().map(Event::payload_len).sum()
 }
 
 /// A node's connection to the RabbitMQ bus.
@@ -130,6 +168,7 @@ impl RabbitBus {
             publisher: RwLock::new(None),
             ready: AtomicBool::new(false),
             publisher_failed: Notify::new(),
+            outbox_bytes: ByteBudget::new(OUTBOX_MAX_BYTES),
         });
         let stop = Signal::default();
         let stop_rx = stop.listen();
@@ -189,6 +228,9 @@ async fn publish_loop(
         if n == 0 {
             return;
         }
+        shared
+            .outbox_bytes
+            .give_back(batch.iter().map(|(_, e)| envelope_len(e)).sum());
         let Coalesced {
             messages,
             oversized,
@@ -539,12 +581,21 @@ impl Bus for RabbitBus {
         if !self.ready() {
             return Err(BusError::Unavailable("not connected to RabbitMQ".into()));
         }
-        self.outbox.try_send((port, envelope)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => {
-                BusError::Unavailable("the broker is not keeping up; outbox full".into())
-            }
-            mpsc::error::TrySendError::Closed(_) => {
-                BusError::Unavailable("the bus is shut down".into())
+        let bytes = envelope_len(&envelope);
+        if !self.shared.outbox_bytes.take(bytes) {
+            return Err(BusError::Unavailable(
+                "the broker is not keeping up; outbox full (bytes)".into(),
+            ));
+        }
+        self.outbox.try_send((port, envelope)).map_err(|e| {
+            self.shared.outbox_bytes.give_back(bytes);
+            match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    BusError::Unavailable("the broker is not keeping up; outbox full".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    BusError::Unavailable("the bus is shut down".into())
+                }
             }
         })
     }
@@ -563,5 +614,21 @@ impl Bus for RabbitBus {
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_budget_refuses_what_would_pass_it_and_takes_back() {
+        let b = ByteBudget::new(100);
+        assert!(b.take(60));
+        assert!(!b.take(41), "60 + 41 would pass 100");
+        assert!(b.take(40));
+        b.give_back(60);
+        assert!(b.take(60));
+        assert!(!b.take(1));
     }
 }
