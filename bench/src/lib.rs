@@ -40,6 +40,32 @@ mod sync;
 pub use cpu::{CpuUse, Watched};
 pub use report::{Latency, NodeMemory, Report, SyncReport};
 
+/// What both binaries do with a run's outcome: print the report as JSON,
+/// also write it to `json` when given, or print the error; the exit code.
+pub fn finish<T: serde::Serialize>(
+    program: &str,
+    outcome: Result<T, String>,
+    json: Option<std::path::PathBuf>,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(report) => {
+            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+            println!("{text}");
+            if let Some(path) = json
+                && let Err(e) = std::fs::write(&path, &text)
+            {
+                eprintln!("{program}: cannot write {}: {e}", path.display());
+                return std::process::ExitCode::FAILURE;
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

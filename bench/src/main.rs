@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use chat_bench::{Args, run};
+use chat_bench::{Args, finish, run};
 
 /// mimalloc, as in chat-node: the generator's frame path allocates a lot of
 /// small, short-lived buffers too, and it shares the machine with the nodes
@@ -14,21 +14,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let json = args.json.clone();
-    match run(args).await {
-        Ok(report) => {
-            let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-            println!("{text}");
-            if let Some(path) = json
-                && let Err(e) = std::fs::write(&path, &text)
-            {
-                eprintln!("chat-bench: cannot write {}: {e}", path.display());
-                return std::process::ExitCode::FAILURE;
-            }
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("chat-bench: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    finish("chat-bench", run(args).await, json)
 }
