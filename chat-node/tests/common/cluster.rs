@@ -162,8 +162,12 @@ impl Cluster {
         format!("http://127.0.0.1:{}{path}", self.ports[i])
     }
 
+    /// Waits (up to a minute: a node reconnecting to a restarted broker
+    /// backs off, and the machine may be busy with other brokers) until
+    /// node `i` answers `/readyz` 200.
     pub async fn wait_ready(&self, i: usize) {
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
             if let Ok(r) = self.http.get(self.url(i, "/readyz")).send().await
                 && r.status() == 200
             {
