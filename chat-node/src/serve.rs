@@ -41,7 +41,15 @@ impl ConnectionLimits {
 /// The connections open on one port, by client address.
 #[derive(Default)]
 struct Open {
-    by_ip: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<Counts>,
+}
+
+/// Connections open, in all and by client address (kept together, so an
+/// accept never sums over every address).
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
 }
 
 /// Counts one connection while it lives: held by its HTTP task and, after
@@ -60,15 +68,15 @@ pub struct ConnectionSlot(#[allow(dead_code)] Arc<Slot>);
 impl Open {
     /// A slot for a connection from `ip`, unless a limit is reached.
     fn take(self: &Arc<Self>, ip: IpAddr, limits: ConnectionLimits) -> Option<Slot> {
-        let mut map = self.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = map.values().sum();
-        let here = map.get(&ip).copied().unwrap_or(0);
-        if (limits.total > 0 && total >= limits.total)
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let here = c.by_ip.get(&ip).copied().unwrap_or(0);
+        if (limits.total > 0 && c.total >= limits.total)
             || (limits.per_ip > 0 && here >= limits.per_ip)
         {
             return None;
         }
-        *map.entry(ip).or_default() += 1;
+        c.total += 1;
+        *c.by_ip.entry(ip).or_default() += 1;
         Some(Slot {
             open: self.clone(),
             ip,
@@ -78,11 +86,12 @@ impl Open {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut map = self.open.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
+        let mut c = self.open.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.total -= 1;
+        if let Some(n) = c.by_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                map.remove(&self.ip);
+                c.by_ip.remove(&self.ip);
             }
         }
     }
