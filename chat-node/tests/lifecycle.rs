@@ -145,17 +145,8 @@ async fn wait_ready(port: u16) {
 }
 
 async fn token(port: u16, user: &str) -> String {
-    let r = crate::common::http::Http::new()
-        .post(format!("http://127.0.0.1:{port}/v1/tokens"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"user": user, "platform": "web"}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
-    v["token"].as_str().unwrap().to_owned()
+    let base = format!("http://127.0.0.1:{port}");
+    common::issue_token(&common::http::Http::new(), &base, user, "web").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,19 +41,6 @@ impl Drop for Node {
     }
 }
 
-async fn token(http: &common::http::Http, port: u16, user: &str) -> String {
-    let r = http
-        .post(format!("http://127.0.0.1:{port}/v1/tokens"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"user": user, "platform": "web"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: serde_json::Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_hold_no_message_bodies_and_no_tokens() {
     let port = free_port();
@@ -91,8 +78,10 @@ async fn logs_hold_no_message_bodies_and_no_tokens() {
     let mark = &common::unique_cluster("body")[7..];
     let body = format!("body-{mark}");
     let refused_body = format!("refused-{mark}");
-    let alice_token = token(&http, port, "alice").await;
-    let bob_token = token(&http, port, "bob").await;
+    let alice_token =
+        common::issue_token(&http, &format!("http://127.0.0.1:{port}"), "alice", "web").await;
+    let bob_token =
+        common::issue_token(&http, &format!("http://127.0.0.1:{port}"), "bob", "web").await;
     let unknown_token = format!(
         "web.{:016x}{:016x}{:016x}{:016x}",
         rand::random::<u64>(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{ADMIN, Client, delete_cluster_keys, redis_url, unique_cluster};
 
@@ -194,17 +194,7 @@ impl Cluster {
     }
 
     pub async fn token(&self, i: usize, user: &str) -> String {
-        let r = self
-            .http
-            .post(self.url(i, "/v1/tokens"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"user": user, "platform": "web"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.unwrap();
-        v["token"].as_str().unwrap().to_owned()
+        crate::common::issue_token(&self.http, &self.url(i, ""), user, "web").await
     }
 
     /// A session of `user` on node `i`.

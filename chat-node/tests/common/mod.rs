@@ -111,6 +111,22 @@ pub fn delete_cluster_keys(url: &str, cluster: &str) {
     }
 }
 
+/// Issues a token for `user` through the admin API of the node at `base`
+/// (`http://host:port`); panics unless it answers 201.
+pub async fn issue_token(http: &http::Http, base: &str, user: &str, platform: &str) -> String {
+    let r = http
+        .post(format!("{base}/v1/tokens"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"user": user, "platform": platform}))
+        .send()
+        .await
+        .expect("token request");
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "token for {user}: {v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
 /// A node running in this process.
 pub struct TestNode {
     pub addr: SocketAddr,
@@ -172,17 +188,7 @@ impl TestNode {
 
     /// Issues a token through the admin API.
     pub async fn token(&self, user: &str, platform: &str) -> String {
-        let r = self
-            .http
-            .post(self.url("/v1/tokens"))
-            .bearer_auth(ADMIN)
-            .json(&json!({"user": user, "platform": platform}))
-            .send()
-            .await
-            .expect("token request");
-        assert_eq!(r.status(), 201, "token for {user}");
-        let v: Value = r.json().await.unwrap();
-        v["token"].as_str().unwrap().to_owned()
+        issue_token(&self.http, &self.url(""), user, platform).await
     }
 
     pub async fn revoke(&self, token: &str) -> u16 {
