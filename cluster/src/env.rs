@@ -37,6 +37,14 @@ pub const MAX_SESSIONS_PER_USER: &str = "CHAT_MAX_SESSIONS_PER_USER";
 pub const OUTBOUND_QUEUE_BYTES: &str = "CHAT_OUTBOUND_QUEUE_BYTES";
 pub const MAX_CONNECTIONS: &str = "CHAT_MAX_CONNECTIONS";
 pub const MAX_CONNECTIONS_PER_IP: &str = "CHAT_MAX_CONNECTIONS_PER_IP";
+pub const CLIENT_ID_TTL_S: &str = "CHAT_CLIENT_ID_TTL_S";
+pub const ARCHIVE_URL: &str = "CHAT_ARCHIVE_URL";
+pub const ARCHIVER: &str = "CHAT_ARCHIVER";
+pub const HOT_MESSAGES: &str = "CHAT_HOT_MESSAGES";
+pub const HOT_SECONDS: &str = "CHAT_HOT_SECONDS";
+pub const ARCHIVE_MAX_LAG: &str = "CHAT_ARCHIVE_MAX_LAG";
+pub const ARCHIVE_BATCH: &str = "CHAT_ARCHIVE_BATCH";
+pub const ARCHIVE_CLAIM_S: &str = "CHAT_ARCHIVE_CLAIM_S";
 
 /// Sessions per second a draining node tells to reconnect, unless set.
 pub const DEFAULT_DRAIN_RATE: u32 = 500;

@@ -32,10 +32,31 @@ impl Keys {
     pub fn msg(&self, id: &str) -> String {
         format!("{}msg:{id}", self.prefix)
     }
-    /// List: message ids of a conversation; the one at index `i` has `seq`
-    /// `i + 1`, so the length is the last `seq` (never trimmed).
+    /// List: message ids of a conversation's messages held in Redis, oldest
+    /// first. Without an archive it is never trimmed (the message at index
+    /// `i` has `seq` `i + 1`); with one, archived messages beyond the hot
+    /// window leave from the front, and the first has `seq` =
+    /// [`Keys::conv_seq`] − length + 1.
     pub fn conv(&self, conv: &str) -> String {
         format!("{}conv:{conv}", self.prefix)
+    }
+    /// Counter: the last `seq` of a conversation. Absent for a conversation
+    /// stored before it existed: then the list was never trimmed and its
+    /// length is the last `seq`.
+    pub fn conv_seq(&self, conv: &str) -> String {
+        format!("{}conv:{conv}:seq", self.prefix)
+    }
+    /// Stream: the archive feed. The send script appends `{i: id, c: conv,
+    /// s: seq}` in the same atomic step as the message; archivers read it in
+    /// the consumer group [`crate::archive::GROUP`], insert into SQL, then
+    /// acknowledge and delete the entry, so its length is the archive lag.
+    pub fn archive_stream(&self) -> String {
+        format!("{}archive", self.prefix)
+    }
+    /// Sorted set: conversation -> time (ms) when its oldest message beyond
+    /// the hot window becomes old enough to leave Redis.
+    pub fn archive_trim(&self) -> String {
+        format!("{}archive:trim", self.prefix)
     }
     /// List: message ids of a user's inbox, oldest first, trimmed from the
     /// front by retention; the first has `pts` = counter − length + 1.
@@ -97,5 +118,7 @@ mod tests {
         assert_eq!(k.inbox("alice"), "chat:prod:inbox:alice");
         assert_eq!(k.conv("dm:alice:bob"), "chat:prod:conv:dm:alice:bob");
         assert!(k.client_id("alice", "c-1").starts_with(k.prefix()));
+        assert_eq!(k.archive_stream(), "chat:prod:archive");
+        assert_eq!(k.conv_seq("dm:a:b"), "chat:prod:conv:dm:a:b:seq");
     }
 }

@@ -14,8 +14,10 @@
 //! - [`env`]: names of the `CHAT_*` settings a node reads.
 //! - [`registry`]: the node registry (`NodeRecord`) and presence clean-up,
 //!   with the compare-and-delete scripts both sides run.
+//! - [`archive`]: the archive feed's consumer group and consumer names.
 //! - [`gc`]: what the operator reads and removes after node runs that are gone.
 
+pub mod archive;
 pub mod env;
 pub mod gc;
 pub mod ids;

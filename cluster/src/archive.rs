@@ -1,0 +1,35 @@
+//! Names of the archive feed's consumer group (DESIGN.md, "Storage tiers").
+//! Every chat-node run that archives reads the stream
+//! [`crate::Keys::archive_stream`] as one consumer of [`GROUP`], named after
+//! the run, so the operator can tell the consumers of runs that are gone.
+
+/// The consumer group every archiver of a cluster reads the feed in.
+pub const GROUP: &str = "archivers";
+
+/// The consumer name of the node run `instance` on `port`: `<port>:<instance>`.
+pub fn consumer_name(port: u16, instance: &str) -> String {
+    format!("{port}:{instance}")
+}
+
+/// The port and run of a consumer name written by [`consumer_name`]; `None`
+/// for any other name.
+pub fn parse_consumer(name: &str) -> Option<(u16, &str)> {
+    let (port, instance) = name.split_once(':')?;
+    let port = port.parse().ok().filter(|p| *p > 0)?;
+    (!instance.is_empty()).then_some((port, instance))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_names_round_trip() {
+        let name = consumer_name(8760, "0b1c-uid");
+        assert_eq!(name, "8760:0b1c-uid");
+        assert_eq!(parse_consumer(&name), Some((8760, "0b1c-uid")));
+        assert_eq!(parse_consumer("8760:"), None);
+        assert_eq!(parse_consumer("node:x"), None);
+        assert_eq!(parse_consumer("0:x"), None);
+    }
+}
