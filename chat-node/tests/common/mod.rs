@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod http;
 pub mod redis_server;
 pub mod slow_link;
+pub mod sql_server;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
