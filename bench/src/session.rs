@@ -249,6 +249,7 @@ mod tests {
             entries: &entries,
             more: true,
             pts: 4,
+            trimmed_to: None,
             rid: None,
         }
         .to_json();

@@ -10,8 +10,9 @@ use parley_cluster::{PortFormula, env, ids};
 
 use crate::error::Error;
 use crate::protocol::client::Limits;
-use crate::settings::{ConnectionSettings, Settings};
+use crate::settings::{ArchiveSettings, ConnectionSettings, Settings};
 use crate::store::Retention;
+use crate::store::redis::archiver::ArchiverSettings;
 
 /// Everything a chat-node can be told at start. Each field is a flag and an
 /// environment variable (`CHAT_*`); flags win.
@@ -177,6 +178,49 @@ pub struct Config {
     /// Give up on a Redis command after this many milliseconds (the client gets `unavailable`).
     #[arg(long, env = env::REDIS_TIMEOUT_MS, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_timeout_ms: u64,
+
+    /// How long a client message id is remembered, in seconds: a repeated
+    /// `send` id within it is answered with the first message. The protocol
+    /// promises 24 hours; set it lower only for tests and benchmarks.
+    #[arg(long, env = env::CLIENT_ID_TTL_S, default_value_t = 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=7 * 24 * 3600))]
+    pub client_id_ttl_s: u64,
+
+    /// The SQL archive every message goes to: `mysql://user:pass@host/db`
+    /// (MySQL or MariaDB), `postgres://user:pass@host/db`, or
+    /// `sqlite://file.db` (created when missing; one node only). With it,
+    /// Redis (or the in-memory store) keeps only the hot window of each
+    /// conversation. Unset: no archive, everything stays in the store.
+    #[arg(long, env = env::ARCHIVE_URL, hide_env_values = true)]
+    pub archive_url: Option<String>,
+
+    /// Run an archiver on this node (`on` or `off`): it drains the archive
+    /// feed into SQL, one consumer of the cluster's group.
+    #[arg(long, env = env::ARCHIVER, default_value = "on", value_parser = ["on", "off"])]
+    pub archiver: String,
+
+    /// The hot window, in messages: each conversation's newest this-many
+    /// stay in Redis.
+    #[arg(long, env = env::HOT_MESSAGES, default_value_t = 200)]
+    pub hot_messages: u64,
+
+    /// The hot window, in seconds: no message younger than this leaves Redis.
+    #[arg(long, env = env::HOT_SECONDS, default_value_t = 86400)]
+    pub hot_seconds: u64,
+
+    /// Most messages the archive may be behind (entries in the feed) before
+    /// sends are refused with `unavailable`, so an archive that is down
+    /// cannot fill Redis.
+    #[arg(long, env = env::ARCHIVE_MAX_LAG, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub archive_max_lag: u64,
+
+    /// Most messages an archiver writes in one SQL statement.
+    #[arg(long, env = env::ARCHIVE_BATCH, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub archive_batch: u32,
+
+    /// Archive entries pending this many seconds under another archiver (one
+    /// that died) are taken over.
+    #[arg(long, env = env::ARCHIVE_CLAIM_S, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub archive_claim_s: u64,
 }
 
 impl Config {
@@ -185,6 +229,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), Error> {
         ids::check_cluster_id(&self.cluster)
             .map_err(|e| Error::Config(format!("{}: {e}", env::CLUSTER)))?;
+        if let Some(url) = &self.archive_url {
+            crate::archive::Engine::of(url)
+                .map_err(|e| Error::Config(format!("{}: {e}", env::ARCHIVE_URL)))?;
+        }
         if self.amqp_url.is_some() && self.redis_url.is_none() {
             return Err(Error::Config(format!(
                 "{} needs {}: the nodes of a cluster share inboxes and presence in Redis",
@@ -260,6 +308,19 @@ impl Config {
             max_connections_per_ip: self.max_connections_per_ip as usize,
             http_header_timeout: Duration::from_secs(self.http_header_timeout_s),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+            client_id_ttl: Duration::from_secs(self.client_id_ttl_s),
+            archive: self.archive_url.as_ref().map(|url| ArchiveSettings {
+                url: url.clone(),
+                archiver: (self.archiver == "on").then(|| ArchiverSettings {
+                    batch: self.archive_batch as usize,
+                    claim_after: Duration::from_secs(self.archive_claim_s),
+                    hot_messages: self.hot_messages,
+                    hot: Duration::from_secs(self.hot_seconds),
+                }),
+                hot_messages: self.hot_messages,
+                hot: Duration::from_secs(self.hot_seconds),
+                max_lag: self.archive_max_lag,
+            }),
         })
     }
 
@@ -316,6 +377,24 @@ mod tests {
         let c = Config::parse_from(["chat-node", "--amqp-url", "amqp://x"]);
         assert!(c.validate().is_err());
         assert!(c.settings().is_err());
+    }
+
+    #[test]
+    fn archive_url_scheme_is_checked() {
+        let c = Config::parse_from(["chat-node", "--archive-url", "sqlite://chat.db"]);
+        let a = c.settings().unwrap().archive.unwrap();
+        assert!(a.archiver.is_some());
+        let c = Config::parse_from(["chat-node", "--archive-url", "oracle://x"]);
+        assert!(c.settings().is_err());
+        let c = Config::parse_from([
+            "chat-node",
+            "--archive-url",
+            "sqlite://a",
+            "--archiver",
+            "off",
+        ]);
+        assert!(c.settings().unwrap().archive.unwrap().archiver.is_none());
+        assert!(Config::try_parse_from(["chat-node", "--archiver", "maybe"]).is_err());
     }
 
     #[test]

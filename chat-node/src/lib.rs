@@ -32,6 +32,7 @@
 //! - [`metrics`], [`ids`], [`ratelimit`], [`cache`], [`error`]: support
 //!   with one job each.
 
+pub mod archive;
 mod bus;
 mod cache;
 mod command;

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub sessions_stopped_slow: Counter,
     /// Resident memory of the process, read when metrics are scraped.
     pub resident_memory: Gauge,
+    /// This node's archiver.
+    pub archiver: crate::store::redis::archiver::ArchiverMetrics,
 }
 
 impl Metrics {
@@ -86,7 +88,34 @@ impl Metrics {
             bus_messages: Counter::default(),
             sessions_stopped_slow: Counter::default(),
             resident_memory: Gauge::default(),
+            archiver: Default::default(),
         };
+        let a = &m.archiver;
+        r.register(
+            "archive_messages_written",
+            "Messages this node's archiver wrote to SQL (a replayed batch counts again)",
+            a.archived.clone(),
+        );
+        r.register(
+            "archive_errors",
+            "Batches SQL refused (each is retried until it commits)",
+            a.errors.clone(),
+        );
+        r.register(
+            "archive_trimmed",
+            "Archived messages that left Redis (beyond the hot window)",
+            a.trimmed.clone(),
+        );
+        r.register(
+            "archive_lag_entries",
+            "Messages stored but not yet archived (entries in the archive feed)",
+            a.lag_entries.clone(),
+        );
+        r.register(
+            "archive_lag_seconds",
+            "Age of the oldest message not yet archived",
+            a.lag_seconds.clone(),
+        );
         r.register(
             "connections_open",
             "WebSocket connections open",

@@ -11,6 +11,7 @@ use parley_cluster::registry::{HEARTBEAT_INTERVAL, NOT_READY_INTERVAL};
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::Archive;
 use crate::bus::Bus;
 use crate::bus::local::LocalBus;
 use crate::bus::rabbit::{RabbitBus, RabbitConfig};
@@ -27,12 +28,18 @@ use crate::shutdown::{Listener, Signal};
 use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
+use crate::store::redis::archiver::Archiver;
+
+/// How long an archive statement waits for a connection.
+const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A node with its ports bound, ready to run.
 pub struct Server {
     node: Arc<Node>,
     listener: TcpListener,
     health: Option<TcpListener>,
+    /// Drains the archive feed into SQL, when this node runs one.
+    archiver: Option<Archiver>,
     /// The admin token was generated here (not configured).
     pub generated_admin_token: bool,
 }
@@ -83,16 +90,41 @@ impl Server {
             address,
             instance: cfg.instance_id.clone().unwrap_or_else(ids::session_id),
         };
-        let store: Arc<dyn Store> = match &cfg.redis_url {
-            Some(url) => Arc::new(RedisStore::new(
-                url,
-                &id.cluster,
-                settings.retention,
-                settings.redis_timeout,
-            )?),
-            None => Arc::new(MemoryStore::new(settings.retention)),
-        };
         let metrics = Metrics::new();
+        let archive = match &settings.archive {
+            Some(a) => Some(Arc::new(
+                Archive::connect_lazy(&a.url, ARCHIVE_TIMEOUT)
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let mut archiver = None;
+        let store: Arc<dyn Store> = match &cfg.redis_url {
+            Some(url) => {
+                let mut redis =
+                    RedisStore::new(url, &id.cluster, settings.retention, settings.redis_timeout)?
+                        .with_client_id_ttl(settings.client_id_ttl);
+                if let (Some(sql), Some(a)) = (&archive, &settings.archive) {
+                    redis = redis.with_archive(sql.clone(), a.max_lag);
+                    if let Some(s) = &a.archiver {
+                        archiver = redis.archiver(
+                            s.clone(),
+                            parley_cluster::archive::consumer_name(port, &id.instance),
+                            metrics.archiver.clone(),
+                        )?;
+                    }
+                }
+                Arc::new(redis)
+            }
+            None => {
+                let mut memory =
+                    MemoryStore::new(settings.retention).with_client_id_ttl(settings.client_id_ttl);
+                if let (Some(sql), Some(a)) = (&archive, &settings.archive) {
+                    memory = memory.with_archive(sql.clone(), a.hot_messages, a.hot);
+                }
+                Arc::new(memory)
+            }
+        };
         // The hub first: the bus hands it what other nodes send.
         let sessions = Sessions::new(
             settings.connection.max_sessions_per_user,
@@ -124,12 +156,15 @@ impl Server {
             node = %node.id.name, port, address = %node.id.address, cluster = %node.id.cluster,
             store = if cfg.redis_url.is_some() { "redis" } else { "memory" },
             bus = if cfg.amqp_url.is_some() { "rabbitmq" } else { "local" },
+            archive = archive.as_ref().map_or("none", |a| a.engine().into()),
+            archiver = archiver.is_some(),
             "chat-node bound"
         );
         Ok(Server {
             node,
             listener,
             health,
+            archiver,
             generated_admin_token,
         })
     }
@@ -176,6 +211,10 @@ impl Server {
                 },
             ));
         }
+        let stop_archiver = Signal::default();
+        let archiver_task = self
+            .archiver
+            .map(|a| tokio::spawn(a.run(stop_archiver.listen())));
         let stop_heartbeat = Signal::default();
         let heartbeat_task = tokio::spawn(heartbeat(node.clone(), stop_heartbeat.listen()));
         background.spawn(clear_stale_presence(node.clone()));
@@ -207,6 +246,12 @@ impl Server {
         // node), then deregister; the health port goes last.
         if let Some(bus) = node.hub.bus() {
             bus.shutdown().await;
+        }
+        // No more sends here: the archiver finishes its batch (what it
+        // cannot write stays pending for the other archivers).
+        stop_archiver.set();
+        if let Some(t) = archiver_task {
+            let _ = t.await;
         }
         stop_heartbeat.set();
         let _ = heartbeat_task.await;

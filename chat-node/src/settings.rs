@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::protocol::client::Limits;
 use crate::store::Retention;
+use crate::store::redis::archiver::ArchiverSettings;
 
 /// Everything a connection enforces.
 #[derive(Debug, Clone)]
@@ -57,4 +58,21 @@ pub struct Settings {
     pub http_header_timeout: Duration,
     /// Deadline of one Redis command.
     pub redis_timeout: Duration,
+    /// How long a client message id is remembered.
+    pub client_id_ttl: Duration,
+    /// The SQL archive, when there is one.
+    pub archive: Option<ArchiveSettings>,
+}
+
+/// The archive and the hot window.
+#[derive(Debug, Clone)]
+pub struct ArchiveSettings {
+    pub url: String,
+    /// This node's archiver, unless it runs none (`CHAT_ARCHIVER=off`).
+    pub archiver: Option<ArchiverSettings>,
+    /// The hot window the in-memory store keeps (Redis: the archivers trim).
+    pub hot_messages: u64,
+    pub hot: Duration,
+    /// Most feed entries before sends are refused.
+    pub max_lag: u64,
 }

@@ -37,6 +37,11 @@ impl Signal {
 pub struct Listener(watch::Receiver<bool>);
 
 impl Listener {
+    /// Whether the flag is set now.
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Resolves once the flag is set (or its signal is gone). Holds no
     /// borrow of the flag across an await, so callers stay `Send`.
     pub async fn wait(&mut self) {

@@ -18,6 +18,7 @@ pub async fn apply(
             entries: &page.entries,
             more: page.more || cut,
             pts: page.pts,
+            trimmed_to: page.trimmed_to,
             rid,
         }
         .to_json(),

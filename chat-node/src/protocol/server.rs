@@ -41,6 +41,9 @@ pub enum ServerFrame<'a> {
         entries: &'a [InboxEntry],
         more: bool,
         pts: u64,
+        /// Entries after `after` were dropped by retention: the oldest kept.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        trimmed_to: Option<u64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         rid: Option<&'a str>,
     },

@@ -1,19 +1,53 @@
 //! The in-memory store: the embedded default for a single node with nothing
 //! installed. Same rules as Redis; one mutex makes every operation atomic.
-//! It keeps every message (as Redis keeps history): meant for development
-//! and single-node trials, not for months of traffic.
+//!
+//! Without an archive it keeps every message, and loses everything on
+//! restart: meant for development and single-node trials. With one
+//! (`CHAT_ARCHIVE_URL`, typically `sqlite://`), every send is written to SQL
+//! before it is acknowledged, memory keeps only each conversation's hot
+//! window, and history, `sync` and `played` read through to SQL, so history
+//! survives a restart (tokens, inboxes and unread counts do not).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::*;
+use crate::archive::Archive;
 
 /// All state of one in-memory chat.
 pub struct MemoryStore {
     state: Mutex<State>,
     retention: Retention,
+    client_id_ttl_ms: u64,
+    archive: Option<WriteThrough>,
+}
+
+/// The archive of an in-memory store, written before a send is answered.
+struct WriteThrough {
+    sql: Arc<Archive>,
+    hot_messages: u64,
+    hot_ms: u64,
+    /// Sends one at a time: `seq` is assigned, written to SQL, then
+    /// applied, and nothing may come between.
+    sends: tokio::sync::Mutex<()>,
+}
+
+/// The messages of one conversation held in memory, oldest first: the one
+/// at index `i` has `seq` = `base + i + 1` (`base` counts those that left
+/// for the archive, or were there before this process started).
+#[derive(Default)]
+struct Conv {
+    base: u64,
+    ids: VecDeque<String>,
+}
+
+impl Conv {
+    fn last(&self) -> u64 {
+        self.base + self.ids.len() as u64
+    }
 }
 
 #[derive(Default)]
@@ -23,8 +57,8 @@ struct State {
     // at a time, where a hash map stops every send to rehash and copy all
     // it holds (pauses of hundreds of milliseconds at a few 100k messages).
     messages: BTreeMap<String, Message>,
-    /// Message ids by conversation; `seq` is index + 1.
-    convs: BTreeMap<String, Vec<String>>,
+    /// Message ids by conversation.
+    convs: BTreeMap<String, Conv>,
     inboxes: HashMap<String, Inbox>,
     /// user -> peer -> count
     unread: HashMap<String, HashMap<String, u64>>,
@@ -50,8 +84,18 @@ struct FirstSend {
 #[derive(Default)]
 struct Inbox {
     pts: u64,
-    /// (pts, message id), ascending
-    entries: VecDeque<(u64, String)>,
+    /// Ascending `pts`.
+    entries: VecDeque<InboxItem>,
+}
+
+/// One inbox entry: enough to apply retention and to find the message in
+/// the archive once it has left memory.
+struct InboxItem {
+    pts: u64,
+    id: String,
+    conv: String,
+    seq: u64,
+    ts: u64,
 }
 
 impl MemoryStore {
@@ -59,6 +103,47 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
             retention,
+            client_id_ttl_ms: CLIENT_ID_TTL_MS,
+            archive: None,
+        }
+    }
+
+    /// Writes every message to `sql` before answering, and keeps in memory
+    /// only each conversation's newest `hot_messages` and those younger
+    /// than `hot`.
+    pub fn with_archive(mut self, sql: Arc<Archive>, hot_messages: u64, hot: Duration) -> Self {
+        self.archive = Some(WriteThrough {
+            sql,
+            hot_messages,
+            hot_ms: hot.as_millis() as u64,
+            sends: tokio::sync::Mutex::new(()),
+        });
+        self
+    }
+
+    /// How long a client message id is remembered.
+    pub fn with_client_id_ttl(mut self, ttl: Duration) -> Self {
+        self.client_id_ttl_ms = ttl.as_millis().max(1) as u64;
+        self
+    }
+
+    /// The archive, or the error for a message that is not in memory.
+    fn sql(&self) -> Result<&Archive, StoreError> {
+        self.archive
+            .as_ref()
+            .map(|a| a.sql.as_ref())
+            .ok_or_else(|| StoreError::Corrupt("a message is missing from memory".into()))
+    }
+
+    /// The last `seq` of `conv`: from memory, else from the archive (a
+    /// conversation of an earlier run), else 0.
+    async fn last_seq(&self, conv: &str) -> Result<u64, StoreError> {
+        if let Some(c) = self.lock().convs.get(conv) {
+            return Ok(c.last());
+        }
+        match &self.archive {
+            Some(a) => Ok(a.sql.last_seq(conv).await?),
+            None => Ok(0),
         }
     }
 
@@ -78,22 +163,47 @@ impl State {
             .unwrap_or_default()
     }
 
-    fn append_inbox(&mut self, user: &str, msg_id: &str, now_ms: u64, retention: Retention) -> u64 {
+    fn append_inbox(
+        &mut self,
+        user: &str,
+        msg: &Message,
+        now_ms: u64,
+        retention: Retention,
+    ) -> u64 {
         let inbox = self.inboxes.entry(user.to_owned()).or_default();
         inbox.pts += 1;
-        inbox.entries.push_back((inbox.pts, msg_id.to_owned()));
+        inbox.entries.push_back(InboxItem {
+            pts: inbox.pts,
+            id: msg.id.clone(),
+            conv: msg.conv.clone(),
+            seq: msg.seq,
+            ts: msg.ts,
+        });
         let cutoff = now_ms.saturating_sub(retention.max_age_ms);
         while inbox.entries.len() as u64 > retention.max_entries {
-            let Some((_, oldest)) = inbox.entries.front() else {
-                break;
-            };
-            let ts = self.messages.get(oldest).map_or(0, |m| m.ts);
-            if ts >= cutoff {
+            if inbox.entries.front().is_none_or(|e| e.ts >= cutoff) {
                 break;
             }
             inbox.entries.pop_front();
         }
         inbox.pts
+    }
+
+    /// Drops archived messages of `conv` beyond the hot window.
+    fn trim(&mut self, conv: &str, hot_messages: u64, cutoff_ms: u64) {
+        let Some(c) = self.convs.get_mut(conv) else {
+            return;
+        };
+        while c.ids.len() as u64 > hot_messages {
+            let Some(id) = c.ids.front() else { break };
+            if self.messages.get(id).is_some_and(|m| m.ts >= cutoff_ms) {
+                break;
+            }
+            if let Some(id) = c.ids.pop_front() {
+                self.messages.remove(&id);
+                c.base += 1;
+            }
+        }
     }
 
     /// Where the sessions of a message's users are.
@@ -116,6 +226,85 @@ impl State {
             for key in entry.remove() {
                 self.client_ids.remove(&key);
             }
+        }
+    }
+}
+
+impl State {
+    /// The answer to a send whose client id was seen before, if it was.
+    /// `Err(Corrupt)` when the first message is no longer in memory.
+    fn duplicate(
+        &mut self,
+        from: &str,
+        client_id: &str,
+        now: u64,
+        routes: bool,
+    ) -> Option<Result<Stored, StoreError>> {
+        self.expire_client_ids(now);
+        let first = self
+            .client_ids
+            .get(&(from.to_owned(), client_id.to_owned()))?;
+        let Some(msg) = self.messages.get(&first.id).cloned() else {
+            return Some(Err(StoreError::Corrupt(format!(
+                "client id points at missing message {}",
+                first.id
+            ))));
+        };
+        let (sender_pts, receiver_pts) = (first.sender_pts, first.receiver_pts);
+        let routes = routes.then(|| self.routes_of(&msg));
+        Some(Ok(Stored {
+            msg,
+            sender_pts,
+            receiver_pts,
+            duplicate: true,
+            routes,
+        }))
+    }
+}
+
+impl MemoryStore {
+    /// Stores `msg` (its `seq` assigned) in memory: conversation, inboxes,
+    /// unread count, client id.
+    fn apply(&self, st: &mut State, msg: Message, client_id: &str, routes: bool) -> Stored {
+        let now = msg.ts;
+        st.convs
+            .entry(msg.conv.clone())
+            .or_default()
+            .ids
+            .push_back(msg.id.clone());
+        st.messages.insert(msg.id.clone(), msg.clone());
+        let sender_pts = st.append_inbox(&msg.from, &msg, now, self.retention);
+        let receiver_pts = if msg.to != msg.from {
+            let pts = st.append_inbox(&msg.to, &msg, now, self.retention);
+            *st.unread
+                .entry(msg.to.clone())
+                .or_default()
+                .entry(msg.from.clone())
+                .or_default() += 1;
+            Some(pts)
+        } else {
+            None
+        };
+        let key = (msg.from.clone(), client_id.to_owned());
+        st.client_ids.insert(
+            key.clone(),
+            FirstSend {
+                id: msg.id.clone(),
+                sender_pts,
+                receiver_pts,
+            },
+        );
+        st.client_id_expiry
+            .entry(now + self.client_id_ttl_ms)
+            .or_default()
+            .push(key);
+        let routes = routes.then(|| st.routes_of(&msg));
+        Stored {
+            msg,
+            sender_pts,
+            receiver_pts,
+            duplicate: false,
+            routes,
         }
     }
 }
@@ -158,61 +347,54 @@ impl Store for MemoryStore {
         client_id: &str,
         routes: bool,
     ) -> Result<Stored, StoreError> {
-        let mut st = self.lock();
-        let now = new.ts;
-        st.expire_client_ids(now);
-        let key = (new.from.clone(), client_id.to_owned());
-        if let Some(first) = st.client_ids.get(&key) {
-            let msg = st.messages.get(&first.id).cloned().ok_or_else(|| {
-                StoreError::Corrupt(format!("client id points at missing message {}", first.id))
-            })?;
-            let (sender_pts, receiver_pts) = (first.sender_pts, first.receiver_pts);
-            let routes = routes.then(|| st.routes_of(&msg));
-            return Ok(Stored {
-                msg,
-                sender_pts,
-                receiver_pts,
-                duplicate: true,
-                routes,
-            });
-        }
-        let conv = st.convs.entry(new.conv.clone()).or_default();
-        conv.push(new.id.clone());
-        let seq = conv.len() as u64;
-        let msg = new.into_message(seq);
-        st.messages.insert(msg.id.clone(), msg.clone());
-        let sender_pts = st.append_inbox(&msg.from, &msg.id, now, self.retention);
-        let receiver_pts = if msg.to != msg.from {
-            let pts = st.append_inbox(&msg.to, &msg.id, now, self.retention);
-            *st.unread
-                .entry(msg.to.clone())
-                .or_default()
-                .entry(msg.from.clone())
-                .or_default() += 1;
-            Some(pts)
-        } else {
-            None
+        let Some(a) = &self.archive else {
+            let mut st = self.lock();
+            if let Some(dup) = st.duplicate(&new.from, client_id, new.ts, routes) {
+                return dup;
+            }
+            let seq = st.convs.get(&new.conv).map_or(0, Conv::last) + 1;
+            return Ok(self.apply(&mut st, new.into_message(seq), client_id, routes));
         };
-        st.client_ids.insert(
-            key.clone(),
-            FirstSend {
-                id: msg.id.clone(),
-                sender_pts,
-                receiver_pts,
-            },
-        );
-        st.client_id_expiry
-            .entry(now + CLIENT_ID_TTL_MS)
-            .or_default()
-            .push(key);
-        let routes = routes.then(|| st.routes_of(&msg));
-        Ok(Stored {
-            msg,
-            sender_pts,
-            receiver_pts,
-            duplicate: false,
-            routes,
-        })
+        let _one_at_a_time = a.sends.lock().await;
+        let dup = self.lock().duplicate(&new.from, client_id, new.ts, routes);
+        if let Some(dup) = dup {
+            return match dup {
+                Err(StoreError::Corrupt(_)) => {
+                    // The first message left memory for the archive.
+                    let key = (new.from.clone(), client_id.to_owned());
+                    let first = self.lock().client_ids.get(&key).cloned();
+                    let first =
+                        first.ok_or_else(|| StoreError::Corrupt("client id vanished".into()))?;
+                    let msg = a.sql.by_ids(&[first.id.as_str()]).await?.into_iter().next();
+                    let msg = msg.ok_or_else(|| {
+                        StoreError::Corrupt(format!("message {} is nowhere", first.id))
+                    })?;
+                    let routes = routes.then(|| self.lock().routes_of(&msg));
+                    Ok(Stored {
+                        msg,
+                        sender_pts: first.sender_pts,
+                        receiver_pts: first.receiver_pts,
+                        duplicate: true,
+                        routes,
+                    })
+                }
+                other => other,
+            };
+        }
+        let seq = self.last_seq(&new.conv).await? + 1;
+        let msg = new.into_message(seq);
+        // Durable first: a send SQL refuses changes nothing.
+        a.sql.insert(std::slice::from_ref(&msg)).await?;
+        let mut st = self.lock();
+        let conv = st.convs.entry(msg.conv.clone()).or_default();
+        if conv.ids.is_empty() {
+            conv.base = seq - 1;
+        }
+        let conv_id = msg.conv.clone();
+        let stored = self.apply(&mut st, msg, client_id, routes);
+        let cutoff = stored.msg.ts.saturating_sub(a.hot_ms);
+        st.trim(&conv_id, a.hot_messages, cutoff);
+        Ok(stored)
     }
 
     async fn join(
@@ -277,27 +459,57 @@ impl Store for MemoryStore {
     }
 
     async fn sync(&self, user: &str, after: u64, limit: u64) -> Result<SyncPage, StoreError> {
-        let st = self.lock();
-        let Some(inbox) = st.inboxes.get(user) else {
-            return Ok(SyncPage {
-                entries: vec![],
-                more: false,
-                pts: 0,
-            });
+        let (mut entries, gone, more, pts, first) = {
+            let st = self.lock();
+            let Some(inbox) = st.inboxes.get(user) else {
+                return Ok(SyncPage {
+                    entries: vec![],
+                    more: false,
+                    pts: 0,
+                    trimmed_to: None,
+                });
+            };
+            let start = inbox.entries.partition_point(|e| e.pts <= after);
+            let mut entries = Vec::new();
+            // Entries whose message left memory for the archive.
+            let mut gone = Vec::new();
+            for e in inbox.entries.iter().skip(start).take(limit as usize) {
+                match st.messages.get(&e.id) {
+                    Some(m) => entries.push(Some(InboxEntry {
+                        pts: e.pts,
+                        msg: m.clone(),
+                    })),
+                    None => {
+                        gone.push((entries.len(), e.pts, e.id.clone(), (e.conv.clone(), e.seq)));
+                        entries.push(None);
+                    }
+                }
+            }
+            let more = inbox.entries.len() - start > entries.len();
+            let first = inbox.entries.front().map_or(inbox.pts + 1, |e| e.pts);
+            (entries, gone, more, inbox.pts, first)
         };
-        let start = inbox.entries.partition_point(|(pts, _)| *pts <= after);
-        let mut entries = Vec::new();
-        for (pts, id) in inbox.entries.iter().skip(start).take(limit as usize) {
-            let msg = st.messages.get(id).cloned().ok_or_else(|| {
-                StoreError::Corrupt(format!("inbox points at missing message {id}"))
-            })?;
-            entries.push(InboxEntry { pts: *pts, msg });
+        if !gone.is_empty() {
+            let keys: Vec<(String, u64)> = gone.iter().map(|g| g.3.clone()).collect();
+            let found: HashMap<String, Message> = self
+                .sql()?
+                .by_keys(&keys)
+                .await?
+                .into_iter()
+                .map(|m| (m.id.clone(), m))
+                .collect();
+            for (slot, pts, id, _) in gone {
+                let msg = found.get(&id).cloned().ok_or_else(|| {
+                    StoreError::Corrupt(format!("inbox points at missing message {id}"))
+                })?;
+                entries[slot] = Some(InboxEntry { pts, msg });
+            }
         }
-        let more = inbox.entries.len() - start > entries.len();
         Ok(SyncPage {
-            entries,
+            entries: entries.into_iter().flatten().collect(),
             more,
-            pts: inbox.pts,
+            pts,
+            trimmed_to: (after.saturating_add(1) < first).then_some(first),
         })
     }
 
@@ -307,27 +519,53 @@ impl Store for MemoryStore {
         before: Option<u64>,
         limit: u64,
     ) -> Result<HistoryPage, StoreError> {
-        let st = self.lock();
-        let Some(ids) = st.convs.get(conv) else {
+        let last = self.last_seq(conv).await?;
+        let top = before.map_or(last, |b| last.min(b.saturating_sub(1)));
+        if top < 1 {
             return Ok(HistoryPage {
                 messages: vec![],
                 more: false,
             });
+        }
+        let lowest = top.saturating_sub(limit) + 1;
+        // The part memory holds (seq >= first), copied under the lock.
+        let (first, hot) = {
+            let st = self.lock();
+            match st.convs.get(conv) {
+                Some(c) => {
+                    let first = c.base + 1;
+                    let from = lowest.max(first);
+                    let mut hot = Vec::new();
+                    for s in from..=top.min(c.last()) {
+                        let id = &c.ids[(s - first) as usize];
+                        hot.push(st.messages.get(id).cloned().ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "conversation points at missing message {id}"
+                            ))
+                        })?);
+                    }
+                    (first, hot)
+                }
+                None => (top + 1, Vec::new()),
+            }
         };
-        // seq s lives at index s - 1; messages with seq < before end at index before - 1.
-        let end = before.map_or(ids.len(), |b| (b.saturating_sub(1) as usize).min(ids.len()));
-        let start = end.saturating_sub(limit as usize);
-        let messages = ids[start..end]
-            .iter()
-            .map(|id| {
-                st.messages.get(id).cloned().ok_or_else(|| {
-                    StoreError::Corrupt(format!("conversation points at missing message {id}"))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Below `first`: archived before it entered memory, and unchanging.
+        let mut messages = if lowest < first {
+            let upto = first.min(top + 1);
+            let cold = self.sql()?.range(conv, lowest, upto).await?;
+            if cold.len() as u64 != upto - lowest {
+                return Err(StoreError::Corrupt(format!(
+                    "the archive lacks messages {lowest}..{upto} of {conv}"
+                )));
+            }
+            cold
+        } else {
+            Vec::new()
+        };
+        messages.extend(hot);
         Ok(HistoryPage {
             messages,
-            more: start > 0,
+            more: lowest > 1,
         })
     }
 
@@ -352,11 +590,11 @@ impl Store for MemoryStore {
         conv: &str,
         seq: u64,
     ) -> Result<ReadOutcome, StoreError> {
-        let mut st = self.lock();
-        let last = st.convs.get(conv).map_or(0, |c| c.len() as u64);
+        let last = self.last_seq(conv).await?;
         if seq > last {
             return Ok(ReadOutcome::BeyondEnd { last });
         }
+        let mut st = self.lock();
         let mark = st
             .read
             .entry(user.to_owned())
@@ -371,9 +609,14 @@ impl Store for MemoryStore {
     }
 
     async fn mark_played(&self, user: &str, msg_id: &str) -> Result<PlayedOutcome, StoreError> {
-        let mut st = self.lock();
-        let Some(msg) = st.messages.get_mut(msg_id) else {
-            return Ok(PlayedOutcome::NotFound);
+        let held = self.lock().messages.get(msg_id).cloned();
+        let mut msg = match (held, &self.archive) {
+            (Some(m), _) => m,
+            (None, None) => return Ok(PlayedOutcome::NotFound),
+            (None, Some(a)) => match a.sql.by_ids(&[msg_id]).await?.into_iter().next() {
+                Some(m) => m,
+                None => return Ok(PlayedOutcome::NotFound),
+            },
         };
         if msg.to != user {
             return Ok(PlayedOutcome::Forbidden);
@@ -381,8 +624,15 @@ impl Store for MemoryStore {
         if msg.kind != Kind::Voice {
             return Ok(PlayedOutcome::NotVoice);
         }
+        // SQL first: a change SQL refuses is not made at all.
+        if let Some(a) = &self.archive {
+            a.sql.mark_played(msg_id).await?;
+        }
+        if let Some(m) = self.lock().messages.get_mut(msg_id) {
+            m.played = Some(true);
+        }
         msg.played = Some(true);
-        Ok(PlayedOutcome::Played(Box::new(msg.clone())))
+        Ok(PlayedOutcome::Played(Box::new(msg)))
     }
 
     async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {

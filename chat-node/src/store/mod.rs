@@ -108,6 +108,10 @@ pub struct SyncPage {
     pub more: bool,
     /// The user's newest inbox position.
     pub pts: u64,
+    /// Set when entries after `after` were dropped by retention: the oldest
+    /// `pts` still kept (PROTOCOL.md, "Messages older than the node's hot
+    /// window"); the client fills the gap per conversation with `history`.
+    pub trimmed_to: Option<u64>,
 }
 
 /// A page of a conversation, ascending `seq`.

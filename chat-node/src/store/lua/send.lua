@@ -2,14 +2,17 @@
 -- KEYS: 1 client-id key, 2 conversation list, 3 message hash,
 --       4 sender inbox list, 5 sender pts counter,
 --       6 receiver inbox list, 7 receiver pts counter, 8 receiver unread hash,
---       9 sender presence hash, 10 receiver presence hash
+--       9 sender presence hash, 10 receiver presence hash,
+--       11 conversation seq counter, 12 archive stream
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
 --       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
---       12 message key prefix, 13 '1' for voice, 14 '1' to return presence
+--       12 message key prefix, 13 '1' for voice, 14 '1' to return presence,
+--       15 '1' when an archive is configured, 16 most archive lag (entries)
 -- Returns {1, HGETALL of the first message, its sender pts, its receiver pts
 -- or 0} for a known client id (the retry is answered and delivered again
 -- with the same positions, so devices drop what they already have), else
--- {0, seq, sender pts, receiver pts or 0}; either followed, when asked for,
+-- {0, seq, sender pts, receiver pts or 0}, or {-1, lag} (nothing stored)
+-- when the archive feed holds the most entries allowed; either followed, when asked for,
 -- by HGETALL of the sender's and the receiver's presence (read in this same
 -- atomic step, so a session opening concurrently is listed or sees the
 -- message in its starting pts).
@@ -18,9 +21,17 @@
 --
 -- Conversations and inboxes are lists, appended to and trimmed only from the
 -- front, so positions follow from lengths (cheaper and smaller than zsets):
--- a conversation is never trimmed, so the message at index i has seq i + 1
--- (RPUSH returns the seq); an inbox grows by one entry per pts increment, so
--- its first entry has pts = pts counter - length + 1.
+-- a conversation's first message in Redis has seq = seq counter - length + 1
+-- (without an archive nothing is trimmed, and a conversation stored before
+-- the counter existed has length = last seq); an inbox grows by one entry
+-- per pts increment, so its first entry has pts = pts counter - length + 1.
+--
+-- An inbox entry is '<id>:<ts>:<seq>:<conv>' (or a bare id, when written
+-- before): enough to apply retention and to find the message in the archive
+-- once it has left Redis.
+--
+-- With an archive, the message is also appended to the archive feed, in
+-- this same step: no acknowledged message can miss the archive.
 local function presence(reply)
   if ARGV[14] == '1' then
     reply[#reply + 1] = redis.call('HGETALL', KEYS[9])
@@ -38,7 +49,21 @@ if first then
   return presence({1, redis.call('HGETALL', ARGV[12] .. id), tonumber(spts), tonumber(rpts)})
 end
 
-local seq = redis.call('RPUSH', KEYS[2], ARGV[1])
+local archive = ARGV[15] == '1'
+if archive then
+  local lag = redis.call('XLEN', KEYS[12])
+  if lag >= tonumber(ARGV[16]) then return presence({-1, lag}) end
+end
+
+local seq = redis.call('INCR', KEYS[11])
+if seq == 1 then
+  local stored = redis.call('LLEN', KEYS[2])
+  if stored > 0 then
+    seq = stored + 1
+    redis.call('SET', KEYS[11], seq)
+  end
+end
+redis.call('RPUSH', KEYS[2], ARGV[1])
 local fields = {'id', ARGV[1], 'conv', ARGV[2], 'seq', seq, 'from', ARGV[3], 'to', ARGV[4],
                 'kind', ARGV[5], 'body', ARGV[6], 'ts', ARGV[8]}
 if ARGV[7] ~= '' then
@@ -49,17 +74,27 @@ if ARGV[13] == '1' then
 end
 redis.call('HSET', KEYS[3], unpack(fields))
 
+if archive then
+  redis.call('XADD', KEYS[12], '*', 'i', ARGV[1], 'c', ARGV[2], 's', seq)
+end
+
 local max_entries = tonumber(ARGV[10])
 local cutoff = tonumber(ARGV[11])
+local entry = ARGV[1] .. ':' .. ARGV[8] .. ':' .. seq .. ':' .. ARGV[2]
+-- The time of an inbox entry.
+local function entry_ts(e)
+  local ts = string.match(e, '^[^:]+:(%d+):')
+  if ts then return tonumber(ts) end
+  return tonumber(redis.call('HGET', ARGV[12] .. e, 'ts') or '0')
+end
 -- Appends to an inbox, then drops its oldest entries while they are both
 -- beyond the newest max_entries and older than the cutoff (bounded work).
 local function append(inbox, pts_key)
   local pts = redis.call('INCR', pts_key)
-  local excess = redis.call('RPUSH', inbox, ARGV[1]) - max_entries
+  local excess = redis.call('RPUSH', inbox, entry) - max_entries
   local dropped = 0
   while excess > 0 and dropped < 100 do
-    local oldest = redis.call('LINDEX', inbox, 0)
-    local ts = tonumber(redis.call('HGET', ARGV[12] .. oldest, 'ts') or '0')
+    local ts = entry_ts(redis.call('LINDEX', inbox, 0))
     if ts >= cutoff then break end
     redis.call('LPOP', inbox)
     excess = excess - 1

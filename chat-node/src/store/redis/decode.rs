@@ -103,6 +103,37 @@ pub(super) fn message_from_value(v: Value) -> Result<Message, StoreError> {
     message_from_fields(as_fields(v)?)
 }
 
+/// A message hash, or `None` for an empty one (the message left Redis).
+pub(super) fn maybe_message(v: Value) -> Result<Option<Message>, StoreError> {
+    let f = as_fields(v)?;
+    if f.is_empty() {
+        return Ok(None);
+    }
+    message_from_fields(f).map(Some)
+}
+
+/// What an inbox entry names: `<id>:<ts>:<seq>:<conv>`, or a bare id when
+/// written before entries carried the rest (see send.lua).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct InboxRef {
+    pub pts: u64,
+    pub id: String,
+    /// `(conv, seq)`: the message's key in the archive.
+    pub key: Option<(String, u64)>,
+}
+
+impl InboxRef {
+    pub fn parse(entry: &str, pts: u64) -> InboxRef {
+        let mut parts = entry.splitn(4, ':');
+        let id = parts.next().unwrap_or_default().to_owned();
+        let key = match (parts.next(), parts.next(), parts.next()) {
+            (Some(_ts), Some(seq), Some(conv)) => seq.parse().ok().map(|s| (conv.to_owned(), s)),
+            _ => None,
+        };
+        InboxRef { pts, id, key }
+    }
+}
+
 /// A presence hash (HGETALL inside a script): the nodes holding sessions,
 /// as (port, instance) in port order.
 pub(super) fn nodes_from_value(v: Value) -> Result<Nodes, StoreError> {
@@ -117,6 +148,20 @@ pub(super) fn nodes_from_value(v: Value) -> Result<Nodes, StoreError> {
         .collect::<Result<Nodes, StoreError>>()?;
     nodes.sort_unstable();
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_entries_name_their_archive_key() {
+        let r = InboxRef::parse("01JD:1763856000123:17:dm:alice:bob", 4);
+        assert_eq!(r.id, "01JD");
+        assert_eq!(r.key, Some(("dm:alice:bob".into(), 17)));
+        let legacy = InboxRef::parse("01JD", 4);
+        assert_eq!((legacy.id.as_str(), legacy.key), ("01JD", None));
+    }
 }
 
 pub(super) fn token_from_fields(

@@ -3,6 +3,7 @@
 //! connection manager reconnects by itself when Redis comes back.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::ConnectionManager;
@@ -10,13 +11,15 @@ use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
 use parley_cluster::{Keys, Registry};
 
+pub mod archiver;
 mod decode;
 
 use self::decode::{
-    as_array, as_i64, as_string, as_u64, corrupt, message_from_value, nodes_from_value,
-    token_from_fields,
+    InboxRef, as_array, as_i64, as_string, as_u64, corrupt, maybe_message, message_from_value,
+    nodes_from_value, token_from_fields,
 };
 use super::*;
+use crate::archive::Archive;
 
 /// The Lua scripts, loaded once per process and cached by Redis by SHA.
 struct Scripts {
@@ -27,6 +30,7 @@ struct Scripts {
     played: Script,
     join: Script,
     leave: Script,
+    archived: Script,
 }
 
 impl Scripts {
@@ -39,6 +43,7 @@ impl Scripts {
             played: Script::new(include_str!("../lua/played.lua")),
             join: Script::new(include_str!("../lua/join.lua")),
             leave: Script::new(include_str!("../lua/leave.lua")),
+            archived: Script::new(include_str!("../lua/archived.lua")),
         }
     }
 }
@@ -50,7 +55,23 @@ pub struct RedisStore {
     /// The node registry and presence clean-up, shared with the operator.
     registry: Registry,
     retention: Retention,
-    scripts: Scripts,
+    /// Where Redis is, and the command deadline: the archiver opens a
+    /// connection of its own (its reads block).
+    url: String,
+    timeout: Duration,
+    client_id_ttl_ms: u64,
+    scripts: Arc<Scripts>,
+    /// With an archive: messages leave Redis once archived and beyond the
+    /// hot window, and reads go through to SQL for them.
+    archive: Option<Feed>,
+}
+
+/// The archive side of a Redis store.
+#[derive(Clone)]
+struct Feed {
+    sql: Arc<Archive>,
+    /// Most entries the feed may hold before sends are refused.
+    max_lag: u64,
 }
 
 impl RedisStore {
@@ -68,8 +89,70 @@ impl RedisStore {
             conn,
             keys: Keys::new(cluster),
             retention,
-            scripts: Scripts::new(),
+            url: url.to_owned(),
+            timeout,
+            client_id_ttl_ms: CLIENT_ID_TTL_MS,
+            scripts: Arc::new(Scripts::new()),
+            archive: None,
         })
+    }
+
+    /// Archives every message to `sql`: the send script appends it to the
+    /// feed, and refuses sends once the feed holds `max_lag` entries.
+    pub fn with_archive(mut self, sql: Arc<Archive>, max_lag: u64) -> Self {
+        self.archive = Some(Feed { sql, max_lag });
+        self
+    }
+
+    /// How long a client message id is remembered (the protocol promises
+    /// 24 hours; shorter only for tests and benchmarks).
+    pub fn with_client_id_ttl(mut self, ttl: Duration) -> Self {
+        self.client_id_ttl_ms = ttl.as_millis().max(1) as u64;
+        self
+    }
+
+    /// The archive, when there is one.
+    pub fn archive(&self) -> Option<&Arc<Archive>> {
+        self.archive.as_ref().map(|f| &f.sql)
+    }
+
+    /// An archiver draining this store's feed into its archive as consumer
+    /// `consumer`; `None` without an archive.
+    pub fn archiver(
+        &self,
+        settings: archiver::ArchiverSettings,
+        consumer: String,
+        metrics: archiver::ArchiverMetrics,
+    ) -> Result<Option<archiver::Archiver>, StoreError> {
+        let Some(feed) = self.archive.as_ref() else {
+            return Ok(None);
+        };
+        // Its own connection: a blocking read must not hold up the sends
+        // multiplexed on the store's.
+        let conn = parley_cluster::registry::connect(&self.url, self.timeout + archiver::BLOCK)?;
+        Ok(Some(archiver::Archiver::new(
+            conn,
+            self.keys.clone(),
+            self.scripts.clone(),
+            feed.sql.clone(),
+            settings,
+            consumer,
+            metrics,
+        )))
+    }
+
+    /// The archive, or the error a read of a message that left Redis gets
+    /// without one (it cannot happen: nothing leaves Redis without an archive).
+    fn sql(&self) -> Result<&Archive, StoreError> {
+        self.archive
+            .as_ref()
+            .map(|f| f.sql.as_ref())
+            .ok_or_else(|| corrupt("a message is missing from Redis and there is no archive"))
+    }
+
+    /// A message by id from the archive (it has left Redis).
+    async fn archived_message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        Ok(self.sql()?.by_ids(&[id]).await?.into_iter().next())
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -82,6 +165,70 @@ impl RedisStore {
 /// timeouts are "unavailable", anything else "corrupt").
 fn unavailable(e: ::redis::RedisError) -> StoreError {
     parley_cluster::RegistryError::from(e).into()
+}
+
+impl RedisStore {
+    /// Fills the `gone` slots of `entries` (inbox entries whose message left
+    /// Redis) from the archive, by `(conv, seq)`, or by id for entries
+    /// written before inbox entries carried them.
+    async fn fill_from_archive(
+        &self,
+        entries: &mut [Option<InboxEntry>],
+        gone: Vec<(usize, InboxRef)>,
+    ) -> Result<(), StoreError> {
+        let sql = self.sql()?;
+        let keys: Vec<(String, u64)> = gone.iter().filter_map(|(_, r)| r.key.clone()).collect();
+        let ids: Vec<&str> = gone
+            .iter()
+            .filter(|(_, r)| r.key.is_none())
+            .map(|(_, r)| r.id.as_str())
+            .collect();
+        let mut found: HashMap<String, Message> = HashMap::new();
+        for m in sql.by_keys(&keys).await? {
+            found.insert(m.id.clone(), m);
+        }
+        for m in sql.by_ids(&ids).await? {
+            found.insert(m.id.clone(), m);
+        }
+        for (slot, r) in gone {
+            let msg = found
+                .get(&r.id)
+                .cloned()
+                .ok_or_else(|| corrupt(format!("message {} is in no tier", r.id)))?;
+            entries[slot] = Some(InboxEntry { pts: r.pts, msg });
+        }
+        Ok(())
+    }
+
+    /// `played` for a message that left Redis: checked and written in SQL.
+    async fn mark_played_archived(
+        &self,
+        user: &str,
+        msg_id: &str,
+    ) -> Result<PlayedOutcome, StoreError> {
+        if self.archive.is_none() {
+            return Ok(PlayedOutcome::NotFound);
+        }
+        let Some(mut msg) = self.archived_message(msg_id).await? else {
+            return Ok(PlayedOutcome::NotFound);
+        };
+        if msg.to != user {
+            return Ok(PlayedOutcome::Forbidden);
+        }
+        if msg.kind != Kind::Voice {
+            return Ok(PlayedOutcome::NotVoice);
+        }
+        self.sql()?.mark_played(msg_id).await?;
+        msg.played = Some(true);
+        Ok(PlayedOutcome::Played(Box::new(msg)))
+    }
+}
+
+/// The message id a client-id key names (`id:spts:rpts`, or a bare id).
+async fn client_id_message(conn: &ConnectionManager, key: &str) -> Result<String, StoreError> {
+    let v: Option<String> = conn.clone().get(key).await.map_err(unavailable)?;
+    let v = v.ok_or_else(|| corrupt("client id expired while read"))?;
+    Ok(v.split(':').next().unwrap_or_default().to_owned())
 }
 
 #[async_trait]
@@ -165,6 +312,8 @@ impl Store for RedisStore {
             .key(k.unread(&new.to))
             .key(k.presence(&new.from))
             .key(k.presence(&new.to))
+            .key(k.conv_seq(&new.conv))
+            .key(k.archive_stream())
             .arg(&new.id)
             .arg(&new.conv)
             .arg(&new.from)
@@ -173,21 +322,43 @@ impl Store for RedisStore {
             .arg(&new.body)
             .arg(media)
             .arg(new.ts)
-            .arg(CLIENT_ID_TTL_MS)
+            .arg(self.client_id_ttl_ms)
             .arg(self.retention.max_entries)
             .arg(cutoff)
             .arg(k.msg_prefix())
             .arg(if new.kind == Kind::Voice { "1" } else { "0" })
             .arg(if routes { "1" } else { "0" })
+            .arg(if self.archive.is_some() { "1" } else { "0" })
+            .arg(self.archive.as_ref().map_or(0, |f| f.max_lag))
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         let mut parts = as_array(reply)?.into_iter();
         let tag = parts.next().ok_or_else(|| corrupt("empty send reply"))?;
-        let duplicate = as_i64(&tag)? == 1;
         let wrong_length = || corrupt("send reply has the wrong length");
+        let tag = as_i64(&tag)?;
+        if tag == -1 {
+            let lag = parts.next().map(|v| as_u64(&v)).transpose()?.unwrap_or(0);
+            return Err(StoreError::Unavailable(format!(
+                "the archive is {lag} messages behind; sends wait for it to catch up"
+            )));
+        }
+        let duplicate = tag == 1;
         let first = if duplicate {
-            Some(message_from_value(parts.next().ok_or_else(wrong_length)?)?)
+            let stored = parts.next().ok_or_else(wrong_length)?;
+            match maybe_message(stored)? {
+                Some(m) => Some(m),
+                // It left Redis for the archive since.
+                None => {
+                    let id =
+                        client_id_message(&self.conn(), &k.client_id(&new.from, client_id)).await?;
+                    Some(
+                        self.archived_message(&id)
+                            .await?
+                            .ok_or_else(|| corrupt(format!("message {id} is nowhere")))?,
+                    )
+                }
+            }
         } else {
             None
         };
@@ -301,17 +472,38 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         let mut parts = as_array(reply)?.into_iter();
-        let pts = as_u64(&parts.next().ok_or_else(|| corrupt("empty sync reply"))?)?;
+        let mut number = || {
+            parts
+                .next()
+                .ok_or_else(|| corrupt("short sync reply"))
+                .and_then(|v| as_u64(&v))
+        };
+        let (pts, first) = (number()?, number()?);
         let mut entries = Vec::new();
-        while let (Some(p), Some(m)) = (parts.next(), parts.next()) {
-            entries.push(InboxEntry {
-                pts: as_u64(&p)?,
-                msg: message_from_value(m)?,
-            });
+        // Entries whose message left Redis: filled from the archive below.
+        let mut gone: Vec<(usize, InboxRef)> = Vec::new();
+        while let (Some(p), Some(e), Some(m)) = (parts.next(), parts.next(), parts.next()) {
+            let pts = as_u64(&p)?;
+            match maybe_message(m)? {
+                Some(msg) => entries.push(Some(InboxEntry { pts, msg })),
+                None => {
+                    gone.push((entries.len(), InboxRef::parse(&as_string(&e)?, pts)));
+                    entries.push(None);
+                }
+            }
         }
+        if !gone.is_empty() {
+            self.fill_from_archive(&mut entries, gone).await?;
+        }
+        let mut entries: Vec<InboxEntry> = entries.into_iter().flatten().collect();
         let more = entries.len() as u64 > limit;
         entries.truncate(limit as usize);
-        Ok(SyncPage { entries, more, pts })
+        Ok(SyncPage {
+            entries,
+            more,
+            pts,
+            trimmed_to: (after.saturating_add(1) < first).then_some(first),
+        })
     }
 
     async fn history(
@@ -325,22 +517,52 @@ impl Store for RedisStore {
             .scripts
             .history
             .key(self.keys.conv(conv))
+            .key(self.keys.conv_seq(conv))
             .arg(upper)
             .arg(limit)
             .arg(self.keys.msg_prefix())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let mut messages = as_array(reply)?
-            .into_iter()
+        let mut parts = as_array(reply)?.into_iter();
+        let mut number = || {
+            parts
+                .next()
+                .ok_or_else(|| corrupt("short history reply"))
+                .and_then(|v| as_i64(&v))
+        };
+        let (last, first, lowest) = (number()?, number()?, number()?);
+        let hot = parts
             .map(message_from_value)
             .collect::<Result<Vec<_>, _>>()?;
-        // Oldest first, with one more than asked for when older ones exist.
-        let extra = messages.len().saturating_sub(limit as usize);
-        messages.drain(..extra);
+        let top = before.map_or(last, |b| {
+            last.min(b.saturating_sub(1).min(i64::MAX as u64) as i64)
+        });
+        if top < 1 {
+            return Ok(HistoryPage {
+                messages: Vec::new(),
+                more: false,
+            });
+        }
+        // Seqs lowest..top; those below `first` left Redis: they are all in
+        // the archive (a message leaves Redis only once archived), and
+        // nothing below `first` changes, so the two reads join with no gap.
+        let mut messages = if lowest < first {
+            let upto = first.min(top + 1) as u64;
+            let cold = self.sql()?.range(conv, lowest as u64, upto).await?;
+            if cold.len() as u64 != upto - lowest as u64 {
+                return Err(corrupt(format!(
+                    "the archive lacks messages {lowest}..{upto} of {conv}"
+                )));
+            }
+            cold
+        } else {
+            Vec::new()
+        };
+        messages.extend(hot);
         Ok(HistoryPage {
             messages,
-            more: extra > 0,
+            more: lowest > 1,
         })
     }
 
@@ -366,6 +588,7 @@ impl Store for RedisStore {
             .key(self.keys.conv(conv))
             .key(self.keys.read_marks(user))
             .key(self.keys.unread(user))
+            .key(self.keys.conv_seq(conv))
             .arg(conv)
             .arg(seq)
             .arg(peer)
@@ -384,7 +607,9 @@ impl Store for RedisStore {
             .scripts
             .played
             .key(self.keys.msg(msg_id))
+            .key(self.keys.archive_stream())
             .arg(user)
+            .arg(msg_id)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -397,6 +622,7 @@ impl Store for RedisStore {
                     .ok_or_else(|| corrupt("played without message"))?;
                 PlayedOutcome::Played(Box::new(message_from_value(m)?))
             }
+            "archived" => self.mark_played_archived(user, msg_id).await?,
             "not_found" => PlayedOutcome::NotFound,
             "forbidden" => PlayedOutcome::Forbidden,
             "not_voice" => PlayedOutcome::NotVoice,

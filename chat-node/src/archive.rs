@@ -1,0 +1,438 @@
+//! The archive: every message in SQL, one table `chat_message` (DESIGN.md,
+//! "Storage tiers"). MySQL/MariaDB, PostgreSQL or SQLite, chosen by the URL
+//! scheme; the same statements run on all three, built with sqlx's
+//! `QueryBuilder` so each gets its own placeholders.
+//!
+//! Inserts are upserts on the primary key `(conv, seq)`: a batch delivered
+//! twice changes nothing. The only columns that ever change after the first
+//! insert move one way (`played` 0 -> 1), and an upsert keeps the greater
+//! value, so writes of the same row in any order converge.
+//!
+//! Nothing here spans conversations except the point lookups by message id
+//! (`played` names a message by id only): the table shards by `conv`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Row};
+use tokio::sync::OnceCell;
+
+use crate::protocol::{Kind, Media, Message};
+use crate::store::StoreError;
+
+/// Which SQL engine an archive URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum Engine {
+    /// `mysql://` (MySQL or MariaDB, and engines speaking their protocol).
+    Mysql,
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite://<file>` (created when missing): one node only.
+    Sqlite,
+}
+
+impl Engine {
+    /// The engine of `url`, from its scheme.
+    pub fn of(url: &str) -> Result<Engine, ArchiveError> {
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "mysql" | "mariadb" => Ok(Engine::Mysql),
+            "postgres" | "postgresql" => Ok(Engine::Postgres),
+            "sqlite" => Ok(Engine::Sqlite),
+            _ => Err(ArchiveError::Url(
+                "must start with mysql://, postgres:// or sqlite://".into(),
+            )),
+        }
+    }
+}
+
+/// An archive failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("archive URL {0}")]
+    Url(String),
+    /// The database could not be reached, or refused the statement.
+    #[error("archive unavailable: {0}")]
+    Unavailable(String),
+    /// A row the code cannot read back.
+    #[error("archive row unreadable: {0}")]
+    Corrupt(String),
+}
+
+impl From<sqlx::Error> for ArchiveError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::TypeNotFound { .. } => ArchiveError::Corrupt(e.to_string()),
+            e => ArchiveError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<ArchiveError> for StoreError {
+    fn from(e: ArchiveError) -> Self {
+        match e {
+            ArchiveError::Corrupt(m) => StoreError::Corrupt(m),
+            e => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+enum Pools {
+    Mysql(sqlx::MySqlPool),
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Runs `$body` with `$pool` bound to the archive's pool and `$db` naming
+/// its sqlx database type, for each engine.
+macro_rules! with_pool {
+    ($archive:expr, |$pool:ident, $db:ident| $body:expr) => {
+        match &$archive.pools {
+            Pools::Mysql($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::MySql;
+                $body
+            }
+            Pools::Postgres($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Postgres;
+                $body
+            }
+            Pools::Sqlite($pool) => {
+                #[allow(dead_code)]
+                type $db = sqlx::Sqlite;
+                $body
+            }
+        }
+    };
+}
+
+/// The columns every read selects, in [`decode`]'s order.
+const COLUMNS: &str = "conv, seq, id, sender_id, receiver_id, msg, msg_type, chat_time, \
+     media_url, media_cover_url, media_width, media_height, media_duration_s, played";
+
+/// `receiver_type` of a one-to-one message (2 is kept for groups).
+const RECEIVER_USER: i16 = 1;
+
+/// Most rows one statement carries (bind parameters stay far below every
+/// engine's limit: 15 per row).
+pub const MAX_BATCH: usize = 1000;
+
+/// A connection pool onto the archive, connected lazily: a node starts
+/// while the database is down, and the schema is migrated on first use.
+pub struct Archive {
+    engine: Engine,
+    pools: Pools,
+    migrated: OnceCell<()>,
+}
+
+impl Archive {
+    /// Prepares the pool for `url`; nothing is connected yet. Each statement
+    /// waits at most `timeout` for a connection.
+    pub fn connect_lazy(url: &str, timeout: Duration) -> Result<Archive, ArchiveError> {
+        let engine = Engine::of(url)?;
+        let bad = |e: sqlx::Error| ArchiveError::Url(e.to_string());
+        let pools = match engine {
+            Engine::Mysql => {
+                let url = url.replacen("mariadb://", "mysql://", 1);
+                let opts = MySqlConnectOptions::from_str(&url)
+                    .map_err(bad)?
+                    .charset("utf8mb4");
+                Pools::Mysql(
+                    MySqlPoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(opts),
+                )
+            }
+            Engine::Postgres => {
+                let opts = PgConnectOptions::from_str(url).map_err(bad)?;
+                Pools::Postgres(
+                    PgPoolOptions::new()
+                        .max_connections(8)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(opts),
+                )
+            }
+            Engine::Sqlite => {
+                // WAL with NORMAL sync: a committed transaction survives the
+                // process being killed (it is in the log); only a power loss
+                // may take the last ones.
+                let opts = SqliteConnectOptions::from_str(url)
+                    .map_err(bad)?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(timeout);
+                Pools::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .acquire_timeout(timeout)
+                        .connect_lazy_with(opts),
+                )
+            }
+        };
+        Ok(Archive {
+            engine,
+            pools,
+            migrated: OnceCell::new(),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Applies the migrations once per process (each engine's migrator
+    /// takes a lock, so nodes starting together do not race).
+    pub async fn ready(&self) -> Result<(), ArchiveError> {
+        self.migrated
+            .get_or_try_init(|| async {
+                let run = match &self.pools {
+                    Pools::Mysql(p) => sqlx::migrate!("migrations/mysql").run(p).await,
+                    Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
+                    Pools::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
+                };
+                run.map_err(|e| ArchiveError::Unavailable(format!("migrations: {e}")))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        with_pool!(self, |pool, Db| {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Stores messages, each once: a row already there keeps its columns,
+    /// except `played`, which becomes the greater of the two.
+    pub async fn insert(&self, msgs: &[Message]) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        let upsert = match self.engine {
+            Engine::Mysql => " ON DUPLICATE KEY UPDATE played = GREATEST(played, VALUES(played))",
+            Engine::Postgres => {
+                " ON CONFLICT (conv, seq) DO UPDATE SET played = GREATEST(chat_message.played, EXCLUDED.played)"
+            }
+            Engine::Sqlite => {
+                " ON CONFLICT (conv, seq) DO UPDATE SET played = MAX(chat_message.played, excluded.played)"
+            }
+        };
+        for chunk in msgs.chunks(MAX_BATCH) {
+            with_pool!(self, |pool, Db| {
+                let mut q = QueryBuilder::<Db>::new(
+                    "INSERT INTO chat_message (conv, seq, id, sender_id, receiver_id, receiver_type, \
+                     msg, msg_type, chat_time, media_url, media_cover_url, media_width, \
+                     media_height, media_duration_s, played) ",
+                );
+                q.push_values(chunk, |mut row, m| {
+                    let media = m.media.as_ref();
+                    row.push_bind(m.conv.as_str())
+                        .push_bind(m.seq as i64)
+                        .push_bind(m.id.as_str())
+                        .push_bind(m.from.as_str())
+                        .push_bind(m.to.as_str())
+                        .push_bind(RECEIVER_USER)
+                        .push_bind(m.body.as_str())
+                        .push_bind(m.kind.as_str())
+                        .push_bind(m.ts as i64)
+                        .push_bind(media.map(|x| x.url.as_str()))
+                        .push_bind(media.and_then(|x| x.cover_url.as_deref()))
+                        .push_bind(media.and_then(|x| x.width).map(i64::from))
+                        .push_bind(media.and_then(|x| x.height).map(i64::from))
+                        .push_bind(media.and_then(|x| x.duration_s).map(i64::from))
+                        .push_bind(m.played.map(i16::from));
+                });
+                q.push(upsert);
+                q.build().execute(pool).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// The messages of `conv` with `lo <= seq < hi`, ascending.
+    pub async fn range(&self, conv: &str, lo: u64, hi: u64) -> Result<Vec<Message>, ArchiveError> {
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
+        self.ready().await?;
+        with_pool!(self, |pool, Db| {
+            let mut q = QueryBuilder::<Db>::new(format!(
+                "SELECT {COLUMNS} FROM chat_message WHERE conv = "
+            ));
+            q.push_bind(conv)
+                .push(" AND seq >= ")
+                .push_bind(lo as i64)
+                .push(" AND seq < ")
+                .push_bind(hi as i64)
+                .push(" ORDER BY seq");
+            let rows = q.build().fetch_all(pool).await?;
+            rows.iter().map(decode).collect()
+        })
+    }
+
+    /// The messages with these `(conv, seq)` keys that exist, in any order.
+    pub async fn by_keys(&self, keys: &[(String, u64)]) -> Result<Vec<Message>, ArchiveError> {
+        let mut out = Vec::with_capacity(keys.len());
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        self.ready().await?;
+        for chunk in keys.chunks(MAX_BATCH) {
+            with_pool!(self, |pool, Db| {
+                let mut q = QueryBuilder::<Db>::new(format!(
+                    "SELECT {COLUMNS} FROM chat_message WHERE (conv, seq) IN "
+                ));
+                q.push_tuples(chunk, |mut t, (conv, seq)| {
+                    t.push_bind(conv.as_str()).push_bind(*seq as i64);
+                });
+                for row in q.build().fetch_all(pool).await? {
+                    out.push(decode(&row)?);
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// The messages with these ids that exist, in any order.
+    pub async fn by_ids(&self, ids: &[&str]) -> Result<Vec<Message>, ArchiveError> {
+        let mut out = Vec::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        self.ready().await?;
+        for chunk in ids.chunks(MAX_BATCH) {
+            with_pool!(self, |pool, Db| {
+                let mut q = QueryBuilder::<Db>::new(format!(
+                    "SELECT {COLUMNS} FROM chat_message WHERE id IN ("
+                ));
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                for row in q.build().fetch_all(pool).await? {
+                    out.push(decode(&row)?);
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// The newest `seq` archived for `conv` (0 when none).
+    pub async fn last_seq(&self, conv: &str) -> Result<u64, ArchiveError> {
+        self.ready().await?;
+        let last: Option<i64> = with_pool!(self, |pool, Db| {
+            let mut q = QueryBuilder::<Db>::new("SELECT MAX(seq) FROM chat_message WHERE conv = ");
+            q.push_bind(conv);
+            q.build().fetch_one(pool).await?.try_get(0)?
+        });
+        Ok(last.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Marks the voice message `id` played.
+    pub async fn mark_played(&self, id: &str) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        with_pool!(self, |pool, Db| {
+            let mut q = QueryBuilder::<Db>::new("UPDATE chat_message SET played = 1 WHERE id = ");
+            q.push_bind(id).push(" AND msg_type = 'voice'");
+            q.build().execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// How many messages the archive holds, and how many distinct ids (the
+    /// same when nothing is stored twice): for tests and benchmarks.
+    pub async fn count(&self) -> Result<(u64, u64), ArchiveError> {
+        self.ready().await?;
+        let (rows, ids): (i64, i64) = with_pool!(self, |pool, Db| {
+            let row = sqlx::query("SELECT COUNT(*), COUNT(DISTINCT id) FROM chat_message")
+                .fetch_one(pool)
+                .await?;
+            (row.try_get(0)?, row.try_get(1)?)
+        });
+        Ok((rows as u64, ids as u64))
+    }
+
+    /// Every message id the archive holds (tests compare them).
+    pub async fn all_ids(&self) -> Result<Vec<String>, ArchiveError> {
+        self.ready().await?;
+        with_pool!(self, |pool, Db| {
+            let rows = sqlx::query("SELECT id FROM chat_message ORDER BY id")
+                .fetch_all(pool)
+                .await?;
+            rows.iter()
+                .map(|r| r.try_get::<String, _>(0).map_err(ArchiveError::from))
+                .collect()
+        })
+    }
+}
+
+/// A row of [`COLUMNS`] as a message.
+fn decode<R>(row: &R) -> Result<Message, ArchiveError>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let int = |i: usize| -> Result<Option<u32>, ArchiveError> {
+        let v: Option<i64> = row.try_get(i)?;
+        v.map(|n| u32::try_from(n).map_err(|_| ArchiveError::Corrupt(format!("column {i}: {n}"))))
+            .transpose()
+    };
+    let kind: String = row.try_get(6)?;
+    let kind =
+        Kind::from_str(&kind).map_err(|_| ArchiveError::Corrupt(format!("msg_type {kind}")))?;
+    let url: Option<String> = row.try_get(8)?;
+    let media = url.map(|url| -> Result<Media, ArchiveError> {
+        Ok(Media {
+            url,
+            cover_url: row.try_get(9)?,
+            width: int(10)?,
+            height: int(11)?,
+            duration_s: int(12)?,
+        })
+    });
+    let played: Option<i16> = row.try_get(13)?;
+    let (seq, ts): (i64, i64) = (row.try_get(1)?, row.try_get(7)?);
+    Ok(Message {
+        conv: row.try_get(0)?,
+        seq: seq.max(0) as u64,
+        id: row.try_get(2)?,
+        from: row.try_get(3)?,
+        to: row.try_get(4)?,
+        body: row.try_get(5)?,
+        kind,
+        media: media.transpose()?,
+        ts: ts.max(0) as u64,
+        played: played.map(|p| p != 0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_engine() {
+        assert_eq!(Engine::of("mysql://u:p@h/db").unwrap(), Engine::Mysql);
+        assert_eq!(Engine::of("mariadb://u:p@h/db").unwrap(), Engine::Mysql);
+        assert_eq!(Engine::of("postgres://h/db").unwrap(), Engine::Postgres);
+        assert_eq!(Engine::of("postgresql://h/db").unwrap(), Engine::Postgres);
+        assert_eq!(Engine::of("sqlite://chat.db").unwrap(), Engine::Sqlite);
+        assert!(Engine::of("redis://h").is_err());
+        assert!(Engine::of("chat.db").is_err());
+    }
+}
