@@ -150,20 +150,6 @@ pub(super) fn nodes_from_value(v: Value) -> Result<Nodes, StoreError> {
     Ok(nodes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn inbox_entries_name_their_archive_key() {
-        let r = InboxRef::parse("01JD:1763856000123:17:dm:alice:bob", 4);
-        assert_eq!(r.id, "01JD");
-        assert_eq!(r.key, Some(("dm:alice:bob".into(), 17)));
-        let legacy = InboxRef::parse("01JD", 4);
-        assert_eq!((legacy.id.as_str(), legacy.key), ("01JD", None));
-    }
-}
-
 pub(super) fn token_from_fields(
     f: &HashMap<String, String>,
 ) -> Result<Option<TokenRecord>, StoreError> {
@@ -182,4 +168,18 @@ pub(super) fn token_from_fields(
             .parse()
             .map_err(|_| corrupt("token expiry is not a number"))?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_entries_name_their_archive_key() {
+        let r = InboxRef::parse("01JD:1763856000123:17:dm:alice:bob", 4);
+        assert_eq!(r.id, "01JD");
+        assert_eq!(r.key, Some(("dm:alice:bob".into(), 17)));
+        let legacy = InboxRef::parse("01JD", 4);
+        assert_eq!((legacy.id.as_str(), legacy.key), ("01JD", None));
+    }
 }
