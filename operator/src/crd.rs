@@ -354,8 +354,12 @@ pub struct ChatClusterStatus {
     /// The cluster id in use.
     #[serde(default)]
     pub cluster_id: String,
-    /// What gone nodes left that waits to be collected (while a backend is down).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// What gone nodes left that waits to be collected: while a backend is
+    /// down, a queue still has a consumer, or an archive consumer still
+    /// holds entries (live archivers claim them after the claim timeout).
+    // Always written, also when empty: the status is sent as a merge patch,
+    // which would keep the old list if the field were left out.
+    #[serde(default)]
     pub pending_cleanup: Vec<String>,
 }
 

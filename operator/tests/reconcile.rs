@@ -254,7 +254,7 @@ async fn an_invalid_spec_is_reported_degraded() {
 }
 
 #[tokio::test]
-async fn unreachable_backends_degrade_and_delete_nothing() {
+async fn unreachable_backends_degrade_and_delete_nothing_until_they_answer() {
     let mut cc = chat("chat", 1);
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -294,6 +294,28 @@ async fn unreachable_backends_degrade_and_delete_nothing() {
         .query(&mut conn)
         .unwrap();
     assert!(still, "nothing deleted while RabbitMQ is down");
+
+    // RabbitMQ answers again: the entry is collected, and the list of what
+    // waits is emptied (not left as it was by the status merge patch).
+    let api: Api<ChatCluster> = Api::namespaced(client.clone(), NS);
+    api.patch(
+        "chat",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"rabbitmq": {"url": amqp_url()}}})),
+    )
+    .await
+    .unwrap();
+    run(&client, "chat").await;
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(cond(&cc, "Degraded").0, "False");
+    let pending = &cc.status.as_ref().unwrap().pending_cleanup;
+    assert!(pending.is_empty(), "{pending:?}");
+    let still: bool = redis::cmd("HEXISTS")
+        .arg(format!("chat:{cluster}:ports"))
+        .arg(8770)
+        .query(&mut conn)
+        .unwrap();
+    assert!(!still, "collected once both backends answer");
     let _: () = redis::cmd("DEL")
         .arg(format!("chat:{cluster}:ports"))
         .arg(format!("chat:{cluster}:node:8770"))
