@@ -20,46 +20,6 @@ mod support;
 
 use fixtures::*;
 
-/// Reconciles ChatCluster `name` among `objects` and returns its Degraded
-/// condition's reason and message; asserts nothing was applied for it.
-async fn refused(ccs: Vec<ChatCluster>, secrets: Vec<Secret>, name: &str) -> (String, String) {
-    let mut b = ClientBuilder::new()
-        .with_resource::<ChatCluster>()
-        .with_status_subresource::<ChatCluster>()
-        .with_resource::<k8s_openapi::api::events::v1::Event>()
-        .with_interceptor_funcs(support::api_server_json_patch());
-    for o in ccs {
-        b = b.with_object(o);
-    }
-    for s in secrets {
-        b = b.with_object(s);
-    }
-    let client = b.build().await.expect("fake client");
-    run(&client, name).await;
-    let cc = get_cc(&client, name).await;
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
-    assert!(
-        sts.get_opt(name).await.unwrap().is_none(),
-        "a StatefulSet was made from an invalid spec"
-    );
-    let d = cc
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .unwrap()
-        .clone();
-    assert_eq!(d.status, "True", "{d:?}");
-    assert!(
-        event_reasons(&client).await.contains(&d.reason),
-        "no {} Event",
-        d.reason
-    );
-    (d.reason, d.message)
-}
-
 #[tokio::test]
 async fn reconcile_creates_every_owned_object_with_stable_ports() {
     let client = client_with(vec![chat("chat", 3)], vec![]).await;
