@@ -2,6 +2,8 @@
 //! Every chat-node run that archives reads the stream
 //! [`crate::Keys::archive_stream`] as one consumer of [`GROUP`], named after
 //! the run, so the operator can tell the consumers of runs that are gone.
+//! [`Database`] is the rule for the archive URL's scheme, which the
+//! operator checks before passing it on.
 
 /// The consumer group every archiver of a cluster reads the feed in.
 pub const GROUP: &str = "archivers";
@@ -19,6 +21,31 @@ pub fn parse_consumer(name: &str) -> Option<(u16, &str)> {
     (!instance.is_empty()).then_some((port, instance))
 }
 
+/// The archive databases, by the scheme of `CHAT_ARCHIVE_URL` (DESIGN.md,
+/// "Storage tiers").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// `mysql://`: MySQL or MariaDB.
+    MySql,
+    /// `postgres://`: PostgreSQL.
+    Postgres,
+    /// `sqlite://`: a file, for a single node with nothing installed.
+    Sqlite,
+}
+
+impl Database {
+    /// The database an archive URL names; `None` for any other scheme.
+    pub fn of_url(url: &str) -> Option<Database> {
+        let (scheme, _) = url.split_once("://")?;
+        match scheme {
+            "mysql" => Some(Database::MySql),
+            "postgres" => Some(Database::Postgres),
+            "sqlite" => Some(Database::Sqlite),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +58,23 @@ mod tests {
         assert_eq!(parse_consumer("8760:"), None);
         assert_eq!(parse_consumer("node:x"), None);
         assert_eq!(parse_consumer("0:x"), None);
+    }
+
+    #[test]
+    fn archive_urls_name_their_database_by_scheme() {
+        assert_eq!(
+            Database::of_url("mysql://u:p@db:3306/chat"),
+            Some(Database::MySql)
+        );
+        assert_eq!(
+            Database::of_url("postgres://db/chat"),
+            Some(Database::Postgres)
+        );
+        assert_eq!(
+            Database::of_url("sqlite:///data/chat.db"),
+            Some(Database::Sqlite)
+        );
+        assert_eq!(Database::of_url("redis://r:6379/0"), None);
+        assert_eq!(Database::of_url("mysql:db"), None);
     }
 }

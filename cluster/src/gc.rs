@@ -1,12 +1,17 @@
 //! What the operator needs to clean up after nodes that are gone, on the
 //! same key names and with compare-and-delete on the node run (instance id)
 //! it judged gone, so a node that came back on the same port is never
-//! touched (DESIGN.md, "Safety rules for collection").
+//! touched (DESIGN.md, "Safety rules for collection"). The consumers of
+//! the archive feed's group are read and removed here too: a consumer is
+//! named after its run ([`crate::archive::consumer_name`]), and is removed
+//! only while it holds no pending entries.
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 
+use crate::archive::GROUP;
 use crate::registry::{PRESENCE_BATCH, Pages, Registry, RegistryError};
 
 /// What a cluster has in the registry, as the operator sees it.
@@ -25,7 +30,94 @@ pub struct Removed {
     pub presence: u64,
 }
 
+/// One consumer of the archive feed's group ([`GROUP`]), as `XINFO
+/// CONSUMERS` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveConsumer {
+    /// `<port>:<instance>` for a node run ([`crate::archive::parse_consumer`]).
+    pub name: String,
+    /// Entries delivered to it and not yet acknowledged.
+    pub pending: u64,
+    /// Milliseconds since it last read.
+    pub idle_ms: u64,
+}
+
+/// What a compare-and-delete of an archive consumer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerRemoval {
+    /// It had no pending entries and is gone now.
+    Removed,
+    /// There was no such consumer (or no stream or group).
+    Absent,
+    /// Kept: it holds this many entries, which live archivers claim after
+    /// the claim timeout (`CHAT_ARCHIVE_CLAIM_S`); try again later.
+    Pending(u64),
+}
+
+/// The archive consumer scripts, each with the shared group reader first.
+struct ArchiveScripts {
+    consumers: Script,
+    remove: Script,
+}
+
+fn archive_scripts() -> &'static ArchiveScripts {
+    static SCRIPTS: OnceLock<ArchiveScripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| ArchiveScripts {
+        consumers: Script::new(concat!(
+            include_str!("lua/archive_group.lua"),
+            include_str!("lua/archive_consumers.lua")
+        )),
+        remove: Script::new(concat!(
+            include_str!("lua/archive_group.lua"),
+            include_str!("lua/remove_archive_consumer.lua")
+        )),
+    })
+}
+
 impl Registry {
+    /// The consumers of the cluster's archive feed group; none when the
+    /// stream or the group does not exist (no archive, or nothing sent yet).
+    pub async fn archive_consumers(&self) -> Result<Vec<ArchiveConsumer>, RegistryError> {
+        let rows: Vec<(String, u64, u64)> = archive_scripts()
+            .consumers
+            .key(self.keys().archive_stream())
+            .arg(GROUP)
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, pending, idle_ms)| ArchiveConsumer {
+                name,
+                pending,
+                idle_ms,
+            })
+            .collect())
+    }
+
+    /// Removes archive consumer `name` if it holds no pending entries, in
+    /// one step (`XGROUP DELCONSUMER` would drop its entries from the
+    /// group, and they would never be archived).
+    pub async fn remove_archive_consumer(
+        &self,
+        name: &str,
+    ) -> Result<ConsumerRemoval, RegistryError> {
+        let (outcome, pending): (String, u64) = archive_scripts()
+            .remove
+            .key(self.keys().archive_stream())
+            .arg(GROUP)
+            .arg(name)
+            .invoke_async(&mut self.conn())
+            .await?;
+        match outcome.as_str() {
+            "removed" => Ok(ConsumerRemoval::Removed),
+            "absent" => Ok(ConsumerRemoval::Absent),
+            "pending" => Ok(ConsumerRemoval::Pending(pending)),
+            other => Err(RegistryError::Corrupt(format!(
+                "archive consumer removal answered {other}"
+            ))),
+        }
+    }
+
     /// The ports this cluster's registry knows of.
     pub async fn registry_snapshot(&self) -> Result<RegistrySnapshot, RegistryError> {
         let mut conn = self.conn();
@@ -149,3 +241,6 @@ impl Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -85,6 +85,14 @@ pub struct ChatClusterSpec {
     /// How the nodes reach RabbitMQ (deliveries between nodes).
     pub rabbitmq: BackendRef,
 
+    /// The SQL archive every message goes to; Redis then keeps only each
+    /// conversation's recent messages. `url` or `urlSecretRef`: `mysql://`
+    /// (MySQL or MariaDB) or `postgres://`; `sqlite://` is refused (a file
+    /// inside one pod is neither shared by the nodes nor kept when the pod
+    /// is replaced). Unset: no archive, every message stays in Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<Archive>,
+
     /// Secret key holding the bearer token for the nodes' `/v1/tokens` API.
     /// Unset: the operator creates a Secret `<name>-admin-token` with a random one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -146,6 +154,7 @@ impl Default for ChatClusterSpec {
             ports: Ports::default(),
             redis: BackendRef::default(),
             rabbitmq: BackendRef::default(),
+            archive: None,
             admin_token_secret_ref: None,
             expose: Expose::default(),
             chat: ChatSettings::default(),
@@ -222,13 +231,44 @@ impl Default for Ports {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{"rule": "has(self.url) != has(self.urlSecretRef)", "message": "set exactly one of url and urlSecretRef"}]))]
 pub struct BackendRef {
-    /// The URL, e.g. `redis://redis:6379/0` or `amqp://user:pass@rabbitmq:5672/%2f`.
+    /// The URL, e.g. `redis://redis:6379/0`, `amqp://user:pass@rabbitmq:5672/%2f`
+    /// or `mysql://user:pass@mysql:3306/chat`.
     /// Prefer `urlSecretRef` when it carries a password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Secret key holding the URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_secret_ref: Option<SecretKeyRef>,
+}
+
+/// The SQL archive (MySQL or MariaDB, or PostgreSQL): every node writes
+/// each message to a feed in Redis in the same step as the message, and
+/// archivers on the nodes move the feed into SQL; a message leaves Redis only
+/// once it is archived and outside the hot window. Unset settings keep the
+/// node defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Archive {
+    /// The database: `url` or `urlSecretRef` (set exactly one), a URL
+    /// `mysql://user:pass@host:3306/db` or `postgres://user:pass@host/db`.
+    /// `sqlite://` is refused here: a file inside one pod is neither shared
+    /// by the nodes nor kept when the pod is replaced.
+    #[serde(flatten)]
+    pub database: BackendRef,
+    /// Messages per conversation Redis keeps (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub hot_messages: Option<u32>,
+    /// Seconds a message stays in Redis at least, however many follow it
+    /// (default 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hot_seconds: Option<u32>,
+    /// Feed entries not yet archived beyond which sends are refused with
+    /// `unavailable` rather than fill Redis while the database is down
+    /// (default 1000000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_lag: Option<u64>,
 }
 
 /// A key of a Secret in the ChatCluster's namespace.
@@ -354,8 +394,12 @@ pub struct ChatClusterStatus {
     /// The cluster id in use.
     #[serde(default)]
     pub cluster_id: String,
-    /// What gone nodes left that waits to be collected (while a backend is down).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// What gone nodes left that waits to be collected: while a backend is
+    /// down, a queue still has a consumer, or an archive consumer still
+    /// holds entries (live archivers claim them after the claim timeout).
+    // Always written, also when empty: the status is sent as a merge patch,
+    // which would keep the old list if the field were left out.
+    #[serde(default)]
     pub pending_cleanup: Vec<String>,
 }
 

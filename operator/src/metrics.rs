@@ -26,7 +26,8 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub errors: Family<ErrorLabel, Counter>,
     pub duration: Histogram,
-    /// Things collected from the backends: `queue`, `registry`, `presence`.
+    /// Things collected from the backends: `queue`, `registry`, `presence`,
+    /// `consumer` (of the archive feed).
     pub collected: Family<KindLabel, Counter>,
 }
 

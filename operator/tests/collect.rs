@@ -1,13 +1,14 @@
 //! Collection against the real Redis and RabbitMQ, without chat-node: the
-//! registry and queues are written as a node would write them, then the
-//! operator observes, plans and executes.
+//! registry, queues and archive consumers are written as a node would
+//! write them, then the operator observes, plans and executes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lapin::options::QueueDeclareOptions;
-use parley_cluster::{NodeRecord, PortFormula, Registry};
-use parley_operator::gc::{self, Backends};
+use parley_cluster::archive::{GROUP, consumer_name};
+use parley_cluster::{Keys, NodeRecord, PortFormula, Registry};
+use parley_operator::gc::{self, Action, Backends};
 use redis::AsyncCommands;
 
 fn redis_url() -> String {
@@ -124,4 +125,213 @@ async fn a_queue_the_broker_refuses_to_show_is_kept_and_remembered() {
         "the refused declare was taken for a missing queue"
     );
     assert!(remembered, "the port was forgotten while its queue exists");
+}
+
+/// The archive feed of `cluster` with its group and these consumers (each
+/// created idle, holding nothing).
+async fn archive_group(
+    redis: &mut redis::aio::MultiplexedConnection,
+    cluster: &str,
+    consumers: &[&str],
+) {
+    let stream = Keys::new(cluster).archive_stream();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg(GROUP)
+        .arg("$")
+        .arg("MKSTREAM")
+        .query_async(redis)
+        .await
+        .expect("XGROUP CREATE");
+    for c in consumers {
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(c)
+            .query_async(redis)
+            .await
+            .expect("XGROUP CREATECONSUMER");
+    }
+}
+
+/// Consumer name -> pending entries, of `cluster`'s archive group.
+async fn archive_consumers(cluster: &str) -> BTreeMap<String, u64> {
+    let conn =
+        parley_cluster::registry::connect(&redis_url(), Duration::from_secs(5)).expect("redis");
+    Registry::new(conn, cluster)
+        .archive_consumers()
+        .await
+        .expect("consumers")
+        .into_iter()
+        .map(|c| (c.name, c.pending))
+        .collect()
+}
+
+async fn multiplexed() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis")
+}
+
+#[tokio::test]
+async fn archive_consumers_of_gone_runs_go_and_the_rest_stay() {
+    let (cluster, neighbour) = (cluster("consumers"), cluster("neighbour"));
+    let mut redis = multiplexed().await;
+    let (p0, p1, p2) = (F.port(0).unwrap(), F.port(1).unwrap(), F.port(2).unwrap());
+    let live = consumer_name(p0, "uid-0");
+    let replaced = consumer_name(p0, "uid-0-before");
+    let scaled_away = consumer_name(p1, "uid-1");
+    let fresh = consumer_name(p2, "uid-2-new");
+    archive_group(
+        &mut redis,
+        &cluster,
+        &[&live, &replaced, &scaled_away, &fresh, "backfill", "0:x"],
+    )
+    .await;
+    // Another cluster's group holds a consumer of the same name.
+    archive_group(&mut redis, &neighbour, &[&scaled_away]).await;
+    // Ordinal 2 started after the pods were listed: only its heartbeat says so.
+    let conn =
+        parley_cluster::registry::connect(&redis_url(), Duration::from_secs(5)).expect("redis");
+    Registry::new(conn, &cluster)
+        .register_node(&NodeRecord {
+            port: p2,
+            name: "chat-2".into(),
+            address: format!("chat-2:{p2}"),
+            ready: false,
+            online: 0,
+            heartbeat_ms: now_ms(),
+            instance: "uid-2-new".into(),
+        })
+        .await
+        .expect("register");
+
+    let b = Backends::new(&cluster, &redis_url(), &amqp_url()).expect("backends");
+    let pods: BTreeMap<u32, String> = [(0, "uid-0".to_owned())].into();
+    let observed = b.observe(1, Some(F), pods.clone()).await.expect("observe");
+    let plan = gc::plan(&observed);
+    let done = b.execute(&plan).await.expect("execute");
+    let left = archive_consumers(&cluster).await;
+    let theirs = archive_consumers(&neighbour).await;
+    // Level-based: a second pass has no consumer left to delete.
+    let again = gc::plan(&b.observe(1, Some(F), pods).await.expect("observe"));
+    wipe(&cluster).await;
+    wipe(&neighbour).await;
+
+    assert!(done.skipped.is_empty(), "{:?}", done.skipped);
+    assert_eq!(done.consumers, 2, "{plan:?}");
+    assert_eq!(
+        left.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["0:x", live.as_str(), fresh.as_str(), "backfill"]
+    );
+    assert_eq!(theirs.keys().collect::<Vec<_>>(), vec![&scaled_away]);
+    assert!(
+        again
+            .iter()
+            .all(|a| !matches!(a, Action::DeleteConsumer { .. })),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gone_runs_archive_consumer_holding_entries_is_kept_until_they_are_acknowledged() {
+    let cluster = cluster("pending");
+    let mut redis = multiplexed().await;
+    let stream = Keys::new(&cluster).archive_stream();
+    let port = F.port(1).unwrap();
+    let (live, gone) = (
+        consumer_name(F.port(0).unwrap(), "uid-0"),
+        consumer_name(port, "uid-1"),
+    );
+    archive_group(&mut redis, &cluster, &[&live]).await;
+    for i in 0..3 {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("i")
+            .arg(format!("m{i}"))
+            .query_async(&mut redis)
+            .await
+            .expect("XADD");
+    }
+    // The gone run read three entries and died before acknowledging them.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(&gone)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut redis)
+        .await
+        .expect("XREADGROUP");
+
+    let b = Backends::new(&cluster, &redis_url(), &amqp_url()).expect("backends");
+    let pods: BTreeMap<u32, String> = [(0, "uid-0".to_owned())].into();
+    let pass = async || {
+        let observed = b.observe(1, Some(F), pods.clone()).await.expect("observe");
+        b.execute(&gc::plan(&observed)).await.expect("execute")
+    };
+    let first = pass().await;
+    let second = pass().await;
+    let kept = archive_consumers(&cluster).await;
+    // A live archiver claims the entries after its claim timeout (0 here)
+    // and acknowledges them: now the gone consumer holds nothing.
+    let _: redis::Value = redis::cmd("XAUTOCLAIM")
+        .arg(&stream)
+        .arg(GROUP)
+        .arg(&live)
+        .arg(0)
+        .arg("0")
+        .query_async(&mut redis)
+        .await
+        .expect("XAUTOCLAIM");
+    let claimed = archive_consumers(&cluster).await;
+    let ids: Vec<String> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query_async::<Vec<(String, BTreeMap<String, String>)>>(&mut redis)
+        .await
+        .expect("XRANGE")
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let _: u64 = redis::cmd("XACK")
+        .arg(&stream)
+        .arg(GROUP)
+        .arg(&ids)
+        .query_async(&mut redis)
+        .await
+        .expect("XACK");
+    let last = pass().await;
+    let left = archive_consumers(&cluster).await;
+    wipe(&cluster).await;
+
+    for (n, done) in [(1, &first), (2, &second)] {
+        assert_eq!(
+            done.consumers, 0,
+            "pass {n} removed a consumer holding entries"
+        );
+        assert_eq!(done.skipped.len(), 1, "pass {n}: {:?}", done.skipped);
+        let (action, why) = &done.skipped[0];
+        assert_eq!(
+            action,
+            &Action::DeleteConsumer {
+                port,
+                instance: "uid-1".into()
+            }
+        );
+        assert!(why.starts_with("3 archive entries pending"), "{why}");
+    }
+    assert_eq!(kept.get(&gone), Some(&3), "{kept:?}");
+    assert_eq!(claimed.get(&live), Some(&3), "{claimed:?}");
+    assert_eq!(ids.len(), 3);
+    assert!(last.skipped.is_empty(), "{:?}", last.skipped);
+    assert_eq!(last.consumers, 1);
+    assert_eq!(left, BTreeMap::from([(live, 0)]));
 }

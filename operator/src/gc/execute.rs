@@ -1,7 +1,8 @@
 //! Talking to the backends for garbage collection: check they answer,
 //! observe what runs left behind, carry out a plan, and wipe a cluster on
 //! deletion. Queues are deleted with `if-unused`: a queue with a consumer
-//! cannot be deleted, whatever the plan believes.
+//! cannot be deleted, whatever the plan believes; nor can an archive
+//! consumer that holds pending entries.
 //!
 //! A `Backends` keeps its connections (the operator caches one per
 //! ChatCluster): Redis through a reconnecting connection manager, RabbitMQ
@@ -15,6 +16,8 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
+use parley_cluster::archive::{consumer_name, parse_consumer};
+use parley_cluster::gc::ConsumerRemoval;
 use parley_cluster::names::{exchange_name, queue_name};
 use parley_cluster::{NodeRecord, PortFormula, Registry, RegistryError};
 
@@ -50,6 +53,8 @@ pub struct Collected {
     pub queues: u64,
     pub registry: u64,
     pub presence: u64,
+    /// Consumers removed from the archive feed's group.
+    pub consumers: u64,
     /// Actions not carried out, with why (a queue in use, say).
     pub skipped: Vec<(Action, String)>,
 }
@@ -167,12 +172,20 @@ impl Backends {
             let queue = snapshot.queue_ports.contains(&port);
             ports.insert(port, PortState { runs, queue });
         }
+        let archive_consumers = self
+            .redis
+            .archive_consumers()
+            .await?
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         Ok(Observed {
             replicas,
             formula,
             pods,
             fresh_runs,
             ports,
+            archive_consumers,
         })
     }
 
@@ -216,6 +229,16 @@ impl Backends {
                     done.presence += r.presence;
                 }
                 Action::ForgetPort { port } => self.redis.forget_port(*port).await?,
+                Action::DeleteConsumer { port, instance } => {
+                    let name = consumer_name(*port, instance);
+                    match self.redis.remove_archive_consumer(&name).await? {
+                        ConsumerRemoval::Removed => done.consumers += 1,
+                        ConsumerRemoval::Absent => {}
+                        ConsumerRemoval::Pending(n) => {
+                            done.skipped.push((action.clone(), pending_entries(n)))
+                        }
+                    }
+                }
             }
         }
         Ok(done)
@@ -258,11 +281,27 @@ impl Backends {
         for pattern in ["presence:*", "node:*", "ports", "queues"] {
             done.registry += self.redis.delete_matching(pattern).await?;
         }
+        // Every run has stopped: its archive consumer goes, unless it still
+        // holds entries (they stay in the feed for the next archivers of
+        // this cluster id to claim; with `delete_data` the feed goes too).
+        for c in self.redis.archive_consumers().await? {
+            if parse_consumer(&c.name).is_some()
+                && self.redis.remove_archive_consumer(&c.name).await? == ConsumerRemoval::Removed
+            {
+                done.consumers += 1;
+            }
+        }
         if delete_data {
             done.registry += self.redis.delete_matching("*").await?;
         }
         Ok(done)
     }
+}
+
+/// Why an archive consumer was kept.
+fn pending_entries(n: u64) -> String {
+    let entries = if n == 1 { "entry" } else { "entries" };
+    format!("{n} archive {entries} pending; live archivers claim them after the claim timeout")
 }
 
 enum QueueDeleted {

@@ -10,14 +10,20 @@
 //!   back: every run's presence and online count are cleared, the queue kept;
 //! - a port whose pod exists keeps the pod's own run untouched; runs of that
 //!   port other than the pod's (a previous run that died) are reset;
-//! - a run whose heartbeat is fresh counts as alive, like a pod's.
+//! - a run whose heartbeat is fresh counts as alive, like a pod's;
+//! - the archive consumer `<port>:<instance>` of every run that is not alive
+//!   is deleted, whatever its port (a run's consumer is never reused: a run
+//!   that comes back is a new instance with a new consumer); consumers with
+//!   any other name are not a node run's and are left alone.
 //!
 //! Every Redis action names the run (instance id) judged gone, and is
-//! carried out by compare-and-delete on it.
+//! carried out by compare-and-delete on it; an archive consumer only while
+//! it holds no pending entries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use parley_cluster::PortFormula;
+use parley_cluster::archive::{consumer_name, parse_consumer};
 
 /// One port as the backends show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +47,8 @@ pub struct Observed {
     pub fresh_runs: BTreeSet<String>,
     /// Ports the registry or the queue list knows of.
     pub ports: BTreeMap<u16, PortState>,
+    /// Names of the consumers of the archive feed's group.
+    pub archive_consumers: BTreeSet<String>,
 }
 
 /// One step of a plan.
@@ -54,6 +62,9 @@ pub enum Action {
     ResetRun { port: u16, instance: String },
     /// Drop the port from the queue list (after its queue is gone).
     ForgetPort { port: u16 },
+    /// Delete run `instance`'s archive consumer if it holds no pending
+    /// entries (else live archivers claim them first; a later pass retries).
+    DeleteConsumer { port: u16, instance: String },
 }
 
 impl Action {
@@ -62,7 +73,8 @@ impl Action {
             Action::DeleteQueue { port }
             | Action::RetireRun { port, .. }
             | Action::ResetRun { port, .. }
-            | Action::ForgetPort { port } => *port,
+            | Action::ForgetPort { port }
+            | Action::DeleteConsumer { port, .. } => *port,
         }
     }
 
@@ -77,12 +89,16 @@ impl Action {
                 format!("presence of node {port} (run {instance})")
             }
             Action::ForgetPort { port } => format!("queue record of node {port}"),
+            Action::DeleteConsumer { port, instance } => {
+                format!("archive consumer {}", consumer_name(*port, instance))
+            }
         }
     }
 }
 
 /// What to collect, grouped by port in ascending order; within a port the
-/// queue goes first (a queue in use stops the port's retirement).
+/// queue goes first (a queue in use stops the port's retirement). Archive
+/// consumers come last, after every port.
 pub fn plan(o: &Observed) -> Vec<Action> {
     // A run whose instance is the UID of any existing pod is live, whatever
     // port it is on (during a rollout that changed the ports, say).
@@ -117,6 +133,16 @@ pub fn plan(o: &Observed) -> Vec<Action> {
             out.push(Action::ForgetPort { port });
         }
     }
+    out.extend(
+        o.archive_consumers
+            .iter()
+            .filter_map(|name| parse_consumer(name))
+            .filter(|(_, instance)| !live.contains(instance))
+            .map(|(port, instance)| Action::DeleteConsumer {
+                port,
+                instance: instance.to_owned(),
+            }),
+    );
     out
 }
 
@@ -143,7 +169,18 @@ mod tests {
             pods: pods.iter().map(|(o, u)| (*o, u.to_string())).collect(),
             fresh_runs: BTreeSet::new(),
             ports: ports.iter().cloned().collect(),
+            archive_consumers: BTreeSet::new(),
         }
+    }
+
+    fn consumers(o: &mut Observed, names: &[&str]) {
+        o.archive_consumers = names.iter().map(|n| n.to_string()).collect();
+    }
+
+    fn consumer_actions(p: &[Action]) -> Vec<&Action> {
+        p.iter()
+            .filter(|a| matches!(a, Action::DeleteConsumer { .. }))
+            .collect()
     }
 
     #[test]
@@ -271,5 +308,73 @@ mod tests {
         // The base port changed; the old ports belong to no ordinal now.
         let o = observed(1, &[(0, "u0")], &[(9000, state(&["old"], true))]);
         assert_eq!(plan(&o)[0], Action::DeleteQueue { port: 9000 });
+    }
+
+    #[test]
+    fn archive_consumers_of_live_runs_are_kept_and_of_gone_runs_deleted() {
+        // Pod 1 was replaced (u1a -> u1b) and pod 2 scaled away; the
+        // consumers of the gone runs go, whatever their port.
+        let mut o = observed(2, &[(0, "u0"), (1, "u1b")], &[]);
+        consumers(&mut o, &["8750:u0", "8760:u1a", "8760:u1b", "8770:u2"]);
+        assert_eq!(
+            plan(&o),
+            vec![
+                Action::DeleteConsumer {
+                    port: 8760,
+                    instance: "u1a".into()
+                },
+                Action::DeleteConsumer {
+                    port: 8770,
+                    instance: "u2".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_archive_consumer_of_a_run_with_a_fresh_heartbeat_is_kept() {
+        let mut o = observed(1, &[(0, "u0")], &[]);
+        consumers(&mut o, &["8760:new"]);
+        o.fresh_runs.insert("new".into());
+        assert!(plan(&o).is_empty());
+    }
+
+    #[test]
+    fn a_live_runs_archive_consumer_on_any_port_is_kept() {
+        // The ports moved; pod 0 still archives under its old port's name.
+        let mut o = observed(1, &[(0, "u0")], &[]);
+        o.formula = Some(PortFormula {
+            base: 9000,
+            step: 10,
+        });
+        consumers(&mut o, &["8750:u0"]);
+        assert!(plan(&o).is_empty());
+    }
+
+    #[test]
+    fn archive_consumers_not_named_after_a_run_are_never_touched() {
+        let mut o = observed(1, &[(0, "u0")], &[]);
+        consumers(&mut o, &["backfill", "node:x", "0:x", "8750:", "replay-1"]);
+        assert!(plan(&o).is_empty());
+    }
+
+    #[test]
+    fn archive_consumers_come_after_every_port() {
+        // Scaled 2 -> 1: the gone node's queue and registry, then its consumer.
+        let mut o = observed(1, &[(0, "u0")], &[(8760, state(&["u1"], true))]);
+        consumers(&mut o, &["8750:u0", "8760:u1"]);
+        let p = plan(&o);
+        assert_eq!(
+            p.last(),
+            Some(&Action::DeleteConsumer {
+                port: 8760,
+                instance: "u1".into()
+            })
+        );
+        assert_eq!(consumer_actions(&p).len(), 1);
+        assert_eq!(
+            p.last().unwrap().describe("prod"),
+            "archive consumer 8760:u1"
+        );
     }
 }

@@ -66,6 +66,7 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
         Ok(done) => {
             ctx.metrics.collected("queue", done.queues);
             ctx.metrics.collected("registry", done.registry);
+            ctx.metrics.collected("consumer", done.consumers);
             let kept = match cc.spec.cleanup_policy {
                 CleanupPolicy::Retain => {
                     "; messages, inboxes and tokens are kept (cleanupPolicy Retain)"

@@ -70,6 +70,7 @@ pub async fn collect(
             ctx.metrics.collected("queue", done.queues);
             ctx.metrics.collected("registry", done.registry);
             ctx.metrics.collected("presence", done.presence);
+            ctx.metrics.collected("consumer", done.consumers);
             o.pending_cleanup = done
                 .skipped
                 .iter()

@@ -107,6 +107,15 @@ fn container_env(cc: &ChatCluster) -> Vec<EnvVar> {
     ];
     e.extend(env_backend(var::REDIS_URL, &s.redis));
     e.extend(env_backend(var::AMQP_URL, &s.rabbitmq));
+    if let Some(a) = &s.archive {
+        e.extend(env_backend(var::ARCHIVE_URL, &a.database));
+        let window = [
+            (var::HOT_MESSAGES, a.hot_messages.map(u64::from)),
+            (var::HOT_SECONDS, a.hot_seconds.map(u64::from)),
+            (var::ARCHIVE_MAX_LAG, a.max_lag),
+        ];
+        e.extend(window.iter().filter_map(|(k, v)| v.map(|v| env(k, v))));
+    }
     let c = &s.chat;
     let limits = [
         (var::MAX_FRAME_BYTES, c.max_frame_bytes),
@@ -217,7 +226,7 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ChatClusterSpec, PullPolicy};
+    use crate::crd::{Archive, ChatClusterSpec, PullPolicy};
 
     fn cc() -> ChatCluster {
         let mut cc = ChatCluster::new(
@@ -336,6 +345,97 @@ mod tests {
         assert_eq!(
             sts.spec.as_ref().unwrap().service_name.as_deref(),
             Some("chat-nodes")
+        );
+    }
+
+    fn names(sts: &StatefulSet) -> Vec<&str> {
+        container(sts)
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn without_an_archive_no_archive_setting_is_passed() {
+        let sts = build(&cc());
+        let archive_vars = [
+            var::ARCHIVE_URL,
+            var::ARCHIVER,
+            var::HOT_MESSAGES,
+            var::HOT_SECONDS,
+            var::ARCHIVE_MAX_LAG,
+        ];
+        assert!(
+            names(&sts).iter().all(|n| !archive_vars.contains(n)),
+            "{:?}",
+            names(&sts)
+        );
+    }
+
+    #[test]
+    fn the_archive_url_comes_from_its_secret_and_the_window_as_set() {
+        let mut c = cc();
+        c.spec.archive = Some(Archive {
+            database: BackendRef {
+                url: None,
+                url_secret_ref: Some(SecretKeyRef {
+                    name: "archive".into(),
+                    key: "url".into(),
+                }),
+            },
+            hot_messages: Some(500),
+            hot_seconds: Some(3600),
+            max_lag: Some(2_000_000),
+        });
+        let sts = build(&c);
+        let url = env_var(&sts, var::ARCHIVE_URL);
+        assert_eq!(url.value, None, "no URL in the pod spec");
+        let from = url
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((from.name.as_str(), from.key.as_str()), ("archive", "url"));
+        assert_eq!(from.optional, Some(false));
+        assert_eq!(
+            env_var(&sts, var::HOT_MESSAGES).value.as_deref(),
+            Some("500")
+        );
+        assert_eq!(
+            env_var(&sts, var::HOT_SECONDS).value.as_deref(),
+            Some("3600")
+        );
+        assert_eq!(
+            env_var(&sts, var::ARCHIVE_MAX_LAG).value.as_deref(),
+            Some("2000000")
+        );
+    }
+
+    #[test]
+    fn an_inline_archive_url_is_passed_and_unset_window_left_to_the_node() {
+        let mut c = cc();
+        c.spec.archive = Some(Archive {
+            database: BackendRef {
+                url: Some("postgres://db/chat".into()),
+                url_secret_ref: None,
+            },
+            ..Archive::default()
+        });
+        let sts = build(&c);
+        assert_eq!(
+            env_var(&sts, var::ARCHIVE_URL).value.as_deref(),
+            Some("postgres://db/chat")
+        );
+        let n = names(&sts);
+        assert!(
+            [var::HOT_MESSAGES, var::HOT_SECONDS, var::ARCHIVE_MAX_LAG]
+                .iter()
+                .all(|v| !n.contains(v)),
+            "{n:?}"
         );
     }
 }

@@ -2,17 +2,19 @@
 //! would otherwise crash-loop the pods (or let two clusters reset each
 //! other's runs) are refused with the `Degraded` condition (reason
 //! `InvalidSpec`) and an Event, before anything is applied. [`check`] is
-//! pure; the rest reads the Secret and the other ChatClusters.
+//! pure; the rest reads Secrets (the admin token, an archive URL) and the
+//! other ChatClusters.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use parley_cluster::archive::Database;
 use parley_cluster::ids::check_cluster_id;
 
 use super::meta::port_formula;
 use crate::Result;
 use crate::context::Context;
-use crate::crd::{BackendRef, ChatCluster};
+use crate::crd::{BackendRef, ChatCluster, SecretKeyRef};
 
 /// What is wrong with the spec, if anything (first problem found).
 pub async fn problem(cc: &ChatCluster, ctx: &Context) -> Result<Option<String>> {
@@ -20,6 +22,9 @@ pub async fn problem(cc: &ChatCluster, ctx: &Context) -> Result<Option<String>> 
         return Ok(Some(why));
     }
     if let Some(why) = admin_token_problem(cc, ctx).await? {
+        return Ok(Some(why));
+    }
+    if let Some(why) = archive_secret_problem(cc, ctx).await? {
         return Ok(Some(why));
     }
     cluster_id_taken(cc, ctx).await
@@ -49,6 +54,30 @@ pub fn check(cc: &ChatCluster) -> Option<String> {
     }
     backend_ref_problem("redis", &cc.spec.redis)
         .or_else(|| backend_ref_problem("rabbitmq", &cc.spec.rabbitmq))
+        .or_else(|| {
+            let a = cc.spec.archive.as_ref()?;
+            backend_ref_problem("archive", &a.database)
+                .or_else(|| a.database.url.as_deref().and_then(archive_url_problem))
+        })
+}
+
+/// Why the nodes cannot use `url` as their archive, if they cannot. The
+/// URL is not repeated (it may hold a password).
+fn archive_url_problem(url: &str) -> Option<String> {
+    match Database::of_url(url) {
+        Some(Database::MySql | Database::Postgres) => None,
+        // A file in one pod: each node would have its own, it is lost when
+        // the pod is replaced, and the root filesystem is read-only.
+        Some(Database::Sqlite) => Some(
+            "archive: sqlite:// is a file inside one pod, neither shared by the nodes nor kept \
+             when the pod is replaced; use mysql:// (MySQL or MariaDB) or postgres://"
+                .to_owned(),
+        ),
+        None => Some(
+            "archive: the URL must start with mysql:// (MySQL or MariaDB) or postgres://"
+                .to_owned(),
+        ),
+    }
 }
 
 fn backend_ref_problem(name: &str, b: &BackendRef) -> Option<String> {
@@ -67,18 +96,11 @@ async fn admin_token_problem(cc: &ChatCluster, ctx: &Context) -> Result<Option<S
     let Some(r) = &cc.spec.admin_token_secret_ref else {
         return Ok(None);
     };
-    let ns = cc.namespace().unwrap_or_default();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(secret) = secrets.get_opt(&r.name).await? else {
-        return Ok(Some(format!("admin token Secret {} not found", r.name)));
+    let value = match secret_value(cc, ctx, "admin token", r).await? {
+        Ok(v) => v,
+        Err(why) => return Ok(Some(why)),
     };
-    let Some(value) = secret.data.as_ref().and_then(|d| d.get(&r.key)) else {
-        return Ok(Some(format!(
-            "admin token Secret {} has no key {}",
-            r.name, r.key
-        )));
-    };
-    Ok(token_problem(&value.0).map(|why| {
+    Ok(verbatim_problem(&value).map(|why| {
         format!(
             "admin token in Secret {} key {} {why}; write it without (kubectl create secret generic {} --from-literal={}=...)",
             r.name, r.key, r.name, r.key
@@ -86,8 +108,52 @@ async fn admin_token_problem(cc: &ChatCluster, ctx: &Context) -> Result<Option<S
     }))
 }
 
-/// Why a token value cannot be used verbatim, if it cannot.
-fn token_problem(value: &[u8]) -> Option<&'static str> {
+/// An archive URL kept in a Secret gets the same checks as one written in
+/// the spec, and must be usable verbatim like the admin token.
+async fn archive_secret_problem(cc: &ChatCluster, ctx: &Context) -> Result<Option<String>> {
+    let Some(r) = cc
+        .spec
+        .archive
+        .as_ref()
+        .and_then(|a| a.database.url_secret_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    let value = match secret_value(cc, ctx, "archive", r).await? {
+        Ok(v) => v,
+        Err(why) => return Ok(Some(why)),
+    };
+    let at = format!("Secret {} key {}", r.name, r.key);
+    if let Some(why) = verbatim_problem(&value) {
+        return Ok(Some(format!("archive URL in {at} {why}")));
+    }
+    let url = String::from_utf8_lossy(&value);
+    Ok(archive_url_problem(&url).map(|why| format!("{why} (in {at})")))
+}
+
+/// The value of Secret key `r`, or why there is none.
+async fn secret_value(
+    cc: &ChatCluster,
+    ctx: &Context,
+    what: &str,
+    r: &SecretKeyRef,
+) -> Result<std::result::Result<Vec<u8>, String>> {
+    let ns = cc.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(secret) = secrets.get_opt(&r.name).await? else {
+        return Ok(Err(format!("{what} Secret {} not found", r.name)));
+    };
+    match secret.data.as_ref().and_then(|d| d.get(&r.key)) {
+        Some(value) => Ok(Ok(value.0.clone())),
+        None => Ok(Err(format!(
+            "{what} Secret {} has no key {}",
+            r.name, r.key
+        ))),
+    }
+}
+
+/// Why a Secret value (a token, a URL) cannot be used verbatim, if it cannot.
+fn verbatim_problem(value: &[u8]) -> Option<&'static str> {
     let Ok(s) = std::str::from_utf8(value) else {
         return Some("is not UTF-8");
     };
@@ -149,7 +215,7 @@ fn rank(cc: &ChatCluster) -> (Option<i64>, String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ChatClusterSpec, Ports};
+    use crate::crd::{Archive, ChatClusterSpec, Ports};
 
     fn cc(ns: &str, name: &str) -> ChatCluster {
         let mut cc = ChatCluster::new(
@@ -219,10 +285,61 @@ mod tests {
 
     #[test]
     fn tokens_are_used_verbatim_or_refused() {
-        assert_eq!(token_problem(b"s3cret"), None);
-        assert!(token_problem(b"s3cret\n").is_some());
-        assert!(token_problem(b" s3cret").is_some());
-        assert!(token_problem(b"\n").is_some());
-        assert!(token_problem(&[0xff]).is_some());
+        assert_eq!(verbatim_problem(b"s3cret"), None);
+        assert!(verbatim_problem(b"s3cret\n").is_some());
+        assert!(verbatim_problem(b" s3cret").is_some());
+        assert!(verbatim_problem(b"\n").is_some());
+        assert!(verbatim_problem(&[0xff]).is_some());
+    }
+
+    fn with_archive(url: Option<&str>, secret: bool) -> ChatCluster {
+        let mut c = cc("ns", "chat");
+        c.spec.archive = Some(Archive {
+            database: BackendRef {
+                url: url.map(Into::into),
+                url_secret_ref: secret.then(|| SecretKeyRef {
+                    name: "archive".into(),
+                    key: "url".into(),
+                }),
+            },
+            ..Archive::default()
+        });
+        c
+    }
+
+    #[test]
+    fn mysql_and_postgres_archives_pass() {
+        for url in ["mysql://u:p@db:3306/chat", "postgres://u:p@db/chat"] {
+            assert_eq!(check(&with_archive(Some(url), false)), None, "{url}");
+        }
+        assert_eq!(check(&with_archive(None, true)), None);
+    }
+
+    #[test]
+    fn an_archive_needs_exactly_one_of_url_and_secret() {
+        assert!(
+            check(&with_archive(None, false))
+                .unwrap()
+                .contains("archive")
+        );
+        let both = check(&with_archive(Some("mysql://db/chat"), true)).unwrap();
+        assert!(both.contains("not both"), "{both}");
+    }
+
+    #[test]
+    fn sqlite_and_unknown_archive_urls_are_refused_without_the_url() {
+        let sqlite = check(&with_archive(Some("sqlite:///data/chat.db"), false)).unwrap();
+        assert!(
+            sqlite.contains("sqlite://") && sqlite.contains("mysql://"),
+            "{sqlite}"
+        );
+        let other = check(&with_archive(Some("mongodb://u:s3cret@db/chat"), false)).unwrap();
+        assert!(other.contains("postgres://"), "{other}");
+        assert!(
+            !other.contains("s3cret"),
+            "the URL's password was repeated: {other}"
+        );
+        assert!(archive_url_problem("sqlite://chat.db").is_some());
+        assert_eq!(archive_url_problem("mysql://db/chat"), None);
     }
 }
