@@ -478,15 +478,36 @@ async fn nothing_acknowledged_is_lost_or_doubled(engine: Engine) {
     let acked: BTreeSet<String> = acked.lock().unwrap().iter().cloned().collect();
     let archive = Archive::connect_lazy(&url, Duration::from_secs(5)).unwrap();
     let feed_key = format!("chat:{}:archive", cluster.cluster);
-    eventually(
-        "the feed drained into SQL",
-        Duration::from_secs(60),
-        async || {
-            let feed: u64 = redis::cmd("XLEN").arg(&feed_key).query(&mut redis()).ok()?;
-            (feed == 0).then_some(())
-        },
-    )
+    let drained = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            let feed: Option<u64> = redis::cmd("XLEN").arg(&feed_key).query(&mut redis()).ok();
+            if feed == Some(0) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
     .await;
+    if drained.is_err() {
+        // Say where the entries are stuck before failing.
+        let mut r = redis();
+        let pending: redis::Value = redis::cmd("XPENDING")
+            .arg(&feed_key)
+            .arg("archivers")
+            .query(&mut r)
+            .unwrap_or(redis::Value::Nil);
+        let consumers: redis::Value = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&feed_key)
+            .arg("archivers")
+            .query(&mut r)
+            .unwrap_or(redis::Value::Nil);
+        let len: u64 = redis::cmd("XLEN").arg(&feed_key).query(&mut r).unwrap_or(0);
+        panic!(
+            "the feed did not drain within 90 s: {len} entries left, rows {:?}; pending {pending:?}; consumers {consumers:?}",
+            archive.count().await
+        );
+    }
     let (rows, distinct) = archive.count().await.unwrap();
     assert_eq!(rows, distinct, "a message archived twice");
     let archived: BTreeSet<String> = archive.all_ids().await.unwrap().into_iter().collect();
