@@ -143,10 +143,18 @@ def analyse(r):
     a["used_memory_second_half_mean"] = sum(s["used_memory"] for s in half) / len(half)
     a["used_memory_second_half_min"] = min(s["used_memory"] for s in half)
     a["used_memory_second_half_max"] = max(s["used_memory"] for s in half)
-    if "trimmed" in busy[-1]:
-        held = [s["stored"] - s["trimmed"] for s in half]
-        a["messages_in_redis_second_half_mean"] = sum(held) / len(held)
-        a["plateau_bytes_per_message_held"] = (a["used_memory_second_half_mean"] - base["used_memory"]) / a["messages_in_redis_second_half_mean"]
+    held = [s["stored"] - s.get("trimmed", 0) for s in half]
+    a["messages_in_redis_second_half_mean"] = sum(held) / len(held)
+    a["plateau_bytes_per_message_held"] = (a["used_memory_second_half_mean"] - base["used_memory"]) / a["messages_in_redis_second_half_mean"]
+    # The last sample, TAIL seconds after the traffic: the client-id keys
+    # have expired (10 s TTL), what is left is the hot window, inboxes
+    # within retention and the per-conversation and per-user keys.
+    last = ok[-1]
+    a["after_s"] = round(last["t"] - busy[-1]["t"], 1)
+    a["used_memory_after"] = last["used_memory"]
+    a["messages_in_redis_after"] = int(last["stored"] - last.get("trimmed", 0))
+    a["after_bytes_per_message_held"] = (last["used_memory"] - base["used_memory"]) / max(1, a["messages_in_redis_after"])
+    if "CHAT_ARCHIVE_URL" in r.get("settings", {}):
         a["lag_entries_max"] = max(s.get("lag_entries", 0) for s in busy)
         a["lag_seconds_max"] = max(s.get("lag_seconds", 0) for s in busy)
         a["lag_entries_second_half_mean"] = sum(s.get("lag_entries", 0) for s in half) / len(half)
@@ -158,14 +166,6 @@ def analyse(r):
             a["stored_end"] = int(ok[-1]["stored"])
             a["sql_rows_per_s_second_half"] = slope([s["t"] for s in rows if s in half], [s["sql_rows"] for s in rows if s in half])
         a["lag_entries_end"] = ok[-1].get("lag_entries")
-        # The last sample, TAIL seconds after the traffic: the client-id keys
-        # have expired (10 s TTL), what is left is the hot window, inboxes
-        # within retention and the per-conversation and per-user keys.
-        last = ok[-1]
-        a["after_s"] = round(last["t"] - busy[-1]["t"], 1)
-        a["used_memory_after"] = last["used_memory"]
-        a["messages_in_redis_after"] = int(last["stored"] - last["trimmed"])
-        a["after_bytes_per_message_held"] = (last["used_memory"] - base["used_memory"]) / max(1, a["messages_in_redis_after"])
     return a
 
 
@@ -271,13 +271,14 @@ def plot(d, arch, plain, defaults=None):
     m.plot([s["t"] - t0 for s in ok], [(s["stored"] - s.get("trimmed", 0)) / 1000 for s in ok], "c--", label="with archive: messages in Redis (thousands)")
     m.axvline(busy[-1]["t"] - t0, color="gray", ls=":", lw=1)
     m.set_ylabel("MiB (or thousands)")
-    m.legend(loc="upper left")
+    m.legend(loc="upper right")
     m.set_title("Redis memory at a steady send rate, with and without the SQL archive")
     lag.plot([s["t"] - t0 for s in ok], [s.get("lag_entries", 0) for s in ok], "m-", label="archive lag, entries")
     lag.set_ylabel("entries")
     l2 = lag.twinx()
     l2.plot([s["t"] - t0 for s in ok], [s.get("lag_seconds", 0) for s in ok], "g-", lw=0.8, label="archive lag, seconds")
     l2.set_ylabel("seconds")
+    l2.set_ylim(0, 1.2 * max([1] + [s.get("lag_seconds", 0) for s in ok]))
     lag.legend(loc="upper left")
     l2.legend(loc="upper right")
     lag.axvline(busy[-1]["t"] - t0, color="gray", ls=":", lw=1)
