@@ -6,10 +6,18 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|drain [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|drain|archive [--quick]
 # drain: 15,000 sessions on one of three nodes, which gets SIGTERM
 # (DRAIN_RATE=n sets its CHAT_DRAIN_RATE); the report goes to
 # <out>/drain/<label>.json (chat-drain's own shape, not in the latency table).
+# archive: Redis memory with and without the SQL archive at a steady rate
+# (RATE, default 3000; USERS, default 50; HOT_MESSAGES, default 50): one node
+# on a private Redis (port 16391, so nothing else's keys count), a small hot
+# window; 60 s without the archive and default retention, 60 s without the
+# archive and the small window's settings, then 150 s with MariaDB in a fresh
+# database (--quick: 20 s and 40 s). scripts/bench_archive.py samples Redis
+# used_memory, /metrics and the SQL row count every second and writes
+# <out>/archive/{no-archive-defaults,no-archive,archive}.json, README.md and archive.png.
 # RATE overrides the scenario's rate; the result is then labelled <scenario>-<rate>.
 # RUNS repeats the whole scenario (fresh nodes each time); run k > 1 is
 # labelled "<label>#k", so the spread between runs shows.
@@ -18,7 +26,7 @@
 # not replace the published ones: RATE=100 OUT=/tmp/b scripts/bench.sh redis --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|drain [--quick]}
+scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|drain|archive [--quick]}
 quick=${2:-}
 if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
   for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
@@ -129,6 +137,70 @@ print(f"drain of {r['sessions']} sessions: told from {r['told_first_s']:.2f} s t
       f"missing {r['missing']}, repeated pts {r['repeated_pts']}, untold {r['closed_untold']}, errors {len(r['errors'])}")
 PY
     echo "wrote $out/drain/$label.json"
+    exit 0
+    ;;
+  archive)
+    scripts/services.sh mariadb
+    rport=16391
+    redis-server --bind 127.0.0.1 --port $rport --save '' --appendonly no \
+      --logfile /tmp/parley-bench-archive-redis.log &
+    redis_pid=$!
+    pids+=("$redis_pid"); names+=(redis)
+    for _ in $(seq 50); do redis-cli -p $rport ping >/dev/null 2>&1 && break; sleep 0.1; done
+    # The hot window and everything else that bounds Redis, small enough to
+    # fill in the first seconds: with USERS users there are USERS*(USERS-1)/2
+    # conversations, each keeping its newest HOT_MESSAGES.
+    hot=(CHAT_REDIS_URL=redis://127.0.0.1:$rport/0 CHAT_HOT_MESSAGES="${HOT_MESSAGES:-50}" CHAT_HOT_SECONDS=10
+      CHAT_INBOX_RETENTION_ENTRIES=100 CHAT_INBOX_RETENTION_DAYS=0 CHAT_CLIENT_ID_TTL_S=10)
+    users=${USERS:-50} rate=${RATE:-3000}
+    d_arch=150 d_plain=60
+    [ "$quick" = --quick ] && d_arch=40 d_plain=20
+    again="scripts/bench.sh archive${quick:+ $quick}"
+    [ -n "${RATE:-}" ] && again="RATE=$RATE $again"
+    [ -n "${USERS:-}" ] && again="USERS=$USERS $again"
+    [ -n "${HOT_MESSAGES:-}" ] && again="HOT_MESSAGES=$HOT_MESSAGES $again"
+    db=parley_bench_archive_$$
+    sql=(mariadb --protocol=TCP -h127.0.0.1 -uparley --password=parley)
+    "${sql[@]}" -e "CREATE DATABASE $db"
+    trap 'cleanup; "${sql[@]}" -e "DROP DATABASE IF EXISTS $db" || true' EXIT
+    mariadb_pid=$(pgrep -x mariadbd | head -1 || pgrep -x mysqld | head -1 || true)
+    mkdir -p "$out/archive"
+    # phase NAME SECONDS TAIL [ENV...]: a node, the sampler, the load; the
+    # sampler goes on TAIL seconds after the load (the archive catching up).
+    phase() {
+      local name=$1 secs=$2 tail=$3; shift 3
+      local extra=() watch="redis=$redis_pid"
+      start_node 0 "${envs[@]}" "$@"
+      local node=${pids[-1]}
+      watch="node0=$node,$watch"
+      if [ $# -gt 0 ]; then
+        extra=(--mysql-db "$db")
+        [ -n "$mariadb_pid" ] && watch="$watch,mariadb=$mariadb_pid"
+      fi
+      python3 scripts/bench_archive.py sample "$out/archive/$name.json" --metrics http://127.0.0.1:18750/metrics \
+        --redis-port $rport "${extra[@]}" --settings "${envs[@]}" "$@" "command=$again" &
+      local sampler=$!
+      "$bin/chat-bench" --admin-token $admin --label "archive-$name" --nodes 127.0.0.1:18750 --users "$users" \
+        --rate "$rate" --duration-s "$secs" --watch "$watch" --json "$out/archive/.$name.bench.json" >/dev/null
+      sleep "$tail"
+      kill -TERM "$sampler"; wait "$sampler"
+      python3 scripts/bench_archive.py attach "$out/archive/$name.json" "$out/archive/.$name.bench.json"
+      rm -f "$out/archive/.$name.bench.json"
+      kill -TERM "$node"; wait "$node" || true
+      redis-cli -p $rport FLUSHALL >/dev/null
+    }
+    # The README's "before": no archive and the default retention (inboxes
+    # of 10,000 entries, client ids for 24 h), as every earlier benchmark ran.
+    envs=(CHAT_REDIS_URL=redis://127.0.0.1:$rport/0)
+    phase no-archive-defaults "$d_plain" 3
+    envs=("${hot[@]}")
+    phase no-archive "$d_plain" 3
+    phase archive "$d_arch" 15 CHAT_ARCHIVE_URL="mysql://parley:parley@127.0.0.1:3306/$db"
+    py=.tools/venv/bin/python
+    if [ ! -x "$py" ]; then scripts/tools.sh >/dev/null; fi
+    "$py" -c 'import matplotlib' 2>/dev/null || .tools/venv/bin/pip install -q matplotlib
+    "$py" scripts/bench_archive.py render "$out/archive"
+    echo "wrote $out/archive/{no-archive-defaults,no-archive,archive}.json, $out/archive/README.md, $out/archive/archive.png"
     exit 0
     ;;
   *) echo "unknown scenario $scenario" >&2; exit 2 ;;
