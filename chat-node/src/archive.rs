@@ -36,14 +36,15 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The engine of `url`, from its scheme.
+    /// The engine of `url`, from its scheme (the rule the operator checks
+    /// `spec.archive` by: `parley_cluster::archive::Database::of_url`).
     pub fn of(url: &str) -> Result<Engine, ArchiveError> {
-        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
-        match scheme {
-            "mysql" | "mariadb" => Ok(Engine::Mysql),
-            "postgres" | "postgresql" => Ok(Engine::Postgres),
-            "sqlite" => Ok(Engine::Sqlite),
-            _ => Err(ArchiveError::Url(
+        use parley_cluster::archive::Database;
+        match Database::of_url(url) {
+            Some(Database::MySql) => Ok(Engine::Mysql),
+            Some(Database::Postgres) => Ok(Engine::Postgres),
+            Some(Database::Sqlite) => Ok(Engine::Sqlite),
+            None => Err(ArchiveError::Url(
                 "must start with mysql://, postgres:// or sqlite://".into(),
             )),
         }

@@ -25,9 +25,9 @@ pub fn parse_consumer(name: &str) -> Option<(u16, &str)> {
 /// "Storage tiers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Database {
-    /// `mysql://`: MySQL or MariaDB.
+    /// `mysql://` (or `mariadb://`): MySQL or MariaDB.
     MySql,
-    /// `postgres://`: PostgreSQL.
+    /// `postgres://` (or `postgresql://`): PostgreSQL.
     Postgres,
     /// `sqlite://`: a file, for a single node with nothing installed.
     Sqlite,
@@ -38,8 +38,8 @@ impl Database {
     pub fn of_url(url: &str) -> Option<Database> {
         let (scheme, _) = url.split_once("://")?;
         match scheme {
-            "mysql" => Some(Database::MySql),
-            "postgres" => Some(Database::Postgres),
+            "mysql" | "mariadb" => Some(Database::MySql),
+            "postgres" | "postgresql" => Some(Database::Postgres),
             "sqlite" => Some(Database::Sqlite),
             _ => None,
         }

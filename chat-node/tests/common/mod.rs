@@ -344,15 +344,15 @@ impl Client {
     }
 
     /// Sends a request and returns the next text frame, or `None` once the
-    /// connection is gone (or nothing comes within the wait): for traffic
-    /// that outlives a node a test kills.
+    /// connection is gone (or nothing comes within a harness step): for
+    /// traffic that outlives a node a test kills.
     pub async fn try_request(&mut self, v: Value) -> Option<Value> {
         tokio::time::timeout(STEP, self.ws.send(Message::Text(v.to_string().into())))
             .await
             .ok()?
             .ok()?;
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.ok()?? {
+            match tokio::time::timeout(STEP, self.ws.next()).await.ok()?? {
                 Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 _ => return None,

@@ -37,13 +37,15 @@ for i = 0, n - 1 do
 end
 
 local cutoff = now - hot_ms
+-- Messages one call may drop, over all its conversations: Redis does
+-- nothing else while a script runs. Twice the batch, so trimming keeps up
+-- with archiving; what is left waits for the next sweep.
+local budget = math.max(256, 2 * n)
 local function trim(conv)
   local list = conv_prefix .. conv
   local len = redis.call('LLEN', list)
-  local popped = 0
   while len > hot do
-    if popped >= 1000 then
-      -- Bounded work per call: the rest at the next sweep.
+    if trimmed >= budget then
       redis.call('ZADD', schedule, now, conv)
       return
     end
@@ -60,7 +62,6 @@ local function trim(conv)
     redis.call('LPOP', list)
     redis.call('DEL', msg_prefix .. id)
     len = len - 1
-    popped = popped + 1
     trimmed = trimmed + 1
   end
   redis.call('ZREM', schedule, conv)

@@ -63,7 +63,7 @@ pub(super) const BLOCK: Duration = Duration::from_millis(500);
 /// How often the lag is read, and the trim schedule swept.
 const TICK: Duration = Duration::from_secs(1);
 /// Most conversations one sweep of the trim schedule handles.
-const SWEEP: usize = 200;
+const SWEEP: usize = 64;
 
 /// One archiver (see the module documentation).
 pub struct Archiver {
