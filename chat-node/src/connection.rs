@@ -512,7 +512,10 @@ where
                 Err(())
             }
             Err(_) => {
+                // As much a slow consumer as one whose queue overflowed
+                // (which cannot be told 1013 while this write is stuck).
                 tracing::debug!("write timed out");
+                self.node.metrics.sessions_stopped_slow.inc();
                 Err(())
             }
         }

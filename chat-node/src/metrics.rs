@@ -160,7 +160,7 @@ impl Metrics {
         );
         r.register(
             "sessions_stopped_slow",
-            "Sessions closed because their delivery queue overflowed",
+            "Sessions closed as too slow: their delivery queue overflowed, or a write to them timed out",
             m.sessions_stopped_slow.clone(),
         );
         r.register(

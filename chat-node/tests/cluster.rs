@@ -582,3 +582,30 @@ async fn nodes_on_a_broker_that_stops_answering_go_unready_then_recover() {
     let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
     assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
 }
+
+/// A session that does not read, on another node than the sender: closed
+/// with 1013 when deliveries from the bus overflow its queue, while bob's
+/// other device on that node gets every message. The queue holds at least
+/// what one broker message can carry for a session (512 events, 4 MiB):
+/// deliveries arrive from the bus a broker message at a time, and a smaller
+/// queue cuts off a device that reads, too (seen with a queue of 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_session_across_nodes_is_closed_1013_and_others_go_on() {
+    let settings = |_| {
+        vec![
+            ("CHAT_OUTBOUND_QUEUE", "512".to_owned()),
+            ("CHAT_RATE_PER_S", "10000".to_owned()),
+            ("CHAT_RATE_BURST", "10000".to_owned()),
+            ("CHAT_MAX_BODY_BYTES", "60000".to_owned()),
+            ("CHAT_MAX_FRAME_BYTES", "200000".to_owned()),
+        ]
+    };
+    let c = Cluster::start_with_env(2, &common::cluster::amqp_url(), settings).await;
+    let alice = c.session(0, "alice").await;
+    let stuck = c.session(1, "bob").await;
+    let reader = c.session(1, "bob").await;
+    common::slow_consumer(alice, stuck, reader).await;
+    assert_eq!(c.metric(1, "chat_sessions_stopped_slow_total").await, 1.0);
+    let back = c.session(1, "bob").await;
+    assert_eq!(back.pts(), common::SLOW_CONSUMER_MESSAGES);
+}

@@ -399,67 +399,38 @@ async fn a_silent_tcp_client_is_disconnected() {
     node.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_that_does_not_read_is_closed_1013_and_others_go_on() {
-    let node = TestNode::start(Backend::Memory, |c| {
-        c.outbound_queue = 4;
-        c.rate_per_s = 10_000;
-        c.rate_burst = 10_000;
-        c.max_body_bytes = 60_000;
-        c.max_frame_bytes = 200_000;
+/// Node settings for the slow-consumer scenario ([`common::slow_consumer`]).
+fn slow_consumer_settings(c: &mut chat_node::Config) {
+    c.outbound_queue = 4;
+    c.rate_per_s = 10_000;
+    c.rate_burst = 10_000;
+    c.max_body_bytes = 60_000;
+    c.max_frame_bytes = 200_000;
+}
+
+async fn a_session_that_does_not_read_is_closed_1013_and_others_go_on(backend: Backend) {
+    let node = TestNode::start(backend, slow_consumer_settings).await;
+    let alice = node.session("alice").await;
+    let stuck = node.session("bob").await; // never reads until the end
+    let reader = node.session("bob").await;
+    common::slow_consumer(alice, stuck, reader).await;
+    common::eventually("counted as too slow", common::STEP, async || {
+        let (_, metrics) = node.get("/metrics").await;
+        let n = common::metric_value(&metrics, "chat_sessions_stopped_slow_total");
+        (n == Some(1.0)).then_some(())
     })
     .await;
-    let mut alice = node.session("alice").await;
-    let mut stuck = node.session("bob").await; // never reads until the end
-    let mut reader = node.session("bob").await;
-    let body = "x".repeat(60_000);
-    // Enough to fill the socket buffers between the node and `stuck`.
-    let reading = tokio::spawn(async move {
-        let mut n = 0;
-        while n < 400 {
-            let f = reader.recv().await;
-            assert_eq!(f["type"], "msg");
-            n += 1;
-        }
-        reader
-    });
-    for i in 0..400 {
-        let r = alice
-            .request(
-                json!({"type":"send","id":format!("m{i}"),"to":"bob","kind":"text","body":body}),
-            )
-            .await;
-        assert_eq!(r["type"], "sent");
-    }
-    // The reading device got every message.
-    let mut reader = tokio::time::timeout(Duration::from_secs(30), reading)
-        .await
-        .unwrap()
-        .unwrap();
-    // The stuck one was cut off with 1013 after some frames; its inbox has all.
-    let (frames, code) = loop_until_close(&mut stuck).await;
-    assert_eq!(code, Some(1013));
-    assert!(frames < 400, "{frames} frames reached the stuck session");
-    assert_eq!(reader.request(json!({"type":"ping"})).await["type"], "pong");
     let back = node.session("bob").await;
-    assert_eq!(back.pts(), 400);
+    assert_eq!(back.pts(), common::SLOW_CONSUMER_MESSAGES);
     node.stop().await;
 }
 
-/// Reads frames until the close; returns how many text frames came first.
-async fn loop_until_close(c: &mut Client) -> (usize, Option<u16>) {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    let mut n = 0;
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), c.ws.next())
-            .await
-            .expect("close arrives")
-        {
-            Some(Ok(Message::Text(_))) => n += 1,
-            Some(Ok(Message::Close(f))) => return (n, f.map(|f| u16::from(f.code))),
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return (n, None),
-        }
-    }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_does_not_read_is_closed_1013_and_others_go_on_memory() {
+    a_session_that_does_not_read_is_closed_1013_and_others_go_on(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_does_not_read_is_closed_1013_and_others_go_on_redis() {
+    a_session_that_does_not_read_is_closed_1013_and_others_go_on(Backend::Redis).await;
 }

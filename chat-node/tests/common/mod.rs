@@ -440,3 +440,64 @@ macro_rules! both_stores {
         )*
     };
 }
+
+/// Messages [`slow_consumer`] sends.
+pub const SLOW_CONSUMER_MESSAGES: u64 = 400;
+
+/// `alice` sends large messages to bob as fast as the node answers; bob
+/// has a session that never reads (`stuck`) and one that does (`reader`).
+/// The reading device gets every message, the stuck one is closed with
+/// 1013 before it got them all, and the reader's connection is unharmed.
+/// The caller checks `chat_sessions_stopped_slow_total` is 1.
+/// The nodes run with a small outbound queue (4), a large rate limit and
+/// frames of 60 kB allowed.
+pub async fn slow_consumer(mut alice: Client, mut stuck: Client, mut reader: Client) {
+    let body = "x".repeat(60_000);
+    let n = SLOW_CONSUMER_MESSAGES as usize;
+    // Enough to fill the socket buffers between the node and `stuck`.
+    let reading = tokio::spawn(async move {
+        for _ in 0..n {
+            let f = reader.recv().await;
+            assert_eq!(f["type"], "msg");
+        }
+        reader
+    });
+    for i in 0..n {
+        let r = alice
+            .request(
+                json!({"type":"send","id":format!("m{i}"),"to":"bob","kind":"text","body":body}),
+            )
+            .await;
+        assert_eq!(r["type"], "sent");
+    }
+    let mut reader = within(
+        "the reader gets every message",
+        Duration::from_secs(30),
+        reading,
+    )
+    .await
+    .unwrap();
+    let (frames, code) = until_close(&mut stuck).await;
+    // 1013, or a dropped connection when the close frame itself could not
+    // be written into the full socket (the callers check the node counted
+    // the session as too slow).
+    assert!(matches!(code, Some(1013) | None), "closed with {code:?}");
+    assert!(frames < n, "{frames} frames reached the stuck session");
+    assert_eq!(reader.request(json!({"type":"ping"})).await["type"], "pong");
+}
+
+/// Reads frames until the close; returns how many text frames came first.
+pub async fn until_close(c: &mut Client) -> (usize, Option<u16>) {
+    let mut n = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), c.ws.next())
+            .await
+            .expect("close arrives")
+        {
+            Some(Ok(Message::Text(_))) => n += 1,
+            Some(Ok(Message::Close(f))) => return (n, f.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return (n, None),
+        }
+    }
+}
