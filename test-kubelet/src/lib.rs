@@ -20,9 +20,12 @@
 
 pub mod addr;
 pub mod env;
+pub mod kubelet;
+pub mod node;
 pub mod probe;
 pub mod process;
 pub mod status;
+pub mod worker;
 
 use std::path::PathBuf;
 
