@@ -9,12 +9,24 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// Starts `bin` with exactly `env` (plus a PATH), its output appended to
-/// `log`. The child is killed if the kubelet drops it (exits).
+/// `log`. The child is killed if the kubelet drops it, and by the kernel if
+/// the kubelet dies, so a crashed test leaves no pod process behind.
 pub fn spawn(bin: &Path, env: &[(String, String)], log: &Path) -> std::io::Result<Child> {
     let out = open_log(log)?;
     let err = out.try_clone()?;
-    Command::new(bin)
-        .env_clear()
+    let mut cmd = Command::new(bin);
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours;
+    // nothing else runs between fork and exec. (PDEATHSIG follows the
+    // spawning thread: a tokio worker, alive as long as the runtime.)
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
