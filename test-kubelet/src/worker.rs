@@ -88,7 +88,17 @@ impl Worker {
                 return self.until_deleted().await;
             }
         };
-        let Some(ip) = self.ctx.addrs.lock().expect("address pool").take() else {
+        let reported = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref()?.parse().ok());
+        let Some(ip) = self
+            .ctx
+            .addrs
+            .lock()
+            .expect("address pool")
+            .take_preferring(reported)
+        else {
             let now = now();
             self.report(status::failed(
                 "NoAddress",

@@ -35,6 +35,9 @@ struct Args {
     /// Given to pods as KUBERNETES_SERVICE_PORT.
     #[arg(long, default_value_t = 16443)]
     apiserver_port: u16,
+    /// Pods get addresses 127.BLOCK.x.y; give each kubelet on a host its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..))]
+    address_block: u8,
     /// The Node's address and every pod's hostIP.
     #[arg(long, default_value = "127.0.0.1")]
     host_ip: String,
@@ -54,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = Arc::new(worker::Ctx {
         client,
         host_ip: a.host_ip,
-        addrs: Mutex::new(addr::Pool::default()),
+        addrs: Mutex::new(addr::Pool::new(a.address_block).ok_or("--address-block must not be 0")?),
         settings: Settings {
             node_name: a.node_name,
             chat_node_image_prefix: a.chat_node_image_prefix,
