@@ -2,7 +2,7 @@
 //! pods to this node (the local control plane has no scheduler) and give
 //! each pod bound here a [`worker`] of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
@@ -22,12 +22,13 @@ use crate::{node, worker};
 pub async fn run(ctx: Arc<worker::Ctx>, shutdown: CancellationToken) -> kube::Result<()> {
     let node_name = ctx.settings.node_name.clone();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    node::register(&nodes, &node_name, &ctx.host_ip).await?;
+    let since = node::register(&nodes, &node_name, &ctx.host_ip).await?;
     tracing::info!(node = %node_name, "node registered");
     tokio::spawn(node::heartbeat_loop(
         nodes,
         node_name.clone(),
         ctx.host_ip.clone(),
+        since,
         shutdown.clone(),
     ));
 
@@ -37,12 +38,18 @@ pub async fn run(ctx: Arc<worker::Ctx>, shutdown: CancellationToken) -> kube::Re
         .boxed();
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut tasks = JoinSet::new();
+    // The pods seen in the current (re)list.
+    let mut listed = HashSet::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             event = events.try_next() => match event {
-                Ok(Some(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                Ok(Some(watcher::Event::InitApply(pod))) => {
+                    listed.insert(pod.uid().unwrap_or_default());
+                    on_pod(&ctx, pod, &mut workers, &mut tasks).await;
+                }
+                Ok(Some(watcher::Event::Apply(pod))) => {
                     on_pod(&ctx, pod, &mut workers, &mut tasks).await;
                 }
                 Ok(Some(watcher::Event::Delete(pod))) => {
@@ -50,7 +57,14 @@ pub async fn run(ctx: Arc<worker::Ctx>, shutdown: CancellationToken) -> kube::Re
                         tx.send_replace(None);
                     }
                 }
-                Ok(Some(watcher::Event::Init | watcher::Event::InitDone)) => {}
+                Ok(Some(watcher::Event::Init)) => listed.clear(),
+                // A relist: pods deleted while the watch was down are gone.
+                Ok(Some(watcher::Event::InitDone)) => {
+                    workers.retain(|uid, tx| listed.contains(uid) || {
+                        tx.send_replace(None);
+                        false
+                    });
+                }
                 Ok(None) => break,
                 Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
             },

@@ -16,8 +16,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 const MANAGER: &str = "parley-test-kubelet";
 
-/// Creates or adopts the Node and reports it Ready once.
-pub async fn register(nodes: &Api<Node>, name: &str, host_ip: &str) -> kube::Result<()> {
+/// Creates or adopts the Node and reports it Ready once; returns when it
+/// became Ready, which later heartbeats keep as the transition time.
+pub async fn register(nodes: &Api<Node>, name: &str, host_ip: &str) -> kube::Result<String> {
     let node = json!({
         "apiVersion": "v1",
         "kind": "Node",
@@ -38,16 +39,23 @@ pub async fn register(nodes: &Api<Node>, name: &str, host_ip: &str) -> kube::Res
             &Patch::Apply(&node),
         )
         .await?;
-    heartbeat(nodes, name, host_ip).await
+    let since = Timestamp::now().to_string();
+    heartbeat(nodes, name, host_ip, &since).await?;
+    Ok(since)
 }
 
-pub async fn heartbeat(nodes: &Api<Node>, name: &str, host_ip: &str) -> kube::Result<()> {
+pub async fn heartbeat(
+    nodes: &Api<Node>,
+    name: &str,
+    host_ip: &str,
+    since: &str,
+) -> kube::Result<()> {
     let now = Timestamp::now().to_string();
     nodes
         .patch_status(
             name,
             &PatchParams::default(),
-            &Patch::Merge(status(name, host_ip, &now)),
+            &Patch::Merge(status(name, host_ip, since, &now)),
         )
         .await?;
     Ok(())
@@ -59,13 +67,14 @@ pub async fn heartbeat_loop(
     nodes: Api<Node>,
     name: String,
     host_ip: String,
+    since: String,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = heartbeat(&nodes, &name, &host_ip).await {
+                if let Err(e) = heartbeat(&nodes, &name, &host_ip, &since).await {
                     tracing::warn!(error = %e, "node heartbeat failed");
                 }
             }
@@ -74,9 +83,9 @@ pub async fn heartbeat_loop(
     }
 }
 
-fn status(name: &str, host_ip: &str, now: &str) -> Value {
+fn status(name: &str, host_ip: &str, since: &str, now: &str) -> Value {
     let resources = json!({ "cpu": "8", "memory": "32Gi", "pods": "110" });
-    let cond = |t: &str, s: &str, reason: &str| json!({ "type": t, "status": s, "reason": reason, "lastHeartbeatTime": now, "lastTransitionTime": now });
+    let cond = |t: &str, s: &str, reason: &str| json!({ "type": t, "status": s, "reason": reason, "lastHeartbeatTime": now, "lastTransitionTime": since });
     json!({ "status": {
         "conditions": [
             cond("Ready", "True", "KubeletReady"),
