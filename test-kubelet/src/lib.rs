@@ -9,7 +9,7 @@
 //!   each of its own pods to a worker.
 //! - [`node`]: the Node object and its heartbeat (Ready condition in status).
 //! - [`worker`]: one task per pod: start, probe, restart, stop, finalize.
-//! - [`env`]: a container's environment, resolved as a kubelet would
+//! - [`env`](mod@env): a container's environment, resolved as a kubelet would
 //!   (values, `secretKeyRef`, `configMapKeyRef`, `fieldRef`).
 //! - [`process`]: spawning a pod's process and stopping it (SIGTERM, then
 //!   SIGKILL after the grace period).
