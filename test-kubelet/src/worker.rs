@@ -134,7 +134,17 @@ impl Worker {
             .settings
             .log_dir
             .join(format!("{}_{}_{}.log", self.ns, self.name, self.uid));
-        let mut restarts = 0;
+        // Counted on from what the pod reports, across a kubelet restart.
+        let mut restarts = pod
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.container_statuses
+                    .as_ref()?
+                    .first()
+                    .map(|c| c.restart_count)
+            })
+            .unwrap_or(0);
         loop {
             let env = loop {
                 match self.env(pod, c, ip).await {
