@@ -261,7 +261,8 @@ impl Archive {
         Ok(())
     }
 
-    /// The messages of `conv` with `lo <= seq < hi`, ascending.
+    /// The messages of `conv` with `lo <= seq < hi`, ascending: every one of
+    /// them, since seqs are gap-free; a missing one is `Corrupt`.
     pub async fn range(&self, conv: &str, lo: u64, hi: u64) -> Result<Vec<Message>, ArchiveError> {
         if lo >= hi {
             return Ok(Vec::new());
@@ -278,7 +279,13 @@ impl Archive {
                 .push_bind(hi as i64)
                 .push(" ORDER BY seq");
             let rows = q.build().fetch_all(pool).await?;
-            rows.iter().map(decode).collect()
+            let msgs = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+            if msgs.len() as u64 != hi - lo {
+                return Err(ArchiveError::Corrupt(format!(
+                    "the archive lacks messages {lo}..{hi} of {conv}"
+                )));
+            }
+            Ok(msgs)
         })
     }
 
