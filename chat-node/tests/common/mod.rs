@@ -444,25 +444,44 @@ macro_rules! both_stores {
 /// Messages [`slow_consumer`] sends.
 pub const SLOW_CONSUMER_MESSAGES: u64 = 400;
 
-/// `alice` sends large messages to bob as fast as the node answers; bob
-/// has a session that never reads (`stuck`) and one that does (`reader`).
-/// The reading device gets every message, the stuck one is closed with
-/// 1013 before it got them all, and the reader's connection is unharmed.
+/// How many messages [`slow_consumer`]'s sender may be ahead of the reading
+/// device: no more than the smallest session queue a caller runs with (4
+/// deliveries, 240 kB), so the reader's queue cannot overflow, while the
+/// 400 × 60 kB the stuck device is sent overflow its queue and the socket
+/// buffers under it.
+pub const SLOW_CONSUMER_WINDOW: usize = 4;
+
+/// `alice` sends large messages to bob; bob has a session that never reads
+/// (`stuck`) and one that does (`reader`). The reading device gets every
+/// message, the stuck one is closed with 1013 before it got them all, and
+/// the reader's connection is unharmed. alice keeps at most
+/// [`SLOW_CONSUMER_WINDOW`] messages ahead of the reader, so the reader is
+/// never the slow one however busy the machine is (without the window a
+/// test process starved of CPU reads slower than the node sends, and the
+/// node rightly cuts the reader off too).
 /// The caller checks `chat_sessions_stopped_slow_total` is 1.
-/// The nodes run with a small outbound queue (4), a large rate limit and
+/// The nodes run with a small outbound queue, a large rate limit and
 /// frames of 60 kB allowed.
 pub async fn slow_consumer(mut alice: Client, mut stuck: Client, mut reader: Client) {
     let body = "x".repeat(60_000);
     let n = SLOW_CONSUMER_MESSAGES as usize;
-    // Enough to fill the socket buffers between the node and `stuck`.
+    let (read, mut progress) = tokio::sync::watch::channel(0usize);
     let reading = tokio::spawn(async move {
-        for _ in 0..n {
+        for i in 0..n {
             let f = reader.recv().await;
             assert_eq!(f["type"], "msg");
+            read.send_replace(i + 1);
         }
         reader
     });
     for i in 0..n {
+        within(
+            "the reader keeps up with the window",
+            Duration::from_secs(30),
+            progress.wait_for(|&got| got + SLOW_CONSUMER_WINDOW > i),
+        )
+        .await
+        .expect("the reader is running");
         let r = alice
             .request(
                 json!({"type":"send","id":format!("m{i}"),"to":"bob","kind":"text","body":body}),
