@@ -66,6 +66,8 @@ pub struct Inputs<'a> {
     pub fetched: &'a Fetched,
     pub apiserver_host: &'a str,
     pub apiserver_port: u16,
+    /// The pod's ServiceAccount kubeconfig, given as `KUBECONFIG`.
+    pub kubeconfig: Option<&'a std::path::Path>,
 }
 
 pub fn resolve(i: &Inputs<'_>) -> Result<Vec<(String, String)>, EnvError> {
@@ -104,7 +106,60 @@ pub fn resolve(i: &Inputs<'_>) -> Result<Vec<(String, String)>, EnvError> {
     if !bind_set {
         out.push((BIND.to_owned(), i.pod_ip.to_string()));
     }
+    if let Some(k) = i.kubeconfig {
+        out.push(("KUBECONFIG".to_owned(), k.display().to_string()));
+    }
     Ok(out)
+}
+
+/// The container's `args` as a kubelet passes them: `$(VAR)` is the
+/// value of VAR in `env` (left as written when VAR is not set), `$$` is
+/// `$`; and a wildcard listen address (`0.0.0.0`) is the pod's own.
+pub fn args(c: &Container, env: &[(String, String)], pod_ip: Ipv4Addr) -> Vec<String> {
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    c.args
+        .iter()
+        .flatten()
+        .map(|a| expand(a, &lookup).replace("0.0.0.0", &pod_ip.to_string()))
+        .collect()
+}
+
+/// Kubernetes' `$(VAR)` expansion.
+fn expand<'a>(s: &str, lookup: &impl Fn(&str) -> Option<&'a str>) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after
+            .strip_prefix('(')
+            .and_then(|t| t.split_once(')'))
+            .filter(|(name, _)| !name.is_empty())
+        {
+            match lookup(name) {
+                Some(v) => out.push_str(v),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A wildcard listen address stands for the pod's own address.
@@ -265,6 +320,7 @@ mod tests {
             fetched,
             apiserver_host: "127.0.0.1",
             apiserver_port: 16443,
+            kubeconfig: None,
         };
         resolve(&i).map(|v| v.into_iter().collect())
     }
@@ -308,6 +364,25 @@ mod tests {
         assert_eq!(
             env["CHAT_BIND"], "127.1.0.7",
             "an unset bind address is the pod's own"
+        );
+    }
+
+    #[test]
+    fn args_expand_variables_and_the_wildcard_address() {
+        let mut c = container(vec![]);
+        c.args = Some(vec![
+            "--http=0.0.0.0:8080".to_owned(),
+            "--namespace=$(POD_NAMESPACE)".to_owned(),
+            "$(UNSET) $$(POD_NAMESPACE) $x".to_owned(),
+        ]);
+        let env = vec![("POD_NAMESPACE".to_owned(), "chat".to_owned())];
+        assert_eq!(
+            args(&c, &env, Ipv4Addr::new(127, 1, 0, 7)),
+            vec![
+                "--http=127.1.0.7:8080",
+                "--namespace=chat",
+                "$(UNSET) $(POD_NAMESPACE) $x"
+            ]
         );
     }
 

@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// Starts `bin` with exactly `env` (plus a PATH), its output appended to
+/// Starts `bin` with `args` and exactly `env` (plus a PATH), its output appended to
 /// `log`. The child is killed if the kubelet drops it, and by the kernel if
 /// the kubelet dies, so a crashed test leaves no pod process behind.
-pub fn spawn(bin: &Path, env: &[(String, String)], log: &Path) -> std::io::Result<Child> {
+pub fn spawn(
+    bin: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> std::io::Result<Child> {
     let out = open_log(log)?;
     let err = out.try_clone()?;
     let mut cmd = Command::new(bin);
@@ -26,7 +31,8 @@ pub fn spawn(bin: &Path, env: &[(String, String)], log: &Path) -> std::io::Resul
             Ok(())
         });
     }
-    cmd.env_clear()
+    cmd.args(args)
+        .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

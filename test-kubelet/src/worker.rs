@@ -16,8 +16,9 @@ use serde_json::Value;
 use tokio::process::Child;
 use tokio::sync::watch;
 
+use crate::credentials::{self, Credentials};
 use crate::status::{Observed, State};
-use crate::{Settings, addr, env, probe, process, status};
+use crate::{Settings, addr, env, probe, process, program_for, status};
 
 /// What every worker shares.
 pub struct Ctx {
@@ -73,8 +74,8 @@ impl Worker {
         if matches!(phase(pod), Some("Succeeded" | "Failed")) {
             return self.until_deleted().await;
         }
-        let container = match runnable(&self.ctx.settings.chat_node_image_prefix, pod) {
-            Ok(c) => c.clone(),
+        let (container, bin) = match runnable(&self.ctx.settings.programs, pod) {
+            Ok((c, bin)) => (c.clone(), bin.to_owned()),
             Err(message) => {
                 tracing::warn!(pod = %self.name, %message, "pod cannot be run here");
                 let now = now();
@@ -109,13 +110,40 @@ impl Worker {
             .await;
             return self.until_deleted().await;
         };
-        self.supervise(pod, &container, ip).await;
+        self.supervise(pod, &container, &bin, ip).await;
         self.ctx.addrs.lock().expect("address pool").give_back(ip);
+        let _ = std::fs::remove_dir_all(self.credentials_dir());
+    }
+
+    fn credentials_dir(&self) -> std::path::PathBuf {
+        self.ctx
+            .settings
+            .state_dir
+            .join(format!("{}_{}_{}", self.ns, self.name, self.uid))
+    }
+
+    /// The pod's ServiceAccount credentials, written afresh (`None`: the
+    /// pod mounts no token).
+    async fn credentials(&self, pod: &Pod) -> Result<Option<Credentials>, String> {
+        let Some(account) = credentials::service_account(pod) else {
+            return Ok(None);
+        };
+        let s = &self.ctx.settings;
+        let server = format!("https://{}:{}", s.apiserver_host, s.apiserver_port);
+        credentials::project(
+            &self.ctx.client,
+            pod,
+            &account,
+            &self.credentials_dir(),
+            &server,
+        )
+        .await
+        .map(Some)
     }
 
     /// Starts the process and keeps it going until the pod is deleted, or
     /// it exits and its restart policy says to leave it.
-    async fn supervise(&mut self, pod: &Pod, c: &Container, ip: Ipv4Addr) {
+    async fn supervise(&mut self, pod: &Pod, c: &Container, bin: &std::path::Path, ip: Ipv4Addr) {
         let start_time = now();
         let ip_text = ip.to_string();
         let image = c.image.clone().unwrap_or_default();
@@ -146,9 +174,13 @@ impl Worker {
             })
             .unwrap_or(0);
         loop {
-            let env = loop {
-                match self.env(pod, c, ip).await {
-                    Ok(env) => break env,
+            let (env, creds) = loop {
+                let resolved = match self.credentials(pod).await {
+                    Ok(creds) => self.env(pod, c, ip, creds.as_ref()).await.map(|e| (e, creds)),
+                    Err(e) => Err(e),
+                };
+                match resolved {
+                    Ok(resolved) => break resolved,
                     Err(message) => {
                         let state = State::Waiting {
                             reason: "CreateContainerConfigError",
@@ -162,13 +194,11 @@ impl Worker {
                     }
                 }
             };
-            let mut child = match process::spawn(&self.ctx.settings.chat_node_bin, &env, &log) {
+            let args = env::args(c, &env, ip);
+            let mut child = match process::spawn(bin, &args, &env, &log) {
                 Ok(child) => child,
                 Err(e) => {
-                    let message = format!(
-                        "cannot start {}: {e}",
-                        self.ctx.settings.chat_node_bin.display()
-                    );
+                    let message = format!("cannot start {}: {e}", bin.display());
                     let state = State::Terminated {
                         exit_code: 128,
                         reason: "StartError",
@@ -197,7 +227,9 @@ impl Worker {
             };
             // No readiness probe: ready once started, as in a kubelet.
             self.report(report(probe.is_none())).await;
-            let outcome = self.watch_process(&mut child, c, probe, ip, &report).await;
+            let outcome = self
+                .watch_process(&mut child, c, probe, ip, creds.as_ref(), pod, &report)
+                .await;
             let Outcome::Exited(exit) = outcome else {
                 return;
             };
@@ -223,14 +255,19 @@ impl Worker {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn watch_process(
         &mut self,
         child: &mut Child,
         c: &Container,
         probe: Option<&Probe>,
         ip: Ipv4Addr,
+        creds: Option<&Credentials>,
+        pod: &Pod,
         report: &impl Fn(bool) -> Value,
     ) -> Outcome {
+        let renew_every = creds.map_or(Duration::MAX, |c| c.refresh_after);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every.min(Duration::from_secs(1 << 30)), renew_every.min(Duration::from_secs(1 << 30)));
         let get = probe.and_then(|p| p.http_get.as_ref());
         let target = get.and_then(|g| {
             Some((
@@ -270,6 +307,13 @@ impl Worker {
                         return Outcome::Exited(ExitStatus::from_raw(128 << 8));
                     }
                 },
+                _ = renew.tick(), if creds.is_some() => {
+                    // Rewritten in place: the process's client rereads it.
+                    match self.credentials(pod).await {
+                        Ok(_) => tracing::info!(pod = %self.name, "serviceaccount token renewed"),
+                        Err(e) => tracing::warn!(pod = %self.name, error = %e, "renewing the serviceaccount token failed"),
+                    }
+                }
                 _ = tick.tick(), if target.is_some() => {
                     let (port, path) = target.as_ref().expect("probe target");
                     let host = get.and_then(|g| g.host.as_deref()).and_then(|h| h.parse().ok()).unwrap_or(IpAddr::V4(ip));
@@ -295,6 +339,7 @@ impl Worker {
         pod: &Pod,
         c: &Container,
         ip: Ipv4Addr,
+        creds: Option<&Credentials>,
     ) -> Result<Vec<(String, String)>, String> {
         let refs = env::references(c);
         let mut fetched = env::Fetched::default();
@@ -323,6 +368,7 @@ impl Worker {
             fetched: &fetched,
             apiserver_host: &s.apiserver_host,
             apiserver_port: s.apiserver_port,
+            kubeconfig: creds.map(|c| c.kubeconfig.as_path()),
         })
         .map_err(|e| e.to_string())
     }
@@ -402,8 +448,11 @@ fn now() -> String {
     Timestamp::now().to_string()
 }
 
-/// The one container the test kubelet can run, or why not.
-pub fn runnable<'a>(prefix: &str, pod: &'a Pod) -> Result<&'a Container, String> {
+/// The one container the test kubelet can run and its program, or why not.
+pub fn runnable<'a, 'p>(
+    programs: &'p [crate::Program],
+    pod: &'a Pod,
+) -> Result<(&'a Container, &'p std::path::Path), String> {
     let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
     if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err("the test kubelet does not run init containers".to_owned());
@@ -415,13 +464,20 @@ pub fn runnable<'a>(prefix: &str, pod: &'a Pod) -> Result<&'a Container, String>
         ));
     };
     let image = c.image.as_deref().unwrap_or_default();
-    if !image.starts_with(prefix) {
+    let Some(program) = program_for(programs, image) else {
+        let known: Vec<&str> = programs.iter().map(|p| p.image_prefix.as_str()).collect();
         return Err(format!(
-            "the test kubelet runs only images starting with {prefix:?}; container {:?} has image {image:?}",
+            "the test kubelet runs only images starting with one of {known:?}; container {:?} has image {image:?}",
+            c.name
+        ));
+    };
+    if c.command.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(format!(
+            "the test kubelet runs the image's own program; container {:?} sets a command",
             c.name
         ));
     }
-    Ok(c)
+    Ok((c, &program.bin))
 }
 
 fn exit_code(s: ExitStatus) -> i32 {
@@ -462,16 +518,15 @@ mod tests {
     }
 
     #[test]
-    fn only_a_single_chat_node_container_is_runnable() {
-        assert!(runnable("parley/chat-node", &pod(&["parley/chat-node:test"])).is_ok());
-        let err = runnable("parley/chat-node", &pod(&["nginx:1"])).unwrap_err();
+    fn only_a_single_container_of_a_known_image_is_runnable() {
+        let programs = vec!["parley/chat-node=/bin/chat-node".parse().unwrap()];
+        let (_, bin) = runnable(&programs, &pod(&["parley/chat-node:test"])).unwrap();
+        assert_eq!(bin, std::path::Path::new("/bin/chat-node"));
+        let err = runnable(&programs, &pod(&["nginx:1"])).unwrap_err();
         assert!(err.contains("\"nginx:1\""), "{err}");
-        assert!(
-            runnable(
-                "parley/chat-node",
-                &pod(&["parley/chat-node:a", "parley/chat-node:b"])
-            )
-            .is_err()
-        );
+        assert!(runnable(&programs, &pod(&["parley/chat-node:a", "parley/chat-node:b"])).is_err());
+        let mut with_command = pod(&["parley/chat-node:a"]);
+        with_command.spec.as_mut().unwrap().containers[0].command = Some(vec!["sh".to_owned()]);
+        assert!(runnable(&programs, &with_command).is_err());
     }
 }

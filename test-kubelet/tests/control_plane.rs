@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{DeleteParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -22,6 +23,8 @@ use serde_json::json;
 
 const STUB: &str = r#"#!/bin/sh
 echo "name=$CHAT_NODE_NAME uid=$CHAT_INSTANCE_ID api=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT bind=$CHAT_BIND"
+echo "args=$*"
+echo "kubeconfig=$KUBECONFIG"
 exec python3 -m http.server --bind "$CHAT_BIND" "$CHAT_HEALTH_PORT"
 "#;
 
@@ -44,6 +47,7 @@ fn pod(name: &str, node: &str, image: &str) -> Pod {
             "containers": [{
                 "name": "chat-node",
                 "image": image,
+                "args": ["--listen=0.0.0.0:1", "$(CHAT_HEALTH_PORT)"],
                 "env": [
                     { "name": "CHAT_HEALTH_PORT", "value": "8080" },
                     { "name": "CHAT_BIND", "value": "0.0.0.0" },
@@ -88,8 +92,10 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
     let logs = dir.join("logs");
     let kubelet = tokio::process::Command::new(env!("CARGO_BIN_EXE_test-kubelet"))
         .args(["--node-name", &node, "--address-block", "200"])
-        .arg("--chat-node-bin")
-        .arg(&stub)
+        .arg("--run")
+        .arg(format!("parley/chat-node={}", stub.display()))
+        .arg("--state-dir")
+        .arg(dir.join("pods"))
         .arg("--log-dir")
         .arg(&logs)
         .env("KUBECONFIG", &kubeconfig)
@@ -131,6 +137,23 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
         text.contains("api=127.0.0.1:16443 bind=127.200.0.1"),
         "{text}"
     );
+    assert!(text.contains("args=--listen=127.200.0.1:1 8080"), "{text}");
+    // The pod's process is its ServiceAccount to the API server.
+    let kubeconfig = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kubeconfig="))
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| panic!("the pod got no KUBECONFIG: {text}"));
+    let as_pod = self::client(kubeconfig).await;
+    let review: SelfSubjectReview = Api::all(as_pod)
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .expect("the pod's token authenticates");
+    let user = review.status.and_then(|s| s.user_info?.username);
+    assert_eq!(
+        user.as_deref(),
+        Some("system:serviceaccount:default:default")
+    );
 
     let failed = eventually(
         Duration::from_secs(30),
@@ -156,6 +179,10 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
         .await
         .is_err();
     assert!(refused, "the pod's process still serves after its deletion");
+    assert!(
+        !Path::new(kubeconfig).exists(),
+        "the pod's credentials outlive it"
+    );
 
     drop(kubelet);
     let nodes: Api<Node> = Api::all(client);

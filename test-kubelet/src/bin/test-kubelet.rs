@@ -1,14 +1,15 @@
-//! `test-kubelet`: a kubelet for the local control plane that runs
-//! chat-node pods as local processes. See the crate docs for its layout.
+//! `test-kubelet`: a kubelet for the local control plane that runs the
+//! pods of known images as local processes. See the crate docs for its
+//! layout.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
-use parley_test_kubelet::{Settings, addr, kubelet, worker};
+use parley_test_kubelet::{Program, Settings, addr, kubelet, worker};
 use tokio_util::sync::CancellationToken;
 
-/// Registers a Node and runs the chat-node pods bound to it as processes.
+/// Registers a Node and runs the pods bound to it as processes.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -19,16 +20,18 @@ struct Args {
         default_value = "parley-test-node"
     )]
     node_name: String,
-    /// Pods whose container image starts with this run as `--chat-node-bin`;
-    /// any other pod is failed.
-    #[arg(long, default_value = "parley/chat-node")]
-    chat_node_image_prefix: String,
-    /// The chat-node binary.
-    #[arg(long, env = "TEST_KUBELET_CHAT_NODE_BIN")]
-    chat_node_bin: PathBuf,
+    /// `IMAGE_PREFIX=PROGRAM`: pods whose container image starts with the
+    /// prefix run the program (the longest prefix wins). Repeat for each
+    /// image, e.g. `--run parley/chat-node=target/debug/chat-node --run
+    /// parley/operator=target/debug/parley-operator`. Any other pod fails.
+    #[arg(long = "run", required = true)]
+    programs: Vec<Program>,
     /// One log file per pod, `<namespace>_<name>_<uid>.log`.
     #[arg(long, default_value = "/tmp/parley-test-kubelet/logs")]
     log_dir: PathBuf,
+    /// Each pod's ServiceAccount token, CA and kubeconfig, a directory per pod.
+    #[arg(long, default_value = "/tmp/parley-test-kubelet/pods")]
+    state_dir: PathBuf,
     /// Given to pods as KUBERNETES_SERVICE_HOST.
     #[arg(long, default_value = "127.0.0.1")]
     apiserver_host: String,
@@ -60,9 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         addrs: Mutex::new(addr::Pool::new(a.address_block).ok_or("--address-block must not be 0")?),
         settings: Settings {
             node_name: a.node_name,
-            chat_node_image_prefix: a.chat_node_image_prefix,
-            chat_node_bin: a.chat_node_bin,
+            programs: a.programs,
             log_dir: a.log_dir,
+            state_dir: a.state_dir,
             apiserver_host: a.apiserver_host,
             apiserver_port: a.apiserver_port,
         },
