@@ -418,6 +418,43 @@ pub struct NodeStatus {
     pub online: u64,
 }
 
+/// The CustomResourceDefinition as installed (`crds/chatcluster.yaml`):
+/// the derived one, less the `format`s Kubernetes does not know. schemars
+/// names Rust's unsigned integers (`uint16`, `uint32`, ...), which the API
+/// server accepts with a warning on every apply and then ignores; their
+/// bounds stay as `minimum`/`maximum`.
+pub fn definition()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use kube::CustomResourceExt;
+    let mut doc = serde_json::to_value(ChatCluster::crd()).expect("a CRD serializes");
+    strip_unknown_formats(&mut doc);
+    serde_json::from_value(doc).expect("the CRD, less some formats, deserializes")
+}
+
+/// The formats of `type: integer` and `number` an API server recognizes.
+const KNOWN_NUMBER_FORMATS: [&str; 4] = ["int32", "int64", "float", "double"];
+
+fn strip_unknown_formats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let numeric = matches!(
+                map.get("type").and_then(|t| t.as_str()),
+                Some("integer" | "number")
+            );
+            let unknown = map
+                .get("format")
+                .and_then(|f| f.as_str())
+                .is_some_and(|f| !KNOWN_NUMBER_FORMATS.contains(&f));
+            if numeric && unknown {
+                map.remove("format");
+            }
+            map.values_mut().for_each(strip_unknown_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_unknown_formats),
+        _ => {}
+    }
+}
+
 impl ChatCluster {
     /// The cluster id: `spec.clusterId`, else `<namespace>_<name>` (no
     /// Kubernetes name contains `_`, so two clusters cannot collide).
@@ -438,5 +475,47 @@ impl ChatCluster {
             .as_ref()
             .and_then(|a| a.get(PAUSE_ANNOTATION))
             .is_some_and(|v| v == "true")
+    }
+}
+
+#[cfg(test)]
+mod definition_tests {
+    use super::*;
+
+    fn formats(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(f) = m.get("format").and_then(|f| f.as_str()) {
+                    out.push(f.to_owned());
+                }
+                m.values().for_each(|v| formats(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| formats(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_definition_names_only_formats_kubernetes_knows_and_keeps_bounds() {
+        use kube::CustomResourceExt;
+        let mut derived = Vec::new();
+        formats(
+            &serde_json::to_value(ChatCluster::crd()).unwrap(),
+            &mut derived,
+        );
+        assert!(derived.iter().any(|f| f == "uint16"), "{derived:?}");
+        let doc = serde_json::to_value(definition()).unwrap();
+        let mut kept = Vec::new();
+        formats(&doc, &mut kept);
+        assert!(
+            kept.iter()
+                .all(|f| KNOWN_NUMBER_FORMATS.contains(&f.as_str()) || f == "date-time"),
+            "{kept:?}"
+        );
+        let base = &doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            ["ports"]["properties"]["base"];
+        assert_eq!(base["minimum"], 1024.0, "{base}");
+        assert_eq!(base["maximum"], 65535.0, "{base}");
+        assert!(base.get("format").is_none(), "{base}");
     }
 }

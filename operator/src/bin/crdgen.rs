@@ -1,9 +1,7 @@
 //! Prints the ChatCluster CRD as YAML (`crds/chatcluster.yaml` is this output).
 
-use kube::CustomResourceExt;
-
 fn main() {
-    match serde_yaml_ng::to_string(&parley_operator::crd::ChatCluster::crd()) {
+    match serde_yaml_ng::to_string(&parley_operator::crd::definition()) {
         Ok(yaml) => print!("{yaml}"),
         Err(e) => {
             eprintln!("crdgen: {e}");
