@@ -112,7 +112,9 @@ async fn token(client: &Client, pod: &Pod, account: &str) -> Result<String, Stri
         .status
         .map(|s| s.token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| format!("the token request for serviceaccount {account:?} returned no token"))
+        .ok_or_else(|| {
+            format!("the token request for serviceaccount {account:?} returned no token")
+        })
 }
 
 /// A kubeconfig (JSON, which is YAML) for the pod's ServiceAccount.

@@ -176,7 +176,10 @@ impl Worker {
         loop {
             let (env, creds) = loop {
                 let resolved = match self.credentials(pod).await {
-                    Ok(creds) => self.env(pod, c, ip, creds.as_ref()).await.map(|e| (e, creds)),
+                    Ok(creds) => self
+                        .env(pod, c, ip, creds.as_ref())
+                        .await
+                        .map(|e| (e, creds)),
                     Err(e) => Err(e),
                 };
                 match resolved {
@@ -267,7 +270,10 @@ impl Worker {
         report: &impl Fn(bool) -> Value,
     ) -> Outcome {
         let renew_every = creds.map_or(Duration::MAX, |c| c.refresh_after);
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + renew_every.min(Duration::from_secs(1 << 30)), renew_every.min(Duration::from_secs(1 << 30)));
+        let mut renew = tokio::time::interval_at(
+            tokio::time::Instant::now() + renew_every.min(Duration::from_secs(1 << 30)),
+            renew_every.min(Duration::from_secs(1 << 30)),
+        );
         let get = probe.and_then(|p| p.http_get.as_ref());
         let target = get.and_then(|g| {
             Some((
@@ -524,7 +530,13 @@ mod tests {
         assert_eq!(bin, std::path::Path::new("/bin/chat-node"));
         let err = runnable(&programs, &pod(&["nginx:1"])).unwrap_err();
         assert!(err.contains("\"nginx:1\""), "{err}");
-        assert!(runnable(&programs, &pod(&["parley/chat-node:a", "parley/chat-node:b"])).is_err());
+        assert!(
+            runnable(
+                &programs,
+                &pod(&["parley/chat-node:a", "parley/chat-node:b"])
+            )
+            .is_err()
+        );
         let mut with_command = pod(&["parley/chat-node:a"]);
         with_command.spec.as_mut().unwrap().containers[0].command = Some(vec!["sh".to_owned()]);
         assert!(runnable(&programs, &with_command).is_err());

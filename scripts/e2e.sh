@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The operator's end-to-end suite (system-tests/tests/e2e.rs): helm install
+# of charts/parley-operator, kubectl apply of a ChatCluster, chat across
+# nodes through /v1/route, kubectl scale down and up, a rolling spec change,
+# a CEL refusal, kubectl delete and helm uninstall, against a real API
+# server.
+#
+#   scripts/e2e.sh            against the local control plane: starts it
+#                             (scripts/control-plane.sh), Redis and
+#                             RabbitMQ, and the test kubelet, which runs the
+#                             operator and chat-node pods as local processes
+#                             of the binaries built here
+#   KUBECONFIG=... scripts/e2e.sh
+#                             against that cluster (kind, a real one): the
+#                             images must be pullable there, and pod IPs and
+#                             the backends reachable from here (see README,
+#                             "End-to-end suite")
+#
+# Settings (environment), with their defaults for the local control plane:
+#   PARLEY_E2E_OPERATOR_IMAGE  parley/operator:e2e
+#   PARLEY_E2E_IMAGE           parley/chat-node:e2e      (the chat-node image)
+#   PARLEY_E2E_REDIS_URL       redis://127.0.0.1:6379/0  (as the pods reach it)
+#   PARLEY_E2E_AMQP_URL        amqp://guest:guest@127.0.0.1:5672/%2f
+#   PARLEY_E2E_TEST_REDIS_URL, PARLEY_E2E_TEST_AMQP_URL
+#                              the same backends as this machine reaches them
+#                              (default: the two above)
+#   PARLEY_E2E_KEEP=1          leave the control plane running afterwards
+# Extra arguments go to the test binary.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+log() { echo "e2e: $*" >&2; }
+
+# helm (and a kubectl, for a cluster given by KUBECONFIG).
+PATH="$(scripts/tools.sh):$PATH"
+export PATH
+
+state=${PARLEY_E2E_STATE:-/tmp/parley-e2e}
+kubelet_pid=
+own_plane=0
+cleanup() {
+    local rc=$?
+    if [ -n "$kubelet_pid" ]; then
+        kill -TERM "$kubelet_pid" 2>/dev/null || true
+        wait "$kubelet_pid" 2>/dev/null || true
+    fi
+    if [ "$own_plane" = 1 ] && [ "${PARLEY_E2E_KEEP:-}" != 1 ]; then
+        scripts/control-plane.sh down
+    fi
+    if [ "$rc" != 0 ] && [ -d "$state/logs" ]; then
+        log "failed; the pods' logs are in $state/logs, the kubelet's in $state/kubelet.log"
+        for f in "$state"/logs/*.log; do
+            [ -e "$f" ] || continue
+            echo "--- $(basename "$f") (last 40 lines)" >&2
+            tail -n 40 "$f" >&2
+        done
+        [ -f "$state/kubelet.log" ] && { echo "--- kubelet (last 40 lines)" >&2; tail -n 40 "$state/kubelet.log" >&2; }
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+
+if [ -z "${KUBECONFIG:-}" ]; then
+    own_plane=1
+    scripts/services.sh redis rabbitmq
+    log "building chat-node, the operator and the test kubelet"
+    cargo build --locked -q -p chat-node -p parley-operator -p parley-test-kubelet
+    target=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+    KUBECONFIG=$(scripts/control-plane.sh up)
+    export KUBECONFIG
+    # The control plane's own kubectl: the same release as the API server.
+    PATH="$(dirname "$(scripts/control-plane.sh env | sed -n 's/^kubectl=//p')"):$PATH"
+    rm -rf "$state"
+    mkdir -p "$state/logs"
+    "$target/test-kubelet" \
+        --run "parley/chat-node=$target/chat-node" \
+        --run "parley/operator=$target/parley-operator" \
+        --log-dir "$state/logs" --state-dir "$state/pods" \
+        >"$state/kubelet.log" 2>&1 &
+    kubelet_pid=$!
+fi
+log "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), helm $(helm version --short)"
+
+cargo test --locked -q -p parley-system-tests --test e2e -- --ignored --nocapture "$@"
