@@ -25,7 +25,8 @@
 #                              the same backends as this machine reaches them
 #                              (default: the two above)
 #   PARLEY_E2E_KEEP=1          leave the control plane running afterwards
-# Extra arguments go to the test binary.
+# With the local control plane, the test kubelet's own test runs first.
+# Extra arguments go to the e2e test binary.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -81,4 +82,10 @@ if [ -z "${KUBECONFIG:-}" ]; then
 fi
 log "kubectl $(kubectl version --client -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])'), helm $(helm version --short)"
 
+if [ "$own_plane" = 1 ]; then
+    # The test kubelet's own test, on the same control plane (a Node of
+    # its own; about 2 s).
+    PARLEY_TEST_KUBECONFIG=$KUBECONFIG \
+        cargo test --locked -q -p parley-test-kubelet --test control_plane -- --ignored
+fi
 cargo test --locked -q -p parley-system-tests --test e2e -- --ignored --nocapture "$@"
