@@ -356,7 +356,7 @@ async fn http_get(port: u16, path: &str) -> Option<String> {
 /// after the leader stops is not checked here: the double's server-side
 /// apply keeps the old holder's field ownership after it released the
 /// lease, so the standby's apply conflicts, which a real API server does
-/// not do.)
+/// not do. The end-to-end suite checks the hand-over on a real one.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_replica_leads_and_reconciles_while_the_other_waits() {
     let redis =

@@ -1,7 +1,8 @@
 //! The operator end to end, through the doors users use, against a real
 //! Kubernetes API server: `helm install` of the chart (the operator runs as
 //! its ServiceAccount, with the chart's RBAC), `kubectl apply` of a
-//! ChatCluster, clients chatting across nodes through `/v1/route`,
+//! ChatCluster, clients chatting across nodes through `/v1/route`, the
+//! operator's Lease handed from a deleted leader to its standby,
 //! `kubectl scale` down (drained sessions reconnect and sync, the retired
 //! nodes' queues, registry entries and presence go) and up, a rolling spec
 //! change, a ChatCluster the CRD's CEL rule refuses, `kubectl delete` and
@@ -20,6 +21,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, Client};
 use parley_system_tests::eventually;
@@ -134,7 +136,7 @@ impl Suite {
                 let ready = row.get("REPLICAS") == Some(&want) && row.get("READY") == Some(&want);
                 // Every pod of the ChatCluster ready, and no other left.
                 let pods = self.pods().list(&Default::default()).await.ok()?;
-                let up = pods
+                let chat: Vec<&Pod> = pods
                     .items
                     .iter()
                     .filter(|p| {
@@ -143,9 +145,12 @@ impl Suite {
                             .as_deref()
                             .is_some_and(|n| n.starts_with("chat-"))
                     })
+                    .collect();
+                let up = chat
+                    .iter()
                     .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
                     .count();
-                (ready && up == n && pods.items.len() == n + 1).then_some(row)
+                (ready && up == n && chat.len() == n).then_some(row)
             },
         )
         .await
@@ -571,6 +576,8 @@ async fn helm_install_apply_chat_scale_roll_delete_uninstall() {
             "--set",
             "fullnameOverride=parley-operator",
             "--set",
+            "replicas=2",
+            "--set",
             "cleanupDeadlineSeconds=30",
             "--set",
             "logLevel=debug",
@@ -603,7 +610,10 @@ async fn helm_install_apply_chat_scale_roll_delete_uninstall() {
     ])
     .await
     .expect("kubectl get pods");
-    assert_eq!(operator_pods.trim(), "parley-operator");
+    assert_eq!(
+        operator_pods.split_whitespace().collect::<Vec<_>>(),
+        ["parley-operator", "parley-operator"]
+    );
 
     // A ChatCluster the CRD's CEL rule refuses: both url and urlSecretRef.
     let bad = format!(
@@ -693,6 +703,38 @@ async fn helm_install_apply_chat_scale_roll_delete_uninstall() {
         },
     )
     .await;
+
+    // Leader election: of the two operator replicas one holds the Lease;
+    // deleting its pod hands the Lease to the other (the leader releases it
+    // on SIGTERM), which then does the reconciling below.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = async || {
+        leases
+            .get_opt("parley-operator")
+            .await
+            .ok()??
+            .spec?
+            .holder_identity
+            .filter(|h| !h.is_empty())
+    };
+    let leader = wait_for("a Lease holder", Duration::from_secs(60), holder).await;
+    assert!(leader.starts_with("parley-operator-"), "{leader}");
+    kubectl(&["delete", "pod", &leader, "-n", &ns])
+        .await
+        .expect("kubectl delete pod");
+    // The new holder is the standby or the replacement pod the ReplicaSet
+    // starts: either way a pod that runs and becomes ready.
+    let next = wait_for(
+        "the Lease handed to a live, ready replica",
+        Duration::from_secs(60),
+        async || {
+            let h = holder().await.filter(|h| *h != leader)?;
+            let pod = s.pods().get_opt(&h).await.ok()??;
+            (pod.metadata.deletion_timestamp.is_none() && is_ready(&pod)).then_some(h)
+        },
+    )
+    .await;
+    eprintln!("e2e: the Lease went from {leader} to {next}");
 
     // kubectl scale down: the sessions of nodes 1 and 2 are told to
     // reconnect, do so through /v1/route and sync; alice keeps sending.
