@@ -7,9 +7,14 @@
 #
 #   scripts/e2e.sh            against the local control plane: starts it
 #                             (scripts/control-plane.sh), Redis and
-#                             RabbitMQ, and the test kubelet, which runs the
-#                             operator and chat-node pods as local processes
-#                             of the binaries built here
+#                             RabbitMQ, builds the images
+#                             (scripts/images.sh build) and starts the test
+#                             kubelet, which runs the operator and chat-node
+#                             pods as podman containers of those images
+#   PARLEY_E2E_RUNTIME=process scripts/e2e.sh
+#                             the same, the pods run as local processes of
+#                             the debug binaries (no podman, no release
+#                             build: quicker while developing)
 #   KUBECONFIG=... scripts/e2e.sh
 #                             against that cluster (kind, a real one): the
 #                             images must be pullable there, and pod IPs and
@@ -17,14 +22,19 @@
 #                             "End-to-end suite")
 #
 # Settings (environment), with their defaults for the local control plane:
-#   PARLEY_E2E_OPERATOR_IMAGE  parley/operator:e2e
-#   PARLEY_E2E_IMAGE           parley/chat-node:e2e      (the chat-node image)
+#   PARLEY_E2E_OPERATOR_IMAGE  parley/operator:<version> (parley/operator:e2e
+#                              with PARLEY_E2E_RUNTIME=process)
+#   PARLEY_E2E_IMAGE           parley/chat-node:<version> (the chat-node image)
 #   PARLEY_E2E_REDIS_URL       redis://127.0.0.1:6379/0  (as the pods reach it)
 #   PARLEY_E2E_AMQP_URL        amqp://guest:guest@127.0.0.1:5672/%2f
 #   PARLEY_E2E_TEST_REDIS_URL, PARLEY_E2E_TEST_AMQP_URL
 #                              the same backends as this machine reaches them
 #                              (default: the two above)
 #   PARLEY_E2E_KEEP=1          leave the control plane running afterwards
+#   PARLEY_E2E_STATE           the kubelet's logs and pod files (/tmp/parley-e2e)
+#   PARLEY_E2E_ADDRESS_BLOCK   pods get 127.<block>.x.y (1)
+# and the control plane's PARLEY_CP_* (scripts/control-plane.sh): with
+# other ports, state dir and address block, two runs do not collide.
 # With the local control plane, the test kubelet's own test runs first.
 # Extra arguments go to the e2e test binary.
 set -euo pipefail
@@ -64,19 +74,35 @@ trap cleanup EXIT
 if [ -z "${KUBECONFIG:-}" ]; then
     own_plane=1
     scripts/services.sh redis rabbitmq
-    log "building chat-node, the operator and the test kubelet"
-    cargo build --locked -q -p chat-node -p parley-operator -p parley-test-kubelet
-    target=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+    runtime=${PARLEY_E2E_RUNTIME:-podman}
+    case "$runtime" in
+        podman)
+            scripts/images.sh build
+            eval "$(scripts/images.sh env | sed 's/^/image_/')"
+            export PARLEY_E2E_OPERATOR_IMAGE=${PARLEY_E2E_OPERATOR_IMAGE:-$image_operator}
+            export PARLEY_E2E_IMAGE=${PARLEY_E2E_IMAGE:-$image_chat_node}
+            run_pods=(--podman "$image_podman" --oci-runtime "$image_runtime")
+            ;;
+        process)
+            log "building chat-node and the operator"
+            cargo build --locked -q -p chat-node -p parley-operator
+            target=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+            run_pods=(--run "parley/chat-node=$target/chat-node" --run "parley/operator=$target/parley-operator")
+            ;;
+        *) log "PARLEY_E2E_RUNTIME is podman or process, not $runtime"; exit 2 ;;
+    esac
+    cargo build --locked -q -p parley-test-kubelet
     KUBECONFIG=$(scripts/control-plane.sh up)
     export KUBECONFIG
     # The control plane's own kubectl: the same release as the API server.
     PATH="$(dirname "$(scripts/control-plane.sh env | sed -n 's/^kubectl=//p')"):$PATH"
     rm -rf "$state"
     mkdir -p "$state/logs"
-    "$target/test-kubelet" \
-        --run "parley/chat-node=$target/chat-node" \
-        --run "parley/operator=$target/parley-operator" \
+    log "test kubelet: pods run with $runtime"
+    "${CARGO_TARGET_DIR:-$ROOT/target}/debug/test-kubelet" "${run_pods[@]}" \
         --log-dir "$state/logs" --state-dir "$state/pods" \
+        --apiserver-port "${PARLEY_CP_APISERVER_PORT:-16443}" \
+        --address-block "${PARLEY_E2E_ADDRESS_BLOCK:-1}" \
         >"$state/kubelet.log" 2>&1 &
     kubelet_pid=$!
 fi

@@ -17,6 +17,8 @@
 //! The library holds what the tests share: chat-node processes of one
 //! cluster on 127.0.0.1, with real sessions, and checks on RabbitMQ.
 
+pub mod chat;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

@@ -20,15 +20,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::{Api, Client};
+use parley_system_tests::chat::{Chat, http};
 use parley_system_tests::eventually;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const NAME: &str = "chat";
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/parley-operator");
@@ -308,116 +305,6 @@ fn is_ready(p: &Pod) -> bool {
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// A bare HTTP/1.1 request; the status and JSON body (`None`: no answer).
-async fn http(
-    at: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<&Value>,
-) -> Option<(u16, Value)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut s = TcpStream::connect(at).await.ok()?;
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let auth = bearer
-            .map(|t| format!("authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {at}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.ok()?;
-        let text = String::from_utf8_lossy(&out);
-        let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        let json = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        Some((status, serde_json::from_str(json).unwrap_or(Value::Null)))
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// A chat session.
-struct Chat {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-    pts: u64,
-}
-
-impl Chat {
-    async fn connect(at: SocketAddr, user: &str, token: &str) -> Chat {
-        let (ws, _) = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio_tungstenite::connect_async(format!("ws://{at}/ws")),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("{user}: handshake with {at} timed out"))
-        .unwrap_or_else(|e| panic!("{user}: handshake with {at}: {e}"));
-        let mut c = Chat { ws, pts: 0 };
-        c.send(json!({"type": "connect", "token": token, "device": "e2e"}))
-            .await
-            .expect("connect sent");
-        let r = c.recv().await.expect("connected");
-        assert_eq!(r["type"], "connected", "{user} on {at}: {r}");
-        c.pts = r["pts"].as_u64().expect("pts");
-        c
-    }
-
-    async fn send(&mut self, v: Value) -> Option<()> {
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            self.ws.send(Message::Text(v.to_string().into())),
-        )
-        .await
-        .ok()?
-        .ok()
-    }
-
-    /// The next text frame; `None` once the connection is closed or nothing
-    /// came within 10 s.
-    async fn recv(&mut self) -> Option<Value> {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(10), self.ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => return serde_json::from_str(&t).ok(),
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-                _ => return None,
-            }
-        }
-    }
-
-    async fn request(&mut self, v: Value) -> Option<Value> {
-        self.send(v).await?;
-        self.recv().await
-    }
-
-    /// Every inbox entry after `after`, following `more`.
-    async fn sync_all(&mut self, after: u64) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut after = after;
-        loop {
-            let r = self
-                .request(json!({"type": "sync", "after": after, "limit": 500}))
-                .await
-                .expect("sync answered");
-            assert_eq!(r["type"], "synced", "{r}");
-            let entries = r["entries"].as_array().expect("entries").clone();
-            if let Some(last) = entries.last() {
-                after = last["pts"].as_u64().expect("pts");
-            }
-            out.extend(entries);
-            if r["more"] != true {
-                return out;
-            }
-        }
-    }
 }
 
 /// alice's side: sends each message until it is `sent`, reconnecting

@@ -14,6 +14,7 @@
 //! - [`process`]: spawning a pod's process and stopping it (SIGTERM, then
 //!   SIGKILL after the grace period).
 //! - [`probe`]: the readiness probe's HTTP GET.
+//! - [`container`]: pods as podman containers instead of processes.
 //! - [`credentials`]: a pod's ServiceAccount token, CA and a kubeconfig
 //!   naming them, as a kubelet projects them into a container.
 //! - [`status`]: pod status documents, built by pure functions.
@@ -21,6 +22,7 @@
 //!   listen on the same fixed ports do not collide.
 
 pub mod addr;
+pub mod container;
 pub mod credentials;
 pub mod env;
 pub mod kubelet;
@@ -38,7 +40,11 @@ pub struct Settings {
     /// The Node's name.
     pub node_name: String,
     /// The programs pods run, by image; a pod of any other image fails.
+    /// Unused when pods run as containers.
     pub programs: Vec<Program>,
+    /// Run pods as containers of their images with podman, instead of as
+    /// processes of [`Settings::programs`].
+    pub podman: Option<container::Podman>,
     /// Where each pod's stdout and stderr go, one file per pod.
     pub log_dir: PathBuf,
     /// Where each pod's ServiceAccount credentials are written, a directory

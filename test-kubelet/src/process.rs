@@ -42,7 +42,7 @@ pub fn spawn(
         .spawn()
 }
 
-fn open_log(path: &Path) -> std::io::Result<File> {
+pub fn open_log(path: &Path) -> std::io::Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

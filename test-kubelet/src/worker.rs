@@ -74,8 +74,26 @@ impl Worker {
         if matches!(phase(pod), Some("Succeeded" | "Failed")) {
             return self.until_deleted().await;
         }
-        let (container, bin) = match runnable(&self.ctx.settings.programs, pod) {
-            Ok((c, bin)) => (c.clone(), bin.to_owned()),
+        let runnable = match &self.ctx.settings.podman {
+            Some(podman) => match runnable_container(pod) {
+                Ok(c)
+                    if podman
+                        .has_image(c.image.as_deref().unwrap_or_default())
+                        .await =>
+                {
+                    Ok((c, Launch::Container))
+                }
+                Ok(c) => Err(format!(
+                    "image {:?} is not in podman's local storage (the test kubelet pulls nothing)",
+                    c.image.as_deref().unwrap_or_default()
+                )),
+                Err(e) => Err(e),
+            },
+            None => runnable(&self.ctx.settings.programs, pod)
+                .map(|(c, bin)| (c, Launch::Program(bin.to_owned()))),
+        };
+        let (container, launch) = match runnable {
+            Ok((c, launch)) => (c.clone(), launch),
             Err(message) => {
                 tracing::warn!(pod = %self.name, %message, "pod cannot be run here");
                 let now = now();
@@ -110,7 +128,7 @@ impl Worker {
             .await;
             return self.until_deleted().await;
         };
-        self.supervise(pod, &container, &bin, ip).await;
+        self.supervise(pod, &container, &launch, ip).await;
         self.ctx.addrs.lock().expect("address pool").give_back(ip);
         let _ = std::fs::remove_dir_all(self.credentials_dir());
     }
@@ -143,7 +161,7 @@ impl Worker {
 
     /// Starts the process and keeps it going until the pod is deleted, or
     /// it exits and its restart policy says to leave it.
-    async fn supervise(&mut self, pod: &Pod, c: &Container, bin: &std::path::Path, ip: Ipv4Addr) {
+    async fn supervise(&mut self, pod: &Pod, c: &Container, launch: &Launch, ip: Ipv4Addr) {
         let start_time = now();
         let ip_text = ip.to_string();
         let image = c.image.clone().unwrap_or_default();
@@ -198,10 +216,26 @@ impl Worker {
                 }
             };
             let args = env::args(c, &env, ip);
-            let mut child = match process::spawn(bin, &args, &env, &log) {
+            let container_name = crate::container::name(&self.ns, &self.name, &self.uid);
+            let spawned = match (launch, &self.ctx.settings.podman) {
+                (Launch::Container, Some(podman)) => podman.spawn(
+                    &crate::container::Run {
+                        name: &container_name,
+                        pod,
+                        container: c,
+                        env: &env,
+                        args: &args,
+                        credentials: creds.as_ref().map(|c| c.dir.as_path()),
+                    },
+                    &log,
+                ),
+                (Launch::Program(bin), _) => process::spawn(bin, &args, &env, &log),
+                (Launch::Container, None) => unreachable!("containers run only with podman"),
+            };
+            let mut child = match spawned {
                 Ok(child) => child,
                 Err(e) => {
-                    let message = format!("cannot start {}: {e}", bin.display());
+                    let message = format!("cannot start {launch:?}: {e}");
                     let state = State::Terminated {
                         exit_code: 128,
                         reason: "StartError",
@@ -233,6 +267,10 @@ impl Worker {
             let outcome = self
                 .watch_process(&mut child, c, probe, ip, creds.as_ref(), pod, &report)
                 .await;
+            // A container outlives a killed `podman run`: remove it by name.
+            if let Some(podman) = &self.ctx.settings.podman {
+                podman.remove(&container_name).await;
+            }
             let Outcome::Exited(exit) = outcome else {
                 return;
             };
@@ -374,7 +412,11 @@ impl Worker {
             fetched: &fetched,
             apiserver_host: &s.apiserver_host,
             apiserver_port: s.apiserver_port,
-            kubeconfig: creds.map(|c| c.kubeconfig.as_path()),
+            // A container reads them where in-cluster config looks; a
+            // process is told where they are.
+            kubeconfig: creds
+                .filter(|_| s.podman.is_none())
+                .map(|c| c.kubeconfig.as_path()),
         })
         .map_err(|e| e.to_string())
     }
@@ -454,11 +496,17 @@ fn now() -> String {
     Timestamp::now().to_string()
 }
 
-/// The one container the test kubelet can run and its program, or why not.
-pub fn runnable<'a, 'p>(
-    programs: &'p [crate::Program],
-    pod: &'a Pod,
-) -> Result<(&'a Container, &'p std::path::Path), String> {
+/// How a pod's container runs.
+#[derive(Debug)]
+enum Launch {
+    /// As a process of this program.
+    Program(std::path::PathBuf),
+    /// As a podman container of its image.
+    Container,
+}
+
+/// The pod's one container, if the test kubelet can run it at all.
+fn runnable_container(pod: &Pod) -> Result<&Container, String> {
     let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
     if spec.init_containers.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err("the test kubelet does not run init containers".to_owned());
@@ -469,6 +517,21 @@ pub fn runnable<'a, 'p>(
             spec.containers.len()
         ));
     };
+    if c.command.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(format!(
+            "the test kubelet runs the image's own program; container {:?} sets a command",
+            c.name
+        ));
+    }
+    Ok(c)
+}
+
+/// The one container the test kubelet can run and its program, or why not.
+pub fn runnable<'a, 'p>(
+    programs: &'p [crate::Program],
+    pod: &'a Pod,
+) -> Result<(&'a Container, &'p std::path::Path), String> {
+    let c = runnable_container(pod)?;
     let image = c.image.as_deref().unwrap_or_default();
     let Some(program) = program_for(programs, image) else {
         let known: Vec<&str> = programs.iter().map(|p| p.image_prefix.as_str()).collect();
@@ -477,12 +540,6 @@ pub fn runnable<'a, 'p>(
             c.name
         ));
     };
-    if c.command.as_ref().is_some_and(|c| !c.is_empty()) {
-        return Err(format!(
-            "the test kubelet runs the image's own program; container {:?} sets a command",
-            c.name
-        ));
-    }
     Ok((c, &program.bin))
 }
 

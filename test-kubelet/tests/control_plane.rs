@@ -82,6 +82,14 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
     let kubeconfig = std::env::var("PARLEY_TEST_KUBECONFIG")
         .expect("PARLEY_TEST_KUBECONFIG names the control plane's kubeconfig");
     let client = client(&kubeconfig).await;
+    // The API server's port, which the kubelet passes on to its pods.
+    let api_port = Kubeconfig::read_from(&kubeconfig)
+        .expect("kubeconfig")
+        .clusters[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.server.as_deref()?.rsplit(':').next()?.parse::<u16>().ok())
+        .expect("the kubeconfig names the API server's port");
     let id = std::process::id();
     let node = format!("kl-test-{id}");
     let dir = std::env::temp_dir().join(format!("parley-test-kubelet-{id}"));
@@ -96,6 +104,8 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
         .arg(format!("parley/chat-node={}", stub.display()))
         .arg("--state-dir")
         .arg(dir.join("pods"))
+        .arg("--apiserver-port")
+        .arg(api_port.to_string())
         .arg("--log-dir")
         .arg(&logs)
         .env("KUBECONFIG", &kubeconfig)
@@ -134,7 +144,7 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains(&format!("name={chat} uid=")), "{text}");
     assert!(
-        text.contains("api=127.0.0.1:16443 bind=127.200.0.1"),
+        text.contains(&format!("api=127.0.0.1:{api_port} bind=127.200.0.1")),
         "{text}"
     );
     assert!(text.contains("args=--listen=127.200.0.1:1 8080"), "{text}");

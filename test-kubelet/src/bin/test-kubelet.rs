@@ -24,8 +24,16 @@ struct Args {
     /// prefix run the program (the longest prefix wins). Repeat for each
     /// image, e.g. `--run parley/chat-node=target/debug/chat-node --run
     /// parley/operator=target/debug/parley-operator`. Any other pod fails.
-    #[arg(long = "run", required = true)]
+    #[arg(long = "run", required_unless_present = "podman")]
     programs: Vec<Program>,
+    /// Run each pod as a container of its own image with this podman
+    /// (images from its local storage; nothing is pulled), instead of as a
+    /// process of a `--run` program.
+    #[arg(long)]
+    podman: Option<PathBuf>,
+    /// podman's `--runtime` (an OCI runtime), e.g. scripts/oci-runtime.sh.
+    #[arg(long, requires = "podman")]
+    oci_runtime: Option<PathBuf>,
     /// One log file per pod, `<namespace>_<name>_<uid>.log`.
     #[arg(long, default_value = "/tmp/parley-test-kubelet/logs")]
     log_dir: PathBuf,
@@ -64,6 +72,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         settings: Settings {
             node_name: a.node_name,
             programs: a.programs,
+            podman: a
+                .podman
+                .map(|podman| parley_test_kubelet::container::Podman {
+                    podman,
+                    oci_runtime: a.oci_runtime,
+                }),
             log_dir: a.log_dir,
             state_dir: a.state_dir,
             apiserver_host: a.apiserver_host,
