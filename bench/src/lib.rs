@@ -387,6 +387,7 @@ fn send_frame(prefix: &str, seq: u64, to: usize) -> String {
         command: Command::Send(SendRequest {
             id: format!("{prefix}-{seq}"),
             to: format!("{prefix}{to}"),
+            group: None,
             kind: Kind::Text,
             body: now_us().to_string(),
             media: None,
@@ -405,6 +406,7 @@ mod tests {
         let frame = send_frame("p1-", 7, 42);
         let limits = Limits {
             max_body_bytes: 4096,
+            max_group_members: 500,
         };
         let Ok(Request {
             rid: None,

@@ -221,6 +221,9 @@ mod tests {
             media: None,
             ts: 1,
             played: None,
+            group: None,
+            system: None,
+            recalled: None,
         }
     }
 
@@ -241,10 +244,7 @@ mod tests {
         let f = Frame::read(&sent).expect("sent");
         assert_eq!((f.kind.as_ref(), f.msg.as_ref()), ("sent", Some(&m)));
 
-        let entries = [InboxEntry {
-            pts: 4,
-            msg: m.clone(),
-        }];
+        let entries = [InboxEntry::message(4, m.clone())];
         let synced = ServerFrame::Synced {
             entries: &entries,
             more: true,
@@ -259,9 +259,9 @@ mod tests {
         assert_eq!(
             f.entries
                 .iter()
-                .map(|e| (e.pts, &e.msg))
+                .map(|e| (e.pts, e.msg.as_ref()))
                 .collect::<Vec<_>>(),
-            [(4, &m)]
+            [(4, Some(&m))]
         );
 
         let error = ServerFrame::Error {
@@ -296,6 +296,7 @@ mod tests {
     fn frames_the_generator_writes_are_what_the_node_parses() {
         let limits = Limits {
             max_body_bytes: 4096,
+            max_group_members: 500,
         };
         for command in [
             Command::Connect {

@@ -221,6 +221,17 @@ pub struct Config {
     /// that died) are taken over.
     #[arg(long, env = env::ARCHIVE_CLAIM_S, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub archive_claim_s: u64,
+
+    /// Most members of a group, owner included (each group message is
+    /// written to every member's inbox).
+    #[arg(long, env = env::MAX_GROUP_MEMBERS, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub max_group_members: u32,
+
+    /// How long, in seconds, the sender of a message may recall it; 0
+    /// disables recall. At most the hot window (`CHAT_HOT_SECONDS`) when
+    /// there is an archive.
+    #[arg(long, env = env::RECALL_WINDOW_S, default_value_t = 120)]
+    pub recall_window_s: u64,
 }
 
 impl Config {
@@ -232,6 +243,17 @@ impl Config {
         if let Some(url) = &self.archive_url {
             crate::archive::Engine::of(url)
                 .map_err(|e| Error::Config(format!("{}: {e}", env::ARCHIVE_URL)))?;
+        }
+        if self.archive_url.is_some() && self.recall_window_s > self.hot_seconds {
+            // A message leaves the store only past the hot window; recall
+            // rewrites it where it is, so it must still be there.
+            return Err(Error::Config(format!(
+                "{} ({}) must not exceed {} ({})",
+                env::RECALL_WINDOW_S,
+                self.recall_window_s,
+                env::HOT_SECONDS,
+                self.hot_seconds
+            )));
         }
         if self.amqp_url.is_some() && self.redis_url.is_none() {
             return Err(Error::Config(format!(
@@ -283,6 +305,7 @@ impl Config {
             connection: ConnectionSettings {
                 limits: Limits {
                     max_body_bytes: self.max_body_bytes as usize,
+                    max_group_members: self.max_group_members as usize,
                 },
                 max_frame_bytes: self.max_frame_bytes as usize,
                 max_reply_bytes: self.max_reply_bytes as usize,
@@ -321,6 +344,8 @@ impl Config {
                 hot: Duration::from_secs(self.hot_seconds),
                 max_lag: self.archive_max_lag,
             }),
+            max_group_members: self.max_group_members as usize,
+            recall_window: Duration::from_secs(self.recall_window_s),
         })
     }
 

@@ -1,0 +1,48 @@
+-- The sender takes a message back: its content is gone from Redis (and,
+-- through the archive feed, from SQL), and every participant's inbox gets
+-- an event entry, in one step.
+-- KEYS: 1 message hash, 2 archive feed stream
+-- ARGV: 1 user, 2 message id, 3 now ms, 4 recall window ms (0: disabled),
+--       5 key prefix, 6 retention entries, 7 retention cutoff ms
+-- Returns {'recalled', HGETALL, {user, pts, ...}}, or {'archived'} when the
+-- message has left Redis (the node asks the archive), {'forbidden'},
+-- {'already'} or {'too_late'}.
+--
+-- An event entry is '~<message id>:<ts>:<by>:<conv>' (the ts where a
+-- message entry has it, so retention reads both alike; '~' is no id).
+-- Like played.lua, the change bumps 'rev' and feeds an archived message
+-- again, so the archive's row loses its content too.
+local P = ARGV[5]
+local f = redis.call('HMGET', KEYS[1], 'from', 'ts', 'recalled', 'kind', 'conv', 'to',
+  'group', 'archived', 'seq')
+if not f[1] then return {'archived'} end
+if f[1] ~= ARGV[1] or f[4] == 'system' then return {'forbidden'} end
+if f[3] == '1' then return {'already'} end
+local now, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+if window == 0 or now > tonumber(f[2]) + window then return {'too_late'} end
+
+redis.call('HSET', KEYS[1], 'recalled', '1', 'body', '')
+redis.call('HDEL', KEYS[1], 'media')
+redis.call('HINCRBY', KEYS[1], 'rev', 1)
+if f[8] == '1' then
+  redis.call('HSET', KEYS[1], 'archived', '0')
+  redis.call('XADD', KEYS[2], '*', 'i', ARGV[2], 'c', f[5], 's', f[9])
+end
+
+local users = {}
+if f[7] then
+  users = redis.call('ZRANGE', P .. 'group:' .. f[7] .. ':members', 0, -1)
+  local has = false
+  for i = 1, #users do if users[i] == f[1] then has = true end end
+  if not has then users[#users + 1] = f[1] end
+else
+  users = {f[1]}
+  if f[6] ~= f[1] then users[2] = f[6] end
+end
+local entry = '~' .. ARGV[2] .. ':' .. ARGV[3] .. ':' .. ARGV[1] .. ':' .. f[5]
+local out = {}
+for i = 1, #users do
+  out[#out + 1] = users[i]
+  out[#out + 1] = inbox_append(P, users[i], entry, tonumber(ARGV[6]), tonumber(ARGV[7]))
+end
+return {'recalled', redis.call('HGETALL', KEYS[1]), out}
