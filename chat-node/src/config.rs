@@ -228,8 +228,7 @@ pub struct Config {
     pub max_group_members: u32,
 
     /// How long, in seconds, the sender of a message may recall it; 0
-    /// disables recall. At most the hot window (`CHAT_HOT_SECONDS`) when
-    /// there is an archive.
+    /// disables recall.
     #[arg(long, env = env::RECALL_WINDOW_S, default_value_t = 120)]
     pub recall_window_s: u64,
 }
@@ -243,17 +242,6 @@ impl Config {
         if let Some(url) = &self.archive_url {
             crate::archive::Engine::of(url)
                 .map_err(|e| Error::Config(format!("{}: {e}", env::ARCHIVE_URL)))?;
-        }
-        if self.archive_url.is_some() && self.recall_window_s > self.hot_seconds {
-            // A message leaves the store only past the hot window; recall
-            // rewrites it where it is, so it must still be there.
-            return Err(Error::Config(format!(
-                "{} ({}) must not exceed {} ({})",
-                env::RECALL_WINDOW_S,
-                self.recall_window_s,
-                env::HOT_SECONDS,
-                self.hot_seconds
-            )));
         }
         if self.amqp_url.is_some() && self.redis_url.is_none() {
             return Err(Error::Config(format!(

@@ -227,3 +227,69 @@ async fn group_messages_read_back_from_the_archive_redis() {
 async fn group_messages_read_back_from_the_archive_memory() {
     group_messages_read_back_from_the_archive(Backend::Memory).await;
 }
+
+/// A recall window longer than the hot window: a message that left the
+/// hot store is recalled in SQL, and the inboxes still get the event.
+async fn recall_reaches_messages_past_the_hot_window(backend: Backend) {
+    let db = TestDb::new(None);
+    let url = db.url.clone();
+    let node = TestNode::start(backend, |c| {
+        c.archive_url = Some(url);
+        c.hot_messages = 1;
+        c.hot_seconds = 0;
+        c.archive_claim_s = 2;
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    let first = alice.send_text("bob", "1", "old secret").await["msg"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    alice.send_text("bob", "2", "newer").await;
+    let cluster = node.cluster.clone();
+    let archive = db.archive();
+    eventually(
+        "the first message left the hot store",
+        Duration::from_secs(20),
+        async || {
+            archived(&archive, &first).await?;
+            if backend == Backend::Memory {
+                return Some(());
+            }
+            let mut r = redis::Client::open(redis_url())
+                .ok()?
+                .get_connection()
+                .ok()?;
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(format!("chat:{cluster}:msg:{first}"))
+                .query(&mut r)
+                .ok()?;
+            (!exists).then_some(())
+        },
+    )
+    .await;
+    let r = alice.request(json!({"type":"recall","msg":first})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    let row = archived(&archive, &first).await.unwrap();
+    assert_eq!((row.body.as_str(), row.recalled), ("", Some(true)));
+    let r = alice.request(json!({"type":"recall","msg":first})).await;
+    assert_eq!(r["code"], "bad_request", "twice: {r}");
+    let mut bob = node.session("bob").await;
+    let entries = bob.sync_all(0).await;
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[0]["msg"]["recalled"], true, "{entries:?}");
+    assert_eq!(entries[2]["event"]["msg"], first.as_str());
+    let r = bob.request(json!({"type":"history","with":"alice"})).await;
+    assert_eq!(r["messages"][0]["body"], "", "{r}");
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_reaches_messages_past_the_hot_window_redis() {
+    recall_reaches_messages_past_the_hot_window(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recall_reaches_messages_past_the_hot_window_memory() {
+    recall_reaches_messages_past_the_hot_window(Backend::Memory).await;
+}

@@ -251,6 +251,26 @@ pub enum RecallOutcome {
     AlreadyRecalled,
 }
 
+/// Why `user` may not recall `msg` at `now_ms`, if they may not (the
+/// rules recall.lua checks in Redis).
+pub fn recall_refusal(
+    msg: &Message,
+    user: &str,
+    now_ms: u64,
+    window_ms: u64,
+) -> Option<RecallOutcome> {
+    if msg.from != user || msg.kind == Kind::System {
+        return Some(RecallOutcome::Forbidden);
+    }
+    if msg.recalled == Some(true) {
+        return Some(RecallOutcome::AlreadyRecalled);
+    }
+    if window_ms == 0 || now_ms > msg.ts.saturating_add(window_ms) {
+        return Some(RecallOutcome::TooLate);
+    }
+    None
+}
+
 /// The `event` entry a recall appends.
 pub fn recalled_event(msg: &Message, by: &str) -> InboxEvent {
     InboxEvent {

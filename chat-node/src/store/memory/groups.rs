@@ -453,22 +453,18 @@ impl MemoryStore {
             None => None,
         };
         let held = self.lock().messages.get(msg_id).cloned();
-        let Some(msg) = held else {
-            // Only messages past the hot window leave memory, and the
-            // recall window is at most the hot window (config checks).
-            return Ok(match &self.archive {
-                Some(a) if !a.sql.by_ids(&[msg_id]).await?.is_empty() => RecallOutcome::TooLate,
-                _ => RecallOutcome::NotFound,
-            });
+        let in_memory = held.is_some();
+        let msg = match (held, &self.archive) {
+            (Some(m), _) => m,
+            (None, None) => return Ok(RecallOutcome::NotFound),
+            // Past the hot window: recalled in SQL alone.
+            (None, Some(a)) => match a.sql.by_ids(&[msg_id]).await?.into_iter().next() {
+                Some(m) => m,
+                None => return Ok(RecallOutcome::NotFound),
+            },
         };
-        if msg.from != user || msg.kind == Kind::System {
-            return Ok(RecallOutcome::Forbidden);
-        }
-        if msg.recalled == Some(true) {
-            return Ok(RecallOutcome::AlreadyRecalled);
-        }
-        if window_ms == 0 || now_ms > msg.ts.saturating_add(window_ms) {
-            return Ok(RecallOutcome::TooLate);
+        if let Some(refusal) = recall_refusal(&msg, user, now_ms, window_ms) {
+            return Ok(refusal);
         }
         // SQL first: a recall SQL refuses changes nothing.
         if let Some(a) = &self.archive {
@@ -486,14 +482,21 @@ impl MemoryStore {
         if !participants.contains(&msg.from) {
             participants.push(msg.from.clone());
         }
-        let Some(m) = st.messages.get_mut(msg_id) else {
-            return Err(StoreError::Corrupt("message vanished during recall".into()));
+        let msg = match st.messages.get_mut(msg_id) {
+            Some(m) if m.recalled == Some(true) => return Ok(RecallOutcome::AlreadyRecalled),
+            Some(m) => {
+                m.recall();
+                m.clone()
+            }
+            None if in_memory => {
+                return Err(StoreError::Corrupt("message vanished during recall".into()));
+            }
+            None => {
+                let mut m = msg;
+                m.recall();
+                m
+            }
         };
-        if m.recalled == Some(true) {
-            return Ok(RecallOutcome::AlreadyRecalled);
-        }
-        m.recall();
-        let msg = m.clone();
         let event = recalled_event(&msg, user);
         let inboxes = participants
             .into_iter()

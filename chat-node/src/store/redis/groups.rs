@@ -352,6 +352,45 @@ impl RedisStore {
         now_ms: u64,
         window_ms: u64,
     ) -> Result<RecallOutcome, StoreError> {
+        let mut parts = self
+            .run_recall(user, msg_id, now_ms, window_ms, None)
+            .await?
+            .into_iter();
+        let tag = as_string(&parts.next().ok_or_else(|| corrupt("empty recall reply"))?)?;
+        Ok(match tag.as_str() {
+            "recalled" => {
+                let fields = as_fields(parts.next().ok_or_else(|| corrupt("no message"))?)?;
+                let msg = super::decode::message_from_fields(fields)?;
+                let inboxes = inboxes(parts.next().ok_or_else(|| corrupt("no inboxes"))?)?;
+                RecallOutcome::Recalled {
+                    event: recalled_event(&msg, user),
+                    msg: Box::new(msg),
+                    inboxes,
+                }
+            }
+            "archived" => {
+                self.recall_archived(user, msg_id, now_ms, window_ms)
+                    .await?
+            }
+            "forbidden" => RecallOutcome::Forbidden,
+            "already" => RecallOutcome::AlreadyRecalled,
+            "too_late" => RecallOutcome::TooLate,
+            other => return Err(corrupt(format!("unknown recall outcome {other}"))),
+        })
+    }
+}
+
+impl RedisStore {
+    /// Runs recall.lua; with `archived` (conv, group, receiver of a
+    /// message only SQL holds), only appends the event entries.
+    async fn run_recall(
+        &self,
+        user: &str,
+        msg_id: &str,
+        now_ms: u64,
+        window_ms: u64,
+        archived: Option<&Message>,
+    ) -> Result<Vec<Value>, StoreError> {
         let cutoff = now_ms.saturating_sub(self.retention.max_age_ms);
         let reply: Value = self
             .scripts
@@ -365,32 +404,51 @@ impl RedisStore {
             .arg(self.keys.prefix())
             .arg(self.retention.max_entries)
             .arg(cutoff)
+            .arg(archived.map_or("", |m| m.conv.as_str()))
+            .arg(archived.and_then(|m| m.group.as_deref()).unwrap_or(""))
+            .arg(archived.map_or("", |m| m.to.as_str()))
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        let mut parts = as_array(reply)?.into_iter();
+        as_array(reply)
+    }
+
+    /// Recall of a message that left Redis (a recall window longer than
+    /// the hot window): checked and emptied in SQL, then the event
+    /// entries appended in Redis.
+    async fn recall_archived(
+        &self,
+        user: &str,
+        msg_id: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<RecallOutcome, StoreError> {
+        if self.archive.is_none() {
+            return Ok(RecallOutcome::NotFound);
+        }
+        let Some(mut msg) = self.archived_message(msg_id).await? else {
+            return Ok(RecallOutcome::NotFound);
+        };
+        if let Some(refusal) = recall_refusal(&msg, user, now_ms, window_ms) {
+            return Ok(refusal);
+        }
+        self.sql()?.recall(msg_id).await?;
+        msg.recall();
+        let mut parts = self
+            .run_recall(user, msg_id, now_ms, window_ms, Some(&msg))
+            .await?
+            .into_iter();
         let tag = as_string(&parts.next().ok_or_else(|| corrupt("empty recall reply"))?)?;
-        Ok(match tag.as_str() {
-            "recalled" => {
-                let fields = as_fields(parts.next().ok_or_else(|| corrupt("no message"))?)?;
-                let msg = super::decode::message_from_fields(fields)?;
-                let inboxes = inboxes(parts.next().ok_or_else(|| corrupt("no inboxes"))?)?;
-                RecallOutcome::Recalled {
-                    event: recalled_event(&msg, user),
-                    msg: Box::new(msg),
-                    inboxes,
-                }
-            }
-            // Only messages past the hot window leave Redis, and the recall
-            // window is at most the hot window (the config checks).
-            "archived" => match &self.archive {
-                Some(_) if self.archived_message(msg_id).await?.is_some() => RecallOutcome::TooLate,
-                _ => RecallOutcome::NotFound,
-            },
-            "forbidden" => RecallOutcome::Forbidden,
-            "already" => RecallOutcome::AlreadyRecalled,
-            "too_late" => RecallOutcome::TooLate,
-            other => return Err(corrupt(format!("unknown recall outcome {other}"))),
+        if tag != "events" {
+            return Err(corrupt(format!(
+                "recall of an archived message answered {tag}"
+            )));
+        }
+        let inboxes = inboxes(parts.next().ok_or_else(|| corrupt("no inboxes"))?)?;
+        Ok(RecallOutcome::Recalled {
+            event: recalled_event(&msg, user),
+            msg: Box::new(msg),
+            inboxes,
         })
     }
 }
