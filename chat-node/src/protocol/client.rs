@@ -707,4 +707,104 @@ mod tests {
             "d".repeat(65)
         ));
     }
+
+    const G: &str = "g-01JD0000000000000000000000";
+
+    #[test]
+    fn send_takes_exactly_one_of_to_and_group() {
+        let r = ok(&format!(
+            r#"{{"type":"send","id":"c","group":"{G}","kind":"text","body":"b"}}"#
+        ));
+        let Command::Send(s) = r.command else {
+            panic!()
+        };
+        assert_eq!((s.to.as_str(), s.group.as_deref()), ("", Some(G)));
+        let e = bad(&format!(
+            r#"{{"type":"send","id":"c","to":"bob","group":"{G}","kind":"text","body":"b"}}"#
+        ));
+        assert!(e.error.message.contains("exactly one"), "{e:?}");
+        bad(r#"{"type":"send","id":"c","kind":"text","body":"b"}"#);
+        bad(r#"{"type":"send","id":"c","group":"g-short","kind":"text","body":"b"}"#);
+        // Lower case and I L O U are not Crockford base32.
+        bad(
+            r#"{"type":"send","id":"c","group":"g-01jd0000000000000000000000","kind":"text","body":"b"}"#,
+        );
+        bad(
+            r#"{"type":"send","id":"c","group":"g-01JD000000000000000000000U","kind":"text","body":"b"}"#,
+        );
+        // system is the node's own kind.
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"system","body":"b"}"#);
+    }
+
+    #[test]
+    fn group_frames_are_checked() {
+        assert_eq!(
+            ok(r#"{"type":"group_create","name":"Team","members":["bob","carol","bob"]}"#).command,
+            Command::GroupCreate {
+                name: "Team".into(),
+                members: vec!["bob".into(), "carol".into()]
+            }
+        );
+        // At most max_group_members (3 here) users in one list.
+        bad(r#"{"type":"group_create","name":"T","members":["a","b","c","d"]}"#);
+        bad(r#"{"type":"group_create","name":"","members":[]}"#);
+        bad(r#"{"type":"group_create","name":"T","members":[1]}"#);
+        bad(r#"{"type":"group_create","name":"T"}"#);
+        assert_eq!(
+            ok(&format!(
+                r#"{{"type":"group_add","group":"{G}","users":["dave"]}}"#
+            ))
+            .command,
+            Command::GroupAdd {
+                group: G.into(),
+                users: vec!["dave".into()]
+            }
+        );
+        bad(&format!(
+            r#"{{"type":"group_remove","group":"{G}","users":[]}}"#
+        ));
+        bad(r#"{"type":"group_leave"}"#);
+        assert_eq!(
+            ok(&format!(r#"{{"type":"group_info","group":"{G}"}}"#)).command,
+            Command::GroupInfo { group: G.into() }
+        );
+        assert_eq!(
+            ok(&format!(r#"{{"type":"history","group":"{G}"}}"#)).command,
+            Command::History {
+                with: None,
+                group: Some(G.into()),
+                before: None,
+                limit: 50
+            }
+        );
+        bad(&format!(
+            r#"{{"type":"read","with":"bob","group":"{G}","seq":1}}"#
+        ));
+    }
+
+    #[test]
+    fn conversations_typing_recall_are_checked() {
+        assert_eq!(
+            ok(r#"{"type":"conversations"}"#).command,
+            Command::Conversations {
+                before: None,
+                limit: 50
+            }
+        );
+        bad(r#"{"type":"conversations","limit":201}"#);
+        bad(r#"{"type":"conversations","before":"x"}"#);
+        assert_eq!(
+            ok(r#"{"type":"typing","to":"bob"}"#).command,
+            Command::Typing {
+                to: Some("bob".into()),
+                group: None
+            }
+        );
+        bad(r#"{"type":"typing"}"#);
+        assert_eq!(
+            ok(r#"{"type":"recall","msg":"01JD"}"#).command,
+            Command::Recall { msg: "01JD".into() }
+        );
+        bad(r#"{"type":"recall","msg":""}"#);
+    }
 }

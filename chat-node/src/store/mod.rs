@@ -271,6 +271,24 @@ pub fn recall_refusal(
     None
 }
 
+/// A stand-in for a conversation item's last message until the archive
+/// fills it in.
+pub(crate) fn placeholder_message() -> Message {
+    NewMessage {
+        id: String::new(),
+        conv: String::new(),
+        from: String::new(),
+        to: String::new(),
+        group: None,
+        kind: Kind::Text,
+        body: String::new(),
+        media: None,
+        ts: 0,
+        system: None,
+    }
+    .into_message(0)
+}
+
 /// The `event` entry a recall appends.
 pub fn recalled_event(msg: &Message, by: &str) -> InboxEvent {
     InboxEvent {

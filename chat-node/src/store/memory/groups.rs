@@ -401,7 +401,7 @@ impl MemoryStore {
                     conv: conv.clone(),
                     with,
                     group,
-                    last: placeholder(),
+                    last: placeholder_message(),
                     unread: unread
                         .and_then(|u| u.get(&unread_key))
                         .copied()
@@ -520,24 +520,5 @@ pub(super) fn dm_peer<'a>(conv: &'a str, user: &str) -> &'a str {
         Some((a, b)) if a == user => b,
         Some((a, _)) => a,
         None => rest,
-    }
-}
-
-/// A stand-in until the last message is filled in.
-fn placeholder() -> Message {
-    Message {
-        id: String::new(),
-        conv: String::new(),
-        seq: 0,
-        from: String::new(),
-        to: String::new(),
-        group: None,
-        kind: Kind::Text,
-        body: String::new(),
-        media: None,
-        ts: 0,
-        played: None,
-        system: None,
-        recalled: None,
     }
 }

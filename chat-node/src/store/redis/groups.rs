@@ -34,19 +34,37 @@ fn reason(why: &str) -> &'static str {
     }
 }
 
+/// One run of group.lua.
+struct GroupCall<'a> {
+    op: &'a str,
+    group: &'a str,
+    actor: &'a str,
+    ts: u64,
+    msg_ids: [&'a str; 2],
+    /// The client id of a `send`.
+    client_id: Option<&'a str>,
+    max_members: usize,
+    /// The op's own arguments.
+    extra: Vec<String>,
+}
+
+/// What group.lua stored: the group after the change and its messages, or
+/// the refusal.
+type GroupReply = Result<(Option<GroupView>, Vec<GroupStored>), GroupOutcome<()>>;
+
 impl RedisStore {
-    /// Runs group.lua for `op`; `extra` are its op-specific arguments.
-    async fn run_group(
-        &self,
-        op: &str,
-        group: &str,
-        actor: &str,
-        ts: u64,
-        msg_ids: [&str; 2],
-        client_id: Option<&str>,
-        max_members: usize,
-        extra: Vec<String>,
-    ) -> Result<Vec<Value>, StoreError> {
+    /// Runs group.lua.
+    async fn run_group(&self, c: GroupCall<'_>) -> Result<Vec<Value>, StoreError> {
+        let GroupCall {
+            op,
+            group,
+            actor,
+            ts,
+            msg_ids,
+            client_id,
+            max_members,
+            extra,
+        } = c;
         let k = &self.keys;
         let conv = group_conv(group);
         let cutoff = ts.saturating_sub(self.retention.max_age_ms);
@@ -82,9 +100,7 @@ impl RedisStore {
     }
 
     /// Reads group.lua's answer; `Err(outcome)` for a refusal.
-    fn group_reply(
-        parts: Vec<Value>,
-    ) -> Result<Result<(Option<GroupView>, Vec<GroupStored>), GroupOutcome<()>>, StoreError> {
+    fn group_reply(parts: Vec<Value>) -> Result<GroupReply, StoreError> {
         let mut parts = parts.into_iter();
         let tag = as_string(&parts.next().ok_or_else(|| corrupt("empty group reply"))?)?;
         let mut next = || parts.next().ok_or_else(|| corrupt("short group reply"));
@@ -148,16 +164,16 @@ impl RedisStore {
             GroupOp::Leave => ("leave", vec![]),
         };
         let parts = self
-            .run_group(
+            .run_group(GroupCall {
                 op,
-                &c.group,
-                &c.actor,
-                c.ts,
-                [&c.msg_ids[0], &c.msg_ids[1]],
-                None,
-                c.max_members,
+                group: &c.group,
+                actor: &c.actor,
+                ts: c.ts,
+                msg_ids: [&c.msg_ids[0], &c.msg_ids[1]],
+                client_id: None,
+                max_members: c.max_members,
                 extra,
-            )
+            })
             .await?;
         Ok(match Self::group_reply(parts)? {
             Ok((view, messages)) => GroupOutcome::Done(GroupChanged {
@@ -188,16 +204,16 @@ impl RedisStore {
             if new.kind == Kind::Voice { "1" } else { "0" }.to_owned(),
         ];
         let parts = self
-            .run_group(
-                "send",
-                &group,
-                &new.from,
-                new.ts,
-                [&new.id, ""],
-                Some(client_id),
-                0,
+            .run_group(GroupCall {
+                op: "send",
+                group: &group,
+                actor: &new.from,
+                ts: new.ts,
+                msg_ids: [&new.id, ""],
+                client_id: Some(client_id),
+                max_members: 0,
                 extra,
-            )
+            })
             .await?;
         if parts
             .first()
@@ -318,7 +334,7 @@ impl RedisStore {
                     conv,
                     with: dm.then(|| peer.clone()),
                     group,
-                    last: last.unwrap_or_else(|| placeholder_message()),
+                    last: last.unwrap_or_else(placeholder_message),
                     unread: as_u64(unread)?,
                     read_seq: as_u64(read)?,
                     peer_read_seq: if dm { Some(as_u64(peer_read)?) } else { None },
@@ -459,23 +475,5 @@ fn refused<T>(r: GroupOutcome<()>) -> GroupOutcome<T> {
         GroupOutcome::Forbidden(w) => GroupOutcome::Forbidden(w),
         GroupOutcome::TooMany => GroupOutcome::TooMany,
         GroupOutcome::Invalid(w) => GroupOutcome::Invalid(w),
-    }
-}
-
-fn placeholder_message() -> Message {
-    Message {
-        id: String::new(),
-        conv: String::new(),
-        seq: 0,
-        from: String::new(),
-        to: String::new(),
-        group: None,
-        kind: Kind::Text,
-        body: String::new(),
-        media: None,
-        ts: 0,
-        played: None,
-        system: None,
-        recalled: None,
     }
 }
