@@ -123,3 +123,42 @@ async fn a_group_spread_over_three_nodes_gets_everything_once() {
         c.expect_silence(QUIET).await;
     }
 }
+
+/// A group send is published only to the nodes that hold members'
+/// sessions: here node 1 (bob), not node 2, which holds only a stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_go_only_to_nodes_holding_members() {
+    let cluster = Cluster::start(3).await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    let mut mallory = cluster.session(2, "mallory").await;
+    let r = alice
+        .request(json!({"type":"group_create","name":"Two","members":["bob","carol"]}))
+        .await;
+    let gid = r["group"]["id"].as_str().unwrap().to_owned();
+    next_of(&mut bob, "msg").await;
+    let before = cluster.metric(0, "chat_bus_events_published_total").await;
+    for i in 0..5 {
+        let r = alice
+            .request(
+                json!({"type":"send","id":format!("m{i}"),"group":gid,"kind":"text","body":"x"}),
+            )
+            .await;
+        assert_eq!(r["type"], "sent", "{r}");
+        next_of(&mut bob, "msg").await;
+    }
+    // One event per message, for bob's node; none for node 2, and none
+    // for carol, who is offline. (Counted once the broker confirms.)
+    common::eventually("the broker confirms", Duration::from_secs(10), async || {
+        let n = cluster.metric(0, "chat_bus_events_published_total").await - before;
+        (n >= 5.0).then_some(())
+    })
+    .await;
+    mallory.expect_silence(QUIET).await;
+    let after = cluster.metric(0, "chat_bus_events_published_total").await;
+    assert_eq!(after - before, 5.0);
+    assert_eq!(
+        cluster.metric(2, "chat_messages_delivered_total").await,
+        0.0
+    );
+}

@@ -88,16 +88,22 @@ fn group_msgs(s: &SessionCtx, stored: &crate::store::GroupStored) -> Vec<Deliver
                 msg: &stored.msg,
             }
             .to_json();
-            delivery(user, frame, Some(&s.session), true)
+            delivery(user, frame, except_mine(s, user), true)
         })
         .collect()
+}
+
+/// The requesting session, for deliveries to its own user only (a
+/// session id names one session of one user).
+fn except_mine<'a>(s: &'a SessionCtx, user: &str) -> Option<&'a Arc<str>> {
+    (*s.user == *user).then_some(&s.session)
 }
 
 /// The same frame for every session of every member but the requesting one.
 fn to_members(s: &SessionCtx, members: &[String], frame: String) -> Vec<Delivery> {
     members
         .iter()
-        .map(|m| delivery(m, frame.clone(), Some(&s.session), false))
+        .map(|m| delivery(m, frame.clone(), except_mine(s, m), false))
         .collect()
 }
 
@@ -231,8 +237,6 @@ pub async fn dispatch(node: &Node, s: &SessionCtx, req: Request) -> Outcome {
 }
 
 /// A frame for every session of `user` but `except`.
-/// `except` names the requesting session; it is dropped for other users
-/// (a session id belongs to one user, so it could only matter for them).
 fn delivery(user: &str, frame: String, except: Option<&Arc<str>>, is_message: bool) -> Delivery {
     Delivery {
         user: user.to_owned(),

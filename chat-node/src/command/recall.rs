@@ -3,7 +3,7 @@
 //! an `event` entry (so offline devices learn it by `sync`), and live
 //! sessions receive `recalled` with their own `pts`.
 
-use super::{Failure, Outcome, SessionCtx, delivery};
+use super::{Failure, Outcome, SessionCtx, delivery, except_mine};
 use crate::ids;
 use crate::node::Node;
 use crate::protocol::ErrorCode;
@@ -63,7 +63,7 @@ pub async fn apply(
                         by: &event.by,
                     }
                     .to_json();
-                    delivery(user, frame, Some(&s.session), false)
+                    delivery(user, frame, except_mine(s, user), false)
                 })
                 .collect();
             Ok(Outcome {
