@@ -24,6 +24,7 @@ both_stores!(
     recall_takes_content_back_everywhere,
     recall_refuses_others_twice_and_too_late,
     recall_in_a_group_tells_every_member,
+    concurrent_group_writes_number_gap_free,
 );
 
 /// Creates a group; returns its id.
@@ -756,4 +757,79 @@ async fn recall_in_a_group_tells_every_member(b: Backend) {
     assert_eq!(entries[2]["event"]["msg"], mid.as_str());
     let r = carol.request(json!({"type":"history","group":id})).await;
     assert_eq!(r["messages"][1]["recalled"], true, "{r}");
+}
+
+async fn concurrent_group_writes_number_gap_free(b: Backend) {
+    let node = TestNode::start(b, |c| c.rate_burst = 1000).await;
+    let mut alice = node.session("alice").await;
+    let id = create(&mut alice, "Busy", &["bob", "carol"]).await;
+    // Three members write at once, and the owner adds and removes meanwhile.
+    let mut tasks = Vec::new();
+    for user in ["bob", "carol"] {
+        let mut c = node.session(user).await;
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20 {
+                c.send(json!({"type":"send","id":format!("{user}{i}"),"group":id,"kind":"text","body":"x"}))
+                    .await;
+            }
+            let mut sent = 0;
+            while sent < 20 {
+                if c.recv().await["type"] == "sent" {
+                    sent += 1;
+                }
+            }
+        }));
+    }
+    for i in 0..10 {
+        alice
+            .send(json!({"type":"group_add","group":id,"users":[format!("x{i}")],"rid":"add"}))
+            .await;
+        // The members' messages arrive in between.
+        let r = loop {
+            let f = alice.recv().await;
+            if f["type"] != "msg" {
+                break f;
+            }
+        };
+        assert_eq!(r, json!({"type":"ok","rid":"add"}));
+    }
+    for t in tasks {
+        common::within("the writers", common::STEP, t)
+            .await
+            .unwrap();
+    }
+    // What is still on its way to alice before her history replies.
+    let mut quiet = alice;
+    loop {
+        match tokio::time::timeout(QUIET, futures_util::StreamExt::next(&mut quiet.ws)).await {
+            Ok(Some(Ok(_))) => continue,
+            _ => break,
+        }
+    }
+    let mut alice = quiet;
+    let mut seqs = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let mut q = json!({"type":"history","group":id,"limit":200});
+        if let Some(b) = before {
+            q["before"] = json!(b);
+        }
+        let r = alice.request(q).await;
+        let page: Vec<u64> = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_u64().unwrap())
+            .collect();
+        before = page.first().copied();
+        seqs.splice(0..0, page);
+        if r["more"] == false {
+            break;
+        }
+    }
+    // created, 40 messages, 10 additions: each its own seq, no gap.
+    assert_eq!(seqs, (1..=51).collect::<Vec<_>>());
+    let r = alice.request(json!({"type":"group_info","group":id})).await;
+    assert_eq!(r["group"]["members"].as_array().unwrap().len(), 13, "{r}");
 }

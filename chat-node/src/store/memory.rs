@@ -25,6 +25,9 @@ pub struct MemoryStore {
     retention: Retention,
     client_id_ttl_ms: u64,
     archive: Option<WriteThrough>,
+    /// Group changes, group sends and recalls one at a time: each reads
+    /// the state, may await (the archive), then writes (memory/groups.rs).
+    group_ops: tokio::sync::Mutex<()>,
 }
 
 /// The archive of an in-memory store, written before a send is answered.
@@ -141,6 +144,7 @@ impl MemoryStore {
             retention,
             client_id_ttl_ms: CLIENT_ID_TTL_MS,
             archive: None,
+            group_ops: tokio::sync::Mutex::new(()),
         }
     }
 

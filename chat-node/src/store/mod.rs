@@ -420,3 +420,45 @@ pub trait Store: Send + Sync + 'static {
     /// Every registered node, by port.
     async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(from: &str, kind: Kind, ts: u64) -> Message {
+        let mut m = placeholder_message();
+        m.from = from.to_owned();
+        m.kind = kind;
+        m.ts = ts;
+        m
+    }
+
+    #[test]
+    fn recall_is_for_the_sender_within_the_window_once() {
+        let m = msg("alice", Kind::Text, 1000);
+        assert!(recall_refusal(&m, "alice", 1000 + 120_000, 120_000).is_none());
+        assert!(matches!(
+            recall_refusal(&m, "bob", 1001, 120_000),
+            Some(RecallOutcome::Forbidden)
+        ));
+        assert!(matches!(
+            recall_refusal(&m, "alice", 1000 + 120_001, 120_000),
+            Some(RecallOutcome::TooLate)
+        ));
+        assert!(matches!(
+            recall_refusal(&m, "alice", 1000, 0),
+            Some(RecallOutcome::TooLate)
+        ));
+        let mut gone = m.clone();
+        gone.recall();
+        assert_eq!((gone.body.as_str(), gone.media.is_none()), ("", true));
+        assert!(matches!(
+            recall_refusal(&gone, "alice", 1001, 120_000),
+            Some(RecallOutcome::AlreadyRecalled)
+        ));
+        assert!(matches!(
+            recall_refusal(&msg("alice", Kind::System, 1000), "alice", 1001, 120_000),
+            Some(RecallOutcome::Forbidden)
+        ));
+    }
+}

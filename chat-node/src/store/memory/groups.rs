@@ -2,9 +2,11 @@
 //! same rules as the Redis scripts (group.lua, conversations.lua,
 //! recall.lua), under the one mutex.
 //!
-//! With an archive, a change that stores messages is planned under the
-//! lock, written to SQL, then applied; the send lock of the write-through
-//! is held throughout, so nothing that assigns a `seq` comes between.
+//! Each operation here reads the state, may await (the archive), then
+//! writes: they run one at a time (`group_ops`), and with an archive also
+//! under the write-through's send lock, so nothing that assigns a `seq`
+//! or changes members comes between. A change is planned under the
+//! state's mutex, written to SQL, then applied.
 
 use std::collections::HashMap;
 
@@ -219,6 +221,7 @@ impl MemoryStore {
         &self,
         c: GroupChange,
     ) -> Result<GroupOutcome<GroupChanged>, StoreError> {
+        let _group_ops = self.group_ops.lock().await;
         let _one_at_a_time = match &self.archive {
             Some(a) => Some(a.sends.lock().await),
             None => None,
@@ -263,6 +266,7 @@ impl MemoryStore {
         client_id: &str,
     ) -> Result<GroupOutcome<GroupStored>, StoreError> {
         let gid = new.group.clone().unwrap_or_default();
+        let _group_ops = self.group_ops.lock().await;
         let _one_at_a_time = match &self.archive {
             Some(a) => Some(a.sends.lock().await),
             None => None,
@@ -448,6 +452,7 @@ impl MemoryStore {
         now_ms: u64,
         window_ms: u64,
     ) -> Result<RecallOutcome, StoreError> {
+        let _group_ops = self.group_ops.lock().await;
         let _one_at_a_time = match &self.archive {
             Some(a) => Some(a.sends.lock().await),
             None => None,
