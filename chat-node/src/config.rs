@@ -243,6 +243,20 @@ impl Config {
             crate::archive::Engine::of(url)
                 .map_err(|e| Error::Config(format!("{}: {e}", env::ARCHIVE_URL)))?;
         }
+        // A `group` reply lists every member (quoted, comma) and is not
+        // paged: it must fit in a reply.
+        let group_reply = self.max_group_members as u64
+            * (crate::protocol::client::MAX_ID_BYTES as u64 + 3)
+            + 1024;
+        if group_reply > u64::from(self.max_reply_bytes) {
+            return Err(Error::Config(format!(
+                "{} ({}) makes a group reply of up to {group_reply} bytes, more than {} ({})",
+                env::MAX_GROUP_MEMBERS,
+                self.max_group_members,
+                env::MAX_REPLY_BYTES,
+                self.max_reply_bytes
+            )));
+        }
         if self.amqp_url.is_some() && self.redis_url.is_none() {
             return Err(Error::Config(format!(
                 "{} needs {}: the nodes of a cluster share inboxes and presence in Redis",
@@ -417,5 +431,25 @@ mod tests {
         assert!(c.validate().is_err());
         let c = Config::parse_from(["chat-node", "--cluster", "a:b"]);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn group_and_recall_limits_have_defaults_and_bounds() {
+        let s = Config::defaults().settings().unwrap();
+        assert_eq!(s.max_group_members, 500);
+        assert_eq!(s.connection.limits.max_group_members, 500);
+        assert_eq!(s.recall_window, Duration::from_secs(120));
+        let c = Config::parse_from(["chat-node", "--recall-window-s", "0"]);
+        assert_eq!(c.settings().unwrap().recall_window, Duration::ZERO);
+        assert!(Config::try_parse_from(["chat-node", "--max-group-members", "1"]).is_err());
+        // Every member of a group must fit in the reply that lists them.
+        let c = Config::parse_from([
+            "chat-node",
+            "--max-group-members",
+            "10000",
+            "--max-reply-bytes",
+            "65536",
+        ]);
+        assert!(c.settings().is_err());
     }
 }

@@ -801,12 +801,9 @@ async fn concurrent_group_writes_number_gap_free(b: Backend) {
     }
     // What is still on its way to alice before her history replies.
     let mut quiet = alice;
-    loop {
-        match tokio::time::timeout(QUIET, futures_util::StreamExt::next(&mut quiet.ws)).await {
-            Ok(Some(Ok(_))) => continue,
-            _ => break,
-        }
-    }
+    while let Ok(Some(Ok(_))) =
+        tokio::time::timeout(QUIET, futures_util::StreamExt::next(&mut quiet.ws)).await
+    {}
     let mut alice = quiet;
     let mut seqs = Vec::new();
     let mut before: Option<u64> = None;
