@@ -31,7 +31,13 @@ pub async fn create(
 ) -> Result<Outcome, Failure> {
     let id = format!("g-{}", node.ids.next());
     let change = change_of(node, s, &id, GroupOp::Create { name, members });
-    let done = group_refusal(node.store.group_change(change).await?, node, &id)?;
+    let done = group_refusal(
+        node.store
+            .group_change(change, node.hub.is_clustered())
+            .await?,
+        node,
+        &id,
+    )?;
     let group = done.group.ok_or_else(|| {
         Failure::from(crate::store::StoreError::Corrupt("created no group".into()))
     })?;
@@ -46,7 +52,7 @@ pub async fn create(
     Ok(Outcome {
         reply: ServerFrame::Group { group: &group, rid }.to_json(),
         deliveries,
-        routes: None,
+        routes: done.routes,
     })
 }
 
@@ -58,7 +64,13 @@ pub async fn change(
     rid: Option<&str>,
 ) -> Result<Outcome, Failure> {
     let change = change_of(node, s, group, op);
-    let done = group_refusal(node.store.group_change(change).await?, node, group)?;
+    let done = group_refusal(
+        node.store
+            .group_change(change, node.hub.is_clustered())
+            .await?,
+        node,
+        group,
+    )?;
     node.metrics
         .messages_stored
         .inc_by(done.messages.len() as u64);

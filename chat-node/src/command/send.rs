@@ -93,7 +93,7 @@ async fn to_group(
     };
     let outcome = node
         .store
-        .group_send(new, &req.id)
+        .group_send(new, &req.id, node.hub.is_clustered())
         .await
         .map_err(|e| Failure::from(e).with_id(&req.id))?;
     let stored = group_refusal(outcome, node, &group).map_err(|f| f.with_id(&req.id))?;
@@ -108,6 +108,6 @@ async fn to_group(
         }
         .to_json(),
         deliveries: group_msgs(s, &stored),
-        routes: None,
+        routes: stored.routes.clone(),
     })
 }

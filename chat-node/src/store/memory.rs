@@ -717,16 +717,18 @@ impl Store for MemoryStore {
     async fn group_change(
         &self,
         change: GroupChange,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupChanged>, StoreError> {
-        self.change_group(change).await
+        self.change_group(change, routes).await
     }
 
     async fn group_send(
         &self,
         msg: NewMessage,
         client_id: &str,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupStored>, StoreError> {
-        self.send_group(msg, client_id).await
+        self.send_group(msg, client_id, routes).await
     }
 
     async fn group(&self, id: &str) -> Result<Option<GroupView>, StoreError> {

@@ -202,6 +202,9 @@ pub struct GroupStored {
     /// new was stored, and `inboxes` is empty (members that missed it find
     /// it by `sync`).
     pub duplicate: bool,
+    /// When asked for: where the recipients' sessions are, read in the
+    /// same atomic step (see [`Stored::routes`]).
+    pub routes: Option<Routes>,
 }
 
 /// The answer to a group request that can be refused.
@@ -224,6 +227,8 @@ pub enum GroupOutcome<T> {
 pub struct GroupChanged {
     pub group: Option<GroupView>,
     pub messages: Vec<GroupStored>,
+    /// When asked for: where the recipients of every message are.
+    pub routes: Option<Routes>,
 }
 
 /// A page of a user's conversation list, most recently active first.
@@ -380,17 +385,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a group or changes its members, storing the system
     /// messages in the group's conversation, in one atomic step.
+    /// With `routes`, also reads the recipients' presence in that step.
     async fn group_change(
         &self,
         change: GroupChange,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupChanged>, StoreError>;
     /// Stores a message to a group atomically (membership checked, `seq`,
     /// every member's inbox, unread, conversation lists, client id,
-    /// archive feed), or recognises a retried client id.
+    /// archive feed), or recognises a retried client id. With `routes`,
+    /// also reads the members' presence in that step.
     async fn group_send(
         &self,
         msg: NewMessage,
         client_id: &str,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupStored>, StoreError>;
     /// A group, with its members in join order.
     async fn group(&self, id: &str) -> Result<Option<GroupView>, StoreError>;

@@ -7,12 +7,15 @@
 --       5 key prefix, 6 client-id ttl ms, 7 retention entries,
 --       8 retention cutoff ms, 9 '1' with an archive, 10 most archive lag,
 --       11 most members, 12 first message id, 13 second message id,
---       then for send: 14 kind, 15 body, 16 media JSON or '', 17 '1' for voice;
---       for create: 14 name, then the members;
---       for add and remove: from 14 the users.
+--       14 '1' to return the recipients' presence,
+--       then for send: 15 kind, 16 body, 17 media JSON or '', 18 '1' for voice;
+--       for create: 15 name, then the members;
+--       for add and remove: from 15 the users.
 -- Returns {'not_found'}, {'forbidden', why}, {'too_many'}, {'invalid', why},
 -- {'lag', n}, {'dup', HGETALL of the first message} (a retried client id),
 -- or {'ok', {name, owner, created} or {} once the group is gone, members,
+--        {user, HGETALL of their presence, ...} for every recipient when
+--        asked (read in this same step, like send.lua's), else {},
 --        then per stored message {HGETALL, {user, pts, user, pts, ...}}}.
 --
 -- Every member's inbox gets a message once, with that member's own pts
@@ -90,9 +93,9 @@ end
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local stored = {}
 if op == 'send' then
-  local fields = {'kind', ARGV[14], 'body', ARGV[15]}
-  if ARGV[16] ~= '' then fields[#fields + 1] = 'media'; fields[#fields + 1] = ARGV[16] end
-  if ARGV[17] == '1' then fields[#fields + 1] = 'played'; fields[#fields + 1] = '0' end
+  local fields = {'kind', ARGV[15], 'body', ARGV[16]}
+  if ARGV[17] ~= '' then fields[#fields + 1] = 'media'; fields[#fields + 1] = ARGV[17] end
+  if ARGV[18] == '1' then fields[#fields + 1] = 'played'; fields[#fields + 1] = '0' end
   local r = store(ARGV[12], fields, members(), true)
   stored[1] = r
   local spts = 0
@@ -103,17 +106,17 @@ if op == 'send' then
 elseif op == 'create' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'invalid', 'group id taken'} end
   local all, others = {actor}, {}
-  for i = 15, #ARGV do
+  for i = 16, #ARGV do
     if ARGV[i] ~= actor then all[#all + 1] = ARGV[i]; others[#others + 1] = ARGV[i] end
   end
   if #all > max_members then return {'too_many'} end
-  redis.call('HSET', KEYS[1], 'name', ARGV[14], 'owner', actor, 'created', ts, 'joins', 0)
+  redis.call('HSET', KEYS[1], 'name', ARGV[15], 'owner', actor, 'created', ts, 'joins', 0)
   for i = 1, #all do join(all[i]) end
   stored[1] = store(ARGV[12], sys_fields('created', others), all, false)
 elseif op == 'add' then
   if owner ~= actor then return {'forbidden', "only the group's owner may add members"} end
   local new = {}
-  for i = 14, #ARGV do
+  for i = 15, #ARGV do
     if not is_member(ARGV[i]) then new[#new + 1] = ARGV[i] end
   end
   if redis.call('ZCARD', KEYS[2]) + #new > max_members then return {'too_many'} end
@@ -124,7 +127,7 @@ elseif op == 'add' then
 elseif op == 'remove' then
   if owner ~= actor then return {'forbidden', "only the group's owner may remove members"} end
   local gone = {}
-  for i = 14, #ARGV do
+  for i = 15, #ARGV do
     if ARGV[i] == owner then return {'invalid', 'the owner leaves with group_leave'} end
     if is_member(ARGV[i]) then gone[#gone + 1] = ARGV[i] end
   end
@@ -153,6 +156,22 @@ else
   return {'invalid', 'unknown group operation'}
 end
 
-local out = {'ok', info(), members()}
+-- Where the recipients' sessions are, each once.
+local routes = {}
+if ARGV[14] == '1' then
+  local seen = {}
+  for i = 1, #stored do
+    local got = stored[i][2]
+    for j = 1, #got, 2 do
+      local u = got[j]
+      if not seen[u] then
+        seen[u] = true
+        routes[#routes + 1] = u
+        routes[#routes + 1] = redis.call('HGETALL', P .. 'presence:' .. u)
+      end
+    end
+  end
+end
+local out = {'ok', info(), members(), routes}
 for i = 1, #stored do out[#out + 1] = stored[i] end
 return out

@@ -179,7 +179,19 @@ impl State {
             msg,
             inboxes,
             duplicate: false,
+            routes: None,
         }
+    }
+
+    /// Where the sessions of these users are, each once.
+    fn routes_of_users<'a>(&self, users: impl Iterator<Item = &'a String>) -> Routes {
+        let mut out: Routes = Vec::new();
+        for u in users {
+            if !out.iter().any(|(seen, _)| seen == u) {
+                out.push((u.clone(), self.nodes_of(u)));
+            }
+        }
+        out
     }
 
     fn record_client_id(
@@ -220,6 +232,7 @@ impl MemoryStore {
     pub(super) async fn change_group(
         &self,
         c: GroupChange,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupChanged>, StoreError> {
         let _group_ops = self.group_ops.lock().await;
         let _one_at_a_time = match &self.archive {
@@ -254,9 +267,17 @@ impl MemoryStore {
             let cutoff = c.ts.saturating_sub(a.hot_ms);
             st.trim(&conv, a.hot_messages, cutoff);
         }
+        let routes = routes.then(|| {
+            st.routes_of_users(
+                messages
+                    .iter()
+                    .flat_map(|m| m.inboxes.iter().map(|(u, _)| u)),
+            )
+        });
         Ok(GroupOutcome::Done(GroupChanged {
             group: view,
             messages,
+            routes,
         }))
     }
 
@@ -264,6 +285,7 @@ impl MemoryStore {
         &self,
         new: NewMessage,
         client_id: &str,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupStored>, StoreError> {
         let gid = new.group.clone().unwrap_or_default();
         let _group_ops = self.group_ops.lock().await;
@@ -286,6 +308,7 @@ impl MemoryStore {
                     msg: d.msg,
                     inboxes: vec![],
                     duplicate: true,
+                    routes: None,
                 }))),
                 Some(Err(e)) => Err(e),
             }
@@ -313,6 +336,7 @@ impl MemoryStore {
                     msg,
                     inboxes: vec![],
                     duplicate: true,
+                    routes: None,
                 }));
             }
         }
@@ -329,7 +353,10 @@ impl MemoryStore {
             .unwrap_or_default();
         Self::start_conv(&mut st, &msg.conv, seq);
         let (from, id, ts, conv) = (msg.from.clone(), msg.id.clone(), msg.ts, msg.conv.clone());
-        let stored = st.apply_group(msg, &members, self.retention);
+        let mut stored = st.apply_group(msg, &members, self.retention);
+        if routes {
+            stored.routes = Some(st.routes_of_users(members.iter()));
+        }
         let pts = stored
             .inboxes
             .iter()

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use ::redis::Value;
 
-use super::decode::{as_array, as_fields, as_string, as_u64, corrupt, maybe_message};
+use super::decode::{
+    as_array, as_fields, as_string, as_u64, corrupt, maybe_message, nodes_from_value,
+};
 use super::*;
 use crate::protocol::group_conv;
 
@@ -44,13 +46,15 @@ struct GroupCall<'a> {
     /// The client id of a `send`.
     client_id: Option<&'a str>,
     max_members: usize,
+    /// Return the recipients' presence.
+    routes: bool,
     /// The op's own arguments.
     extra: Vec<String>,
 }
 
 /// What group.lua stored: the group after the change and its messages, or
 /// the refusal.
-type GroupReply = Result<(Option<GroupView>, Vec<GroupStored>), GroupOutcome<()>>;
+type GroupReply = Result<(Option<GroupView>, Vec<GroupStored>, Option<Routes>), GroupOutcome<()>>;
 
 impl RedisStore {
     /// Runs group.lua.
@@ -63,6 +67,7 @@ impl RedisStore {
             msg_ids,
             client_id,
             max_members,
+            routes,
             extra,
         } = c;
         let k = &self.keys;
@@ -88,7 +93,8 @@ impl RedisStore {
             .arg(self.archive.as_ref().map_or(0, |f| f.max_lag))
             .arg(max_members)
             .arg(msg_ids[0])
-            .arg(msg_ids[1]);
+            .arg(msg_ids[1])
+            .arg(if routes { "1" } else { "0" });
         for a in extra {
             inv.arg(a);
         }
@@ -100,7 +106,7 @@ impl RedisStore {
     }
 
     /// Reads group.lua's answer; `Err(outcome)` for a refusal.
-    fn group_reply(parts: Vec<Value>) -> Result<GroupReply, StoreError> {
+    fn group_reply(parts: Vec<Value>, with_routes: bool) -> Result<GroupReply, StoreError> {
         let mut parts = parts.into_iter();
         let tag = as_string(&parts.next().ok_or_else(|| corrupt("empty group reply"))?)?;
         let mut next = || parts.next().ok_or_else(|| corrupt("short group reply"));
@@ -123,7 +129,20 @@ impl RedisStore {
             .iter()
             .map(as_string)
             .collect::<Result<Vec<_>, _>>()?;
+        let presence = as_array(next()?)?;
         let _ = next;
+        let routes = if with_routes {
+            let mut r: Routes = Vec::new();
+            for pair in presence.chunks(2) {
+                let [user, nodes] = pair else {
+                    return Err(corrupt("odd presence list"));
+                };
+                r.push((as_string(user)?, nodes_from_value(nodes.clone())?));
+            }
+            Some(r)
+        } else {
+            None
+        };
         let mut stored = Vec::new();
         for m in parts {
             let mut pair = as_array(m)?.into_iter();
@@ -134,6 +153,7 @@ impl RedisStore {
                 msg,
                 inboxes,
                 duplicate: false,
+                routes: None,
             });
         }
         let view = match info.as_slice() {
@@ -146,12 +166,13 @@ impl RedisStore {
             }),
             _ => None,
         };
-        Ok(Ok((view, stored)))
+        Ok(Ok((view, stored, routes)))
     }
 
     pub(super) async fn change_group(
         &self,
         c: GroupChange,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupChanged>, StoreError> {
         let (op, extra) = match &c.op {
             GroupOp::Create { name, members } => {
@@ -172,16 +193,18 @@ impl RedisStore {
                 msg_ids: [&c.msg_ids[0], &c.msg_ids[1]],
                 client_id: None,
                 max_members: c.max_members,
+                routes,
                 extra,
             })
             .await?;
-        Ok(match Self::group_reply(parts)? {
-            Ok((view, messages)) => GroupOutcome::Done(GroupChanged {
+        Ok(match Self::group_reply(parts, routes)? {
+            Ok((view, messages, routes)) => GroupOutcome::Done(GroupChanged {
                 group: view.map(|mut v| {
                     v.id = c.group.clone();
                     v
                 }),
                 messages,
+                routes,
             }),
             Err(refusal) => refused(refusal),
         })
@@ -191,6 +214,7 @@ impl RedisStore {
         &self,
         new: NewMessage,
         client_id: &str,
+        routes: bool,
     ) -> Result<GroupOutcome<GroupStored>, StoreError> {
         let group = new.group.clone().unwrap_or_default();
         let media = match &new.media {
@@ -212,6 +236,7 @@ impl RedisStore {
                 msg_ids: [&new.id, ""],
                 client_id: Some(client_id),
                 max_members: 0,
+                routes,
                 extra,
             })
             .await?;
@@ -238,14 +263,17 @@ impl RedisStore {
                 msg,
                 inboxes: vec![],
                 duplicate: true,
+                routes: None,
             }));
         }
-        Ok(match Self::group_reply(parts)? {
-            Ok((_, mut stored)) => GroupOutcome::Done(
-                stored
+        Ok(match Self::group_reply(parts, routes)? {
+            Ok((_, mut stored, routes)) => {
+                let mut one = stored
                     .pop()
-                    .ok_or_else(|| corrupt("group send stored nothing"))?,
-            ),
+                    .ok_or_else(|| corrupt("group send stored nothing"))?;
+                one.routes = routes;
+                GroupOutcome::Done(one)
+            }
             Err(refusal) => refused(refusal),
         })
     }
