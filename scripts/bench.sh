@@ -6,7 +6,12 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|drain|archive [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive [--quick]
+# groups: three nodes on Redis and RabbitMQ, 3000 users, two runs: groups of
+# 10 (RATE, default 1000 messages/s) and groups of 500 (RATE/25), members
+# spread over the nodes; <out>/groups-10.json and groups-500.json report
+# delivered copies/s, latency, CPU per delivered copy and the exactly-once
+# check over every member's devices.
 # drain: 15,000 sessions on one of three nodes, which gets SIGTERM
 # (DRAIN_RATE=n sets its CHAT_DRAIN_RATE); the report goes to
 # <out>/drain/<label>.json (chat-drain's own shape, not in the latency table).
@@ -26,7 +31,7 @@
 # not replace the published ones: RATE=100 OUT=/tmp/b scripts/bench.sh redis --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|drain|archive [--quick]}
+scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive [--quick]}
 quick=${2:-}
 if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
   for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
@@ -77,7 +82,7 @@ bench() {
   redis=$(pgrep -x redis-server | head -1 || true)
   rabbit=$(pgrep -x beam.smp | head -1 || true)
   [ -n "$redis" ] && [ "$scenario" != idle ] && [ "$scenario" != memory ] && watch+=("redis=$redis")
-  [ -n "$rabbit" ] && [ "$scenario" = cluster ] && watch+=("rabbitmq=$rabbit")
+  [ -n "$rabbit" ] && { [ "$scenario" = cluster ] || [ "$scenario" = groups ]; } && watch+=("rabbitmq=$rabbit")
   for i in $(seq 1 "$procs"); do
     "$bin/chat-bench" --admin-token $admin --label "$label" --prefix "p$i-" \
       --watch "$(IFS=,; echo "${watch[*]}")" --json "$out/.$label.$i.json" "$@" >/dev/null &
@@ -115,6 +120,19 @@ case "$scenario" in
     done
     bench 1 "$label" --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
       --rate "${RATE:-10000}" --cross-node --duration-s "$d" --sync-users 200
+    ;;
+  groups)
+    scripts/services.sh
+    for o in 0 1 2; do
+      start_node "$o" CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
+    done
+    nodes=127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770
+    rate=${RATE:-1000}
+    bench 1 "${label}-10" --nodes "$nodes" --users 3000 --group-size 10 --rate "$rate" \
+      --duration-s "$d" --sync-users 100
+    bench 1 "${label}-500" --nodes "$nodes" --users 3000 --group-size 500 --rate $(( rate / 25 > 0 ? rate / 25 : 1 )) \
+      --duration-s "$d" --sync-users 100
+    label="${label}-{10,500}"
     ;;
   drain)
     scripts/services.sh

@@ -131,6 +131,11 @@ pub struct Args {
     /// Write the JSON report here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Group scenario: users form groups of this many (consecutive users,
+    /// so members spread over the nodes), and every message goes to a
+    /// random group from a random member; 0 sends one-to-one.
+    #[arg(long, default_value_t = 0)]
+    pub group_size: usize,
 }
 
 /// A session's writer: frames to send on it.
@@ -167,6 +172,14 @@ pub async fn run(args: Args) -> Result<Report, String> {
         .into_iter()
         .collect::<Result<_, _>>()?;
 
+    let groups = if args.group_size > 0 {
+        create_groups(&args, &tokens, &user_name).await?
+    } else {
+        Vec::new()
+    };
+    let sampled: std::collections::HashSet<String> = (0..args.sync_users.min(args.users))
+        .map(user_name)
+        .collect();
     let shared = Arc::new(Shared {
         // Warm-up, window and a margin for the rate not being exact.
         stats: Mutex::new(Stats::with_capacity(
@@ -174,10 +187,22 @@ pub async fn run(args: Args) -> Result<Report, String> {
         )),
         window_start_us: 0.into(),
         window_end_us: 0.into(),
-        expected_per_message: (2 * args.devices - 1) as u32,
-        sampled: (0..args.sync_users.min(args.users))
-            .map(user_name)
+        expected_per_message: if args.group_size > 0 {
+            (args.group_size * args.devices - 1) as u32
+        } else {
+            (2 * args.devices - 1) as u32
+        },
+        sampled_groups: groups
+            .iter()
+            .map(|(id, members)| {
+                let names = members
+                    .iter()
+                    .map(|&u| user_name(u))
+                    .filter(|n| sampled.contains(n));
+                (id.clone(), names.collect())
+            })
             .collect(),
+        sampled,
     });
     let started = Instant::now();
     let slots: Vec<(usize, usize)> = (0..args.users)
@@ -227,7 +252,7 @@ pub async fn run(args: Args) -> Result<Report, String> {
 
     let mut cpu = Vec::new();
     if args.rate > 0 {
-        let (sends, used) = traffic(&args, &senders, &shared, n).await;
+        let (sends, used) = traffic(&args, &senders, &shared, n, &groups).await;
         cpu = used;
         drain(&shared, sends).await;
     }
@@ -258,7 +283,17 @@ pub async fn run(args: Args) -> Result<Report, String> {
     let mut st = std::mem::take(&mut *shared.stats.lock().unwrap_or_else(|p| p.into_inner()));
     let (lost, duplicated) = exactly_once(&st);
     let window = args.duration_s.max(1) as f64;
+    let per_copy = cpu
+        .iter()
+        .map(|c| {
+            let us = c.percent_of_one_core / 100.0 * window * 1e6;
+            (c.name.clone(), us / st.delivered_in_window.max(1) as f64)
+        })
+        .collect();
     let report = Report {
+        group_size: args.group_size,
+        groups: groups.len(),
+        cpu_us_per_delivered_copy: per_copy,
         label: args.label.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         nodes: args.nodes.clone(),
@@ -330,6 +365,7 @@ async fn traffic(
     senders: &[Vec<Option<mpsc::Sender<String>>>],
     shared: &Shared,
     n: usize,
+    groups: &[(String, Vec<usize>)],
 ) -> (u64, Vec<CpuUse>) {
     let mut watched = args.watch.clone();
     watched.push(Watched {
@@ -354,14 +390,20 @@ async fn traffic(
         let due = (started.elapsed().as_secs_f64() * f64::from(args.rate)) as u64;
         while sent < due {
             sent += 1;
-            let from = rng.random_range(0..users);
-            let mut to = rng.random_range(0..users);
-            // Another user; with --cross-node, one whose first device is elsewhere.
-            while to == from || (args.cross_node && n > 1 && to % n == from % n) {
-                to = rng.random_range(0..users);
-            }
             seq += 1;
-            let frame = send_frame(&args.prefix, seq, to);
+            let (from, frame) = if groups.is_empty() {
+                let from = rng.random_range(0..users);
+                let mut to = rng.random_range(0..users);
+                // Another user; with --cross-node, one whose first device is elsewhere.
+                while to == from || (args.cross_node && n > 1 && to % n == from % n) {
+                    to = rng.random_range(0..users);
+                }
+                (from, send_frame(&args.prefix, seq, Target::User(to)))
+            } else {
+                let (id, members) = &groups[rng.random_range(0..groups.len())];
+                let from = members[rng.random_range(0..members.len())];
+                (from, send_frame(&args.prefix, seq, Target::Group(id)))
+            };
             match &senders[from][0] {
                 Some(tx) if tx.try_send(frame).is_ok() => queued += 1,
                 _ => {
@@ -379,14 +421,64 @@ async fn traffic(
     (queued, snapshot.map(|s| s.since()).unwrap_or_default())
 }
 
-/// The `send` of message `seq` of this process to user `to`: the body is
-/// the send time in µs, from which the receiver's reader takes the latency.
-fn send_frame(prefix: &str, seq: u64, to: usize) -> String {
+/// Whom a benchmark message goes to.
+enum Target<'a> {
+    /// User number n.
+    User(usize),
+    Group(&'a str),
+}
+
+/// Creates the groups of the group scenario: users `k·size .. (k+1)·size`
+/// form group `k`, created by its first member over a connection of its
+/// own (before any session opens, so the `created` messages are only in
+/// inboxes). Returns (group id, members).
+async fn create_groups(
+    args: &Args,
+    tokens: &[String],
+    user_name: &dyn Fn(usize) -> String,
+) -> Result<Vec<(String, Vec<usize>)>, String> {
+    let size = args.group_size;
+    if size < 2 || size > args.users {
+        return Err(format!(
+            "--group-size must be 2 to --users ({})",
+            args.users
+        ));
+    }
+    let n = args.nodes.len();
+    let plans: Vec<(usize, Vec<usize>)> = (0..args.users / size)
+        .map(|k| (k, (k * size..(k + 1) * size).collect()))
+        .collect();
+    futures_util::stream::iter(plans)
+        .map(|(k, members)| {
+            let creator = members[0];
+            let node = args.nodes[creator % n].clone();
+            let token = tokens[creator].clone();
+            let names: Vec<String> = members[1..].iter().map(|&u| user_name(u)).collect();
+            async move {
+                let id = session::create_group(&node, &token, &format!("bench-{k}"), names).await?;
+                Ok::<_, String>((id, members))
+            }
+        })
+        .buffered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// The `send` of message `seq` of this process: the body is the send time
+/// in µs, from which the receivers' readers take the latency.
+fn send_frame(prefix: &str, seq: u64, target: Target) -> String {
+    let (to, group) = match target {
+        Target::User(u) => (format!("{prefix}{u}"), None),
+        Target::Group(g) => (String::new(), Some(g.to_owned())),
+    };
     let request = Request {
         rid: None,
         command: Command::Send(SendRequest {
             id: format!("{prefix}-{seq}"),
-            to: format!("{prefix}{to}"),
+            to,
+            group,
             kind: Kind::Text,
             body: now_us().to_string(),
             media: None,
@@ -402,9 +494,10 @@ mod tests {
 
     #[test]
     fn send_frames_are_sends_the_node_accepts() {
-        let frame = send_frame("p1-", 7, 42);
+        let frame = send_frame("p1-", 7, Target::User(42));
         let limits = Limits {
             max_body_bytes: 4096,
+            max_group_members: 500,
         };
         let Ok(Request {
             rid: None,

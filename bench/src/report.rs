@@ -85,6 +85,12 @@ pub struct Report {
     /// The catch-up phase, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncReport>,
+    /// Members per group in the group scenario (0: one-to-one).
+    pub group_size: usize,
+    pub groups: usize,
+    /// CPU time over the window per delivered `msg` copy, in µs, of each
+    /// process in `cpu`.
+    pub cpu_us_per_delivered_copy: BTreeMap<String, f64>,
 }
 
 /// What the catch-up phase measured.

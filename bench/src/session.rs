@@ -35,6 +35,8 @@ pub struct Shared {
     pub expected_per_message: u32,
     /// Users whose inboxes the catch-up phase checks.
     pub sampled: std::collections::HashSet<String>,
+    /// The group scenario's groups: id -> their members among `sampled`.
+    pub sampled_groups: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl Shared {
@@ -79,6 +81,45 @@ pub async fn connect(address: &str, token: &str, device: &str) -> Result<Ws, Str
         }
         other => Err(format!("{address}: no connected: {other:?}")),
     }
+}
+
+/// Creates a group as the token's user over a connection of its own;
+/// returns its id.
+pub async fn create_group(
+    address: &str,
+    token: &str,
+    name: &str,
+    members: Vec<String>,
+) -> Result<String, String> {
+    let mut ws = connect(address, token, "bench-setup").await?;
+    let create = Request {
+        rid: None,
+        command: Command::GroupCreate {
+            name: name.to_owned(),
+            members,
+        },
+    };
+    ws.send(WsMessage::Text(encode(&create).into()))
+        .await
+        .map_err(|e| e.to_string())?;
+    while let Some(m) = ws.next().await {
+        let Ok(WsMessage::Text(t)) = m else { continue };
+        let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| e.to_string())?;
+        match v["type"].as_str() {
+            Some("group") => {
+                let _ = ws.close(None).await;
+                return v["group"]["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("group without id: {t}"));
+            }
+            Some("error") => return Err(format!("{address}: group_create: {t}")),
+            _ => {}
+        }
+    }
+    Err(format!(
+        "{address}: connection ended before the group was made"
+    ))
 }
 
 /// Opens a session; returns the sender of frames to write.
@@ -182,7 +223,11 @@ fn record(shared: &Shared, text: &str) {
             if in_window {
                 st.acked_in_window += 1;
             }
-            for user in [&m.from, &m.to] {
+            let members = m.group.as_ref().and_then(|g| shared.sampled_groups.get(g));
+            for user in [&m.from, &m.to]
+                .into_iter()
+                .chain(members.into_iter().flatten())
+            {
                 if shared.sampled.contains(user) {
                     st.inbox_expected
                         .entry(user.clone())
@@ -221,6 +266,9 @@ mod tests {
             media: None,
             ts: 1,
             played: None,
+            group: None,
+            system: None,
+            recalled: None,
         }
     }
 
@@ -241,10 +289,7 @@ mod tests {
         let f = Frame::read(&sent).expect("sent");
         assert_eq!((f.kind.as_ref(), f.msg.as_ref()), ("sent", Some(&m)));
 
-        let entries = [InboxEntry {
-            pts: 4,
-            msg: m.clone(),
-        }];
+        let entries = [InboxEntry::message(4, m.clone())];
         let synced = ServerFrame::Synced {
             entries: &entries,
             more: true,
@@ -259,9 +304,9 @@ mod tests {
         assert_eq!(
             f.entries
                 .iter()
-                .map(|e| (e.pts, &e.msg))
+                .map(|e| (e.pts, e.msg.as_ref()))
                 .collect::<Vec<_>>(),
-            [(4, &m)]
+            [(4, Some(&m))]
         );
 
         let error = ServerFrame::Error {
@@ -296,6 +341,7 @@ mod tests {
     fn frames_the_generator_writes_are_what_the_node_parses() {
         let limits = Limits {
             max_body_bytes: 4096,
+            max_group_members: 500,
         };
         for command in [
             Command::Connect {

@@ -50,7 +50,7 @@ async fn sync_one(
                     if let Some(last) = page.entries.last() {
                         after = last.pts;
                     }
-                    ids.extend(page.entries.into_iter().map(|e| e.msg.id));
+                    ids.extend(page.entries.into_iter().filter_map(|e| e.msg.map(|m| m.id)));
                     break page.more;
                 }
                 "error" => return Err(format!("{node}: sync refused: {text}")),

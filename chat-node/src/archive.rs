@@ -117,10 +117,13 @@ macro_rules! with_pool {
 
 /// The columns every read selects, in [`decode`]'s order.
 const COLUMNS: &str = "conv, seq, id, sender_id, receiver_id, msg, msg_type, chat_time, \
-     media_url, media_cover_url, media_width, media_height, media_duration_s, played";
+     media_url, media_cover_url, media_width, media_height, media_duration_s, played, \
+     receiver_type, sys_event, recalled";
 
-/// `receiver_type` of a one-to-one message (2 is kept for groups).
+/// `receiver_type` of a one-to-one message.
 const RECEIVER_USER: i16 = 1;
+/// `receiver_type` of a group message (`receiver_id` is the group id).
+const RECEIVER_GROUP: i16 = 2;
 
 /// Most rows one statement carries (bind parameters stay far below every
 /// engine's limit: 15 per row).
@@ -217,16 +220,33 @@ impl Archive {
     }
 
     /// Stores messages, each once: a row already there keeps its columns,
-    /// except `played`, which becomes the greater of the two.
+    /// except `played` and `recalled`, which become the greater of the two
+    /// (and a recalled row loses its content), so writes of one message in
+    /// any order converge.
     pub async fn insert(&self, msgs: &[Message]) -> Result<(), ArchiveError> {
         self.ready().await?;
+        // MySQL evaluates the assignments in order: content before `recalled`.
         let upsert = match self.engine {
-            Engine::Mysql => " ON DUPLICATE KEY UPDATE played = GREATEST(played, VALUES(played))",
+            Engine::Mysql => {
+                " ON DUPLICATE KEY UPDATE played = GREATEST(played, VALUES(played)), \
+                 msg = IF(COALESCE(VALUES(recalled), 0) = 1, '', msg), \
+                 media_url = IF(COALESCE(VALUES(recalled), 0) = 1, NULL, media_url), \
+                 media_cover_url = IF(COALESCE(VALUES(recalled), 0) = 1, NULL, media_cover_url), \
+                 recalled = GREATEST(COALESCE(recalled, 0), COALESCE(VALUES(recalled), 0))"
+            }
             Engine::Postgres => {
-                " ON CONFLICT (conv, seq) DO UPDATE SET played = GREATEST(chat_message.played, EXCLUDED.played)"
+                " ON CONFLICT (conv, seq) DO UPDATE SET played = GREATEST(chat_message.played, EXCLUDED.played), \
+                 msg = CASE WHEN COALESCE(EXCLUDED.recalled, 0) = 1 THEN '' ELSE chat_message.msg END, \
+                 media_url = CASE WHEN COALESCE(EXCLUDED.recalled, 0) = 1 THEN NULL ELSE chat_message.media_url END, \
+                 media_cover_url = CASE WHEN COALESCE(EXCLUDED.recalled, 0) = 1 THEN NULL ELSE chat_message.media_cover_url END, \
+                 recalled = GREATEST(COALESCE(chat_message.recalled, 0), COALESCE(EXCLUDED.recalled, 0))"
             }
             Engine::Sqlite => {
-                " ON CONFLICT (conv, seq) DO UPDATE SET played = MAX(chat_message.played, excluded.played)"
+                " ON CONFLICT (conv, seq) DO UPDATE SET played = MAX(chat_message.played, excluded.played), \
+                 msg = CASE WHEN COALESCE(excluded.recalled, 0) = 1 THEN '' ELSE chat_message.msg END, \
+                 media_url = CASE WHEN COALESCE(excluded.recalled, 0) = 1 THEN NULL ELSE chat_message.media_url END, \
+                 media_cover_url = CASE WHEN COALESCE(excluded.recalled, 0) = 1 THEN NULL ELSE chat_message.media_cover_url END, \
+                 recalled = MAX(COALESCE(chat_message.recalled, 0), COALESCE(excluded.recalled, 0))"
             }
         };
         for chunk in msgs.chunks(MAX_BATCH) {
@@ -234,16 +254,24 @@ impl Archive {
                 let mut q = QueryBuilder::<Db>::new(
                     "INSERT INTO chat_message (conv, seq, id, sender_id, receiver_id, receiver_type, \
                      msg, msg_type, chat_time, media_url, media_cover_url, media_width, \
-                     media_height, media_duration_s, played) ",
+                     media_height, media_duration_s, played, sys_event, recalled) ",
                 );
                 q.push_values(chunk, |mut row, m| {
                     let media = m.media.as_ref();
+                    let (receiver, receiver_type) = match &m.group {
+                        Some(g) => (g.as_str(), RECEIVER_GROUP),
+                        None => (m.to.as_str(), RECEIVER_USER),
+                    };
+                    let system = m
+                        .system
+                        .as_ref()
+                        .and_then(|s| serde_json::to_string(s).ok());
                     row.push_bind(m.conv.as_str())
                         .push_bind(m.seq as i64)
                         .push_bind(m.id.as_str())
                         .push_bind(m.from.as_str())
-                        .push_bind(m.to.as_str())
-                        .push_bind(RECEIVER_USER)
+                        .push_bind(receiver)
+                        .push_bind(receiver_type)
                         .push_bind(m.body.as_str())
                         .push_bind(m.kind.as_str())
                         .push_bind(m.ts as i64)
@@ -252,7 +280,9 @@ impl Archive {
                         .push_bind(media.and_then(|x| x.width).map(i64::from))
                         .push_bind(media.and_then(|x| x.height).map(i64::from))
                         .push_bind(media.and_then(|x| x.duration_s).map(i64::from))
-                        .push_bind(m.played.map(i16::from));
+                        .push_bind(m.played.map(i16::from))
+                        .push_bind(system)
+                        .push_bind(m.recalled.map(i16::from));
                 });
                 q.push(upsert);
                 q.build().execute(pool).await?;
@@ -359,6 +389,20 @@ impl Archive {
         Ok(())
     }
 
+    /// Takes the content of message `id` away for good (recall).
+    pub async fn recall(&self, id: &str) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        with_pool!(self, |pool, Db| {
+            let mut q = QueryBuilder::<Db>::new(
+                "UPDATE chat_message SET msg = '', media_url = NULL, media_cover_url = NULL, \
+                 recalled = 1 WHERE id = ",
+            );
+            q.push_bind(id);
+            q.build().execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// How many messages the archive holds, and how many distinct ids (the
     /// same when nothing is stored twice): for tests and benchmarks.
     pub async fn count(&self) -> Result<(u64, u64), ArchiveError> {
@@ -415,17 +459,38 @@ where
     });
     let played: Option<i16> = row.try_get(13)?;
     let (seq, ts): (i64, i64) = (row.try_get(1)?, row.try_get(7)?);
+    let receiver: String = row.try_get(4)?;
+    let receiver_type: i16 = row.try_get(14)?;
+    let (to, group) = if receiver_type == RECEIVER_GROUP {
+        (String::new(), Some(receiver))
+    } else {
+        (receiver, None)
+    };
+    let system: Option<String> = row.try_get(15)?;
+    let system = system
+        .map(|j| serde_json::from_str(&j))
+        .transpose()
+        .map_err(|e| ArchiveError::Corrupt(format!("sys_event: {e}")))?;
+    let recalled: Option<i16> = row.try_get(16)?;
+    let recalled = recalled.filter(|r| *r != 0).map(|_| true);
     Ok(Message {
         conv: row.try_get(0)?,
         seq: seq.max(0) as u64,
         id: row.try_get(2)?,
         from: row.try_get(3)?,
-        to: row.try_get(4)?,
+        to,
+        group,
         body: row.try_get(5)?,
         kind,
-        media: media.transpose()?,
+        media: if recalled.is_some() {
+            None
+        } else {
+            media.transpose()?
+        },
         ts: ts.max(0) as u64,
         played: played.map(|p| p != 0),
+        system,
+        recalled,
     })
 }
 

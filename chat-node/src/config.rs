@@ -221,6 +221,16 @@ pub struct Config {
     /// that died) are taken over.
     #[arg(long, env = env::ARCHIVE_CLAIM_S, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub archive_claim_s: u64,
+
+    /// Most members of a group, owner included (each group message is
+    /// written to every member's inbox).
+    #[arg(long, env = env::MAX_GROUP_MEMBERS, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    pub max_group_members: u32,
+
+    /// How long, in seconds, the sender of a message may recall it; 0
+    /// disables recall.
+    #[arg(long, env = env::RECALL_WINDOW_S, default_value_t = 120)]
+    pub recall_window_s: u64,
 }
 
 impl Config {
@@ -232,6 +242,20 @@ impl Config {
         if let Some(url) = &self.archive_url {
             crate::archive::Engine::of(url)
                 .map_err(|e| Error::Config(format!("{}: {e}", env::ARCHIVE_URL)))?;
+        }
+        // A `group` reply lists every member (quoted, comma) and is not
+        // paged: it must fit in a reply.
+        let group_reply = self.max_group_members as u64
+            * (crate::protocol::client::MAX_ID_BYTES as u64 + 3)
+            + 1024;
+        if group_reply > u64::from(self.max_reply_bytes) {
+            return Err(Error::Config(format!(
+                "{} ({}) makes a group reply of up to {group_reply} bytes, more than {} ({})",
+                env::MAX_GROUP_MEMBERS,
+                self.max_group_members,
+                env::MAX_REPLY_BYTES,
+                self.max_reply_bytes
+            )));
         }
         if self.amqp_url.is_some() && self.redis_url.is_none() {
             return Err(Error::Config(format!(
@@ -283,6 +307,7 @@ impl Config {
             connection: ConnectionSettings {
                 limits: Limits {
                     max_body_bytes: self.max_body_bytes as usize,
+                    max_group_members: self.max_group_members as usize,
                 },
                 max_frame_bytes: self.max_frame_bytes as usize,
                 max_reply_bytes: self.max_reply_bytes as usize,
@@ -321,6 +346,8 @@ impl Config {
                 hot: Duration::from_secs(self.hot_seconds),
                 max_lag: self.archive_max_lag,
             }),
+            max_group_members: self.max_group_members as usize,
+            recall_window: Duration::from_secs(self.recall_window_s),
         })
     }
 
@@ -404,5 +431,25 @@ mod tests {
         assert!(c.validate().is_err());
         let c = Config::parse_from(["chat-node", "--cluster", "a:b"]);
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn group_and_recall_limits_have_defaults_and_bounds() {
+        let s = Config::defaults().settings().unwrap();
+        assert_eq!(s.max_group_members, 500);
+        assert_eq!(s.connection.limits.max_group_members, 500);
+        assert_eq!(s.recall_window, Duration::from_secs(120));
+        let c = Config::parse_from(["chat-node", "--recall-window-s", "0"]);
+        assert_eq!(c.settings().unwrap().recall_window, Duration::ZERO);
+        assert!(Config::try_parse_from(["chat-node", "--max-group-members", "1"]).is_err());
+        // Every member of a group must fit in the reply that lists them.
+        let c = Config::parse_from([
+            "chat-node",
+            "--max-group-members",
+            "10000",
+            "--max-reply-bytes",
+            "65536",
+        ]);
+        assert!(c.settings().is_err());
     }
 }

@@ -249,7 +249,11 @@ where
         }
         tracing::debug!(user = %user, session = %id, device, "session opened");
         Ok(Some(Session {
-            ctx: SessionCtx { user, session: id },
+            ctx: SessionCtx {
+                user,
+                session: id,
+                typing: Arc::default(),
+            },
             token_hash,
             expires_at_ms: record.expires_at,
             rx,
@@ -393,7 +397,8 @@ where
         let name = req.command.name();
         self.node.metrics.frame(name);
         let outcome = command::dispatch(&self.node, s, req).await;
-        if self.send_text(outcome.reply).await.is_err() {
+        // `typing` has no reply.
+        if !outcome.reply.is_empty() && self.send_text(outcome.reply).await.is_err() {
             return Flow::Close;
         }
         if name == "send" {

@@ -36,6 +36,8 @@ pub struct Metrics {
     /// Connections by state: `authenticating`, `active`, `draining`.
     pub sessions: Family<StateLabel, Gauge>,
     pub messages_stored: Counter,
+    /// `typing` frames dropped by the per-conversation limit.
+    pub typing_dropped: Counter,
     /// `msg` frames queued for local sessions.
     pub messages_delivered: Counter,
     pub errors: Family<CodeLabel, Counter>,
@@ -78,6 +80,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             sessions: Family::default(),
             messages_stored: Counter::default(),
+            typing_dropped: Counter::default(),
             messages_delivered: Counter::default(),
             errors: Family::default(),
             frames_received: Family::default(),
@@ -126,6 +129,11 @@ impl Metrics {
             "messages_stored",
             "Messages stored",
             m.messages_stored.clone(),
+        );
+        r.register(
+            "typing_dropped",
+            "Typing frames dropped by the per-conversation limit",
+            m.typing_dropped.clone(),
         );
         r.register(
             "messages_delivered",

@@ -62,6 +62,11 @@ pub struct Settings {
     pub client_id_ttl: Duration,
     /// The SQL archive, when there is one.
     pub archive: Option<ArchiveSettings>,
+    /// Most members of a group, owner included.
+    pub max_group_members: usize,
+    /// How long after sending a message its sender may recall it (zero:
+    /// never).
+    pub recall_window: Duration,
 }
 
 /// The archive and the hot window.

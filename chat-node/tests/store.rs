@@ -69,10 +69,12 @@ fn msg(id: &str, from: &str, to: &str, ts: u64) -> NewMessage {
         conv: chat_node::protocol::dm_conv(from, to),
         from: from.to_owned(),
         to: to.to_owned(),
+        group: None,
         kind: Kind::Text,
         body: id.to_owned(),
         media: None,
         ts,
+        system: None,
     }
 }
 
@@ -269,10 +271,10 @@ async fn pages_follow_seq_and_pts_after_trimming_and_at_any_bound(b: Backend) {
     // bob's inbox now holds pts 4..=6; 1..=3 were dropped.
     let page = f.store.sync("bob", 1, 100).await.unwrap();
     assert_eq!((pts(&page), page.more, page.pts), (vec![4, 5, 6], false, 6));
-    assert_eq!(page.entries[0].msg.id, "m3");
+    assert_eq!(page.entries[0].msg.as_ref().unwrap().id, "m3");
     let page = f.store.sync("bob", 4, 1).await.unwrap();
     assert_eq!((pts(&page), page.more), (vec![5], true));
-    assert_eq!(page.entries[0].msg.id, "m4");
+    assert_eq!(page.entries[0].msg.as_ref().unwrap().id, "m4");
     for after in [6, 7, u64::MAX] {
         let page = f.store.sync("bob", after, 10).await.unwrap();
         assert_eq!((pts(&page), page.more, page.pts), (vec![], false, 6));

@@ -45,6 +45,8 @@ pub const HOT_SECONDS: &str = "CHAT_HOT_SECONDS";
 pub const ARCHIVE_MAX_LAG: &str = "CHAT_ARCHIVE_MAX_LAG";
 pub const ARCHIVE_BATCH: &str = "CHAT_ARCHIVE_BATCH";
 pub const ARCHIVE_CLAIM_S: &str = "CHAT_ARCHIVE_CLAIM_S";
+pub const MAX_GROUP_MEMBERS: &str = "CHAT_MAX_GROUP_MEMBERS";
+pub const RECALL_WINDOW_S: &str = "CHAT_RECALL_WINDOW_S";
 
 /// Sessions per second a draining node tells to reconnect, unless set.
 pub const DEFAULT_DRAIN_RATE: u32 = 500;

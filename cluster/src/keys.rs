@@ -2,8 +2,13 @@
 //! (DESIGN.md, "Names in Redis and RabbitMQ"). The operator uses the same
 //! functions to find what a node left behind.
 //!
-//! User ids cannot contain `:` and conversation ids have the fixed shape
-//! `dm:a:b`, so no two of these names can collide.
+//! User ids cannot contain `:`, conversation ids have the fixed shapes
+//! `dm:a:b` and `g:<group id>`, and group ids are `g-` and a ULID, so no
+//! two of these names can collide.
+//!
+//! The group scripts (chat-node's group.lua, conversations.lua,
+//! recall.lua) write to a variable set of members' keys, so they build
+//! those names from [`Keys::prefix`] exactly as the functions here do.
 
 /// Key names of one cluster.
 #[derive(Debug, Clone)]
@@ -96,6 +101,24 @@ impl Keys {
     pub fn queue_ports(&self) -> String {
         format!("{}queues", self.prefix)
     }
+    /// Hash: a group's `name`, `owner`, `created` (ms) and `joins` (the
+    /// counter that orders its members by join).
+    pub fn group(&self, group: &str) -> String {
+        format!("{}group:{group}", self.prefix)
+    }
+    /// Sorted set: a group's members, scored in join order.
+    pub fn group_members(&self, group: &str) -> String {
+        format!("{}group:{group}:members", self.prefix)
+    }
+    /// Hash: a group's former members -> `seq` of the message that removed
+    /// them (the last one they got).
+    pub fn group_left(&self, group: &str) -> String {
+        format!("{}group:{group}:left", self.prefix)
+    }
+    /// Sorted set: a user's conversations -> last activity (ms).
+    pub fn convs(&self, user: &str) -> String {
+        format!("{}convs:{user}", self.prefix)
+    }
     /// Hash: port -> online count (the node registry).
     pub fn ports(&self) -> String {
         format!("{}ports", self.prefix)
@@ -120,5 +143,14 @@ mod tests {
         assert!(k.client_id("alice", "c-1").starts_with(k.prefix()));
         assert_eq!(k.archive_stream(), "chat:prod:archive");
         assert_eq!(k.conv_seq("dm:a:b"), "chat:prod:conv:dm:a:b:seq");
+        // The group scripts build these from the prefix.
+        let g = "g-01JD0000000000000000000000";
+        assert_eq!(k.group(g), format!("chat:prod:group:{g}"));
+        assert_eq!(k.group_members(g), format!("chat:prod:group:{g}:members"));
+        assert_eq!(k.group_left(g), format!("chat:prod:group:{g}:left"));
+        assert_eq!(k.convs("bob"), "chat:prod:convs:bob");
+        assert_eq!(k.unread("bob"), "chat:prod:unread:bob");
+        assert_eq!(k.read_marks("bob"), "chat:prod:read:bob");
+        assert_eq!(k.inbox_pts("bob"), "chat:prod:inbox:bob:pts");
     }
 }

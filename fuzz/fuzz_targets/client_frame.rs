@@ -12,6 +12,7 @@ use libfuzzer_sys::fuzz_target;
 /// The limits a node runs with by default.
 static LIMITS: LazyLock<Limits> = LazyLock::new(|| Limits {
     max_body_bytes: Config::defaults().max_body_bytes as usize,
+    max_group_members: Config::defaults().max_group_members as usize,
 });
 
 fuzz_target!(|data: &[u8]| {

@@ -354,6 +354,15 @@ pub struct ChatSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub drain_rate: Option<u32>,
+    /// Most members of a group, owner included (default 500). Each group
+    /// message is written to every member's inbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 2, max = 10000))]
+    pub max_group_members: Option<u32>,
+    /// Seconds after sending in which the sender may recall a message
+    /// (default 120); 0 disables recall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_window_seconds: Option<u32>,
 }
 
 /// What to do with the cluster's data when the ChatCluster is deleted.

@@ -3,12 +3,16 @@
 //! direct reply plus the deliveries to other sessions, which the connection
 //! hands out after it has written the reply.
 
+mod conversations;
+mod group;
 mod history;
 mod page;
 mod played;
 mod read;
+mod recall;
 mod send;
 mod sync;
+mod typing;
 mod unread;
 
 use std::sync::Arc;
@@ -16,15 +20,102 @@ use std::sync::Arc;
 use crate::bus::Delivery;
 use crate::node::Node;
 use crate::protocol::client::{Command, Request};
+use crate::protocol::server::GroupView;
 use crate::protocol::server::ServerFrame;
 use crate::protocol::{ErrorCode, ProtoError};
-use crate::store::{Routes, StoreError};
+use crate::store::{GroupOp, GroupOutcome, Routes, StoreError};
+
+/// Whom a request is about: a peer or a group (the parser lets through
+/// exactly one of the two).
+#[derive(Debug, Clone)]
+pub enum Peer {
+    User(String),
+    Group(String),
+}
+
+impl Peer {
+    fn of(user: Option<String>, group: Option<String>) -> Peer {
+        match (user, group) {
+            (_, Some(g)) => Peer::Group(g),
+            (Some(u), None) => Peer::User(u),
+            (None, None) => Peer::User(String::new()),
+        }
+    }
+}
+
+/// The group `id` if `user` is a member: `not_found` for no such group,
+/// `forbidden` for a non-member (a removed one included).
+async fn member_of(node: &Node, user: &str, id: &str) -> Result<GroupView, Failure> {
+    match node.store.group(id).await? {
+        None => Err(Failure::new(ErrorCode::NotFound, format!("no group {id}"))),
+        Some(g) if g.members.iter().any(|m| m == user) => Ok(g),
+        Some(_) => Err(Failure::new(
+            ErrorCode::Forbidden,
+            "only members of the group may do this",
+        )),
+    }
+}
+
+/// A refused group request as the error the client gets.
+fn group_refusal<T>(outcome: GroupOutcome<T>, node: &Node, group: &str) -> Result<T, Failure> {
+    match outcome {
+        GroupOutcome::Done(v) => Ok(v),
+        GroupOutcome::NotFound => Err(Failure::new(
+            ErrorCode::NotFound,
+            format!("no group {group}"),
+        )),
+        GroupOutcome::Forbidden(why) => Err(Failure::new(ErrorCode::Forbidden, why)),
+        GroupOutcome::TooMany => Err(Failure::new(
+            ErrorCode::BadRequest,
+            format!(
+                "a group has at most {} members, owner included",
+                node.settings.max_group_members
+            ),
+        )),
+        GroupOutcome::Invalid(why) => Err(Failure::new(ErrorCode::BadRequest, why)),
+    }
+}
+
+/// `msg` frames of a group message, one per recipient with their own
+/// `pts`, for every session but the requesting one.
+fn group_msgs(s: &SessionCtx, stored: &crate::store::GroupStored) -> Vec<Delivery> {
+    stored
+        .inboxes
+        .iter()
+        .map(|(user, pts)| {
+            let frame = ServerFrame::Msg {
+                pts: *pts,
+                msg: &stored.msg,
+            }
+            .to_json();
+            delivery(user, frame, except_mine(s, user), true)
+        })
+        .collect()
+}
+
+/// The requesting session, for deliveries to its own user only (a
+/// session id names one session of one user).
+fn except_mine<'a>(s: &'a SessionCtx, user: &str) -> Option<&'a Arc<str>> {
+    (*s.user == *user).then_some(&s.session)
+}
+
+/// The same frame for every session of every member but the requesting one.
+fn to_members(s: &SessionCtx, members: &[String], frame: String) -> Vec<Delivery> {
+    members
+        .iter()
+        .map(|m| delivery(m, frame.clone(), except_mine(s, m), false))
+        .collect()
+}
+
+pub use typing::TypingLimit;
 
 /// The authenticated session a command runs for.
 #[derive(Debug, Clone)]
 pub struct SessionCtx {
     pub user: Arc<str>,
     pub session: Arc<str>,
+    /// When this session last sent `typing`, per conversation.
+    pub typing: Arc<TypingLimit>,
 }
 
 /// A command's result: the reply for the requesting session, and frames for
@@ -110,12 +201,29 @@ pub async fn dispatch(node: &Node, s: &SessionCtx, req: Request) -> Outcome {
         Command::Sync { after, limit } => sync::apply(node, s, after, limit, rid).await,
         Command::History {
             with,
+            group,
             before,
             limit,
-        } => history::apply(node, s, &with, before, limit, rid).await,
+        } => history::apply(node, s, Peer::of(with, group), before, limit, rid).await,
         Command::Unread => unread::apply(node, s, rid).await,
-        Command::Read { with, seq } => read::apply(node, s, &with, seq, rid).await,
+        Command::Read { with, group, seq } => {
+            read::apply(node, s, Peer::of(with, group), seq, rid).await
+        }
         Command::Played { msg } => played::apply(node, s, &msg, rid).await,
+        Command::GroupCreate { name, members } => group::create(node, s, name, members, rid).await,
+        Command::GroupAdd { group, users } => {
+            group::change(node, s, &group, GroupOp::Add(users), rid).await
+        }
+        Command::GroupRemove { group, users } => {
+            group::change(node, s, &group, GroupOp::Remove(users), rid).await
+        }
+        Command::GroupLeave { group } => group::change(node, s, &group, GroupOp::Leave, rid).await,
+        Command::GroupInfo { group } => group::info(node, s, &group, rid).await,
+        Command::Conversations { before, limit } => {
+            conversations::apply(node, s, before, limit, rid).await
+        }
+        Command::Typing { to, group } => typing::apply(node, s, Peer::of(to, group)).await,
+        Command::Recall { msg } => recall::apply(node, s, &msg, rid).await,
         Command::Ping => Ok(Outcome::reply(ServerFrame::Pong { rid }.to_json())),
         Command::Connect { .. } => Err(Failure::new(
             ErrorCode::BadRequest,

@@ -1,7 +1,7 @@
 //! `played`: the receiver marks a voice message played; every other session
 //! of both users hears about it.
 
-use super::{Failure, Outcome, SessionCtx, to_both};
+use super::{Failure, Outcome, SessionCtx, to_both, to_members};
 use crate::node::Node;
 use crate::protocol::ErrorCode;
 use crate::protocol::server::ServerFrame;
@@ -20,7 +20,7 @@ pub async fn apply(
         )),
         PlayedOutcome::Forbidden => Err(Failure::new(
             ErrorCode::Forbidden,
-            "only the receiver of a voice message may mark it played",
+            "only the receiver of a voice message (in a group: a member but its sender) may mark it played",
         )),
         PlayedOutcome::NotVoice => Err(Failure::new(
             ErrorCode::BadRequest,
@@ -33,9 +33,16 @@ pub async fn apply(
                 by: &s.user,
             }
             .to_json();
+            let deliveries = match &msg.group {
+                None => to_both(s, &msg.from, frame),
+                Some(g) => {
+                    let members = node.store.group(g).await?.map(|g| g.members);
+                    to_members(s, &members.unwrap_or_default(), frame)
+                }
+            };
             Ok(Outcome {
                 reply: ServerFrame::Ok { rid }.to_json(),
-                deliveries: to_both(s, &msg.from, frame),
+                deliveries,
                 routes: None,
             })
         }

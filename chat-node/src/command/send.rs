@@ -1,12 +1,12 @@
 //! `send`: store a message, reply `sent`, deliver `msg` to every other
-//! session of both users.
+//! session of both users (in a group: of every member).
 
-use super::{Failure, Outcome, SessionCtx, delivery};
+use super::{Failure, Outcome, SessionCtx, delivery, group_msgs, group_refusal};
 use crate::ids;
 use crate::node::Node;
 use crate::protocol::client::SendRequest;
-use crate::protocol::dm_conv;
 use crate::protocol::server::ServerFrame;
+use crate::protocol::{dm_conv, group_conv};
 use crate::store::NewMessage;
 
 pub async fn apply(
@@ -15,16 +15,21 @@ pub async fn apply(
     req: SendRequest,
     rid: Option<&str>,
 ) -> Result<Outcome, Failure> {
+    if let Some(group) = req.group.clone() {
+        return to_group(node, s, req, group, rid).await;
+    }
     let new = NewMessage {
         id: node.ids.next(),
         conv: dm_conv(&s.user, &req.to),
         // The sender is always the session's user.
         from: s.user.to_string(),
         to: req.to,
+        group: None,
         kind: req.kind,
         body: req.body,
         media: req.media,
         ts: ids::now_ms(),
+        system: None,
     };
     let stored = node
         .store
@@ -62,5 +67,47 @@ pub async fn apply(
         reply,
         deliveries,
         routes: stored.routes,
+    })
+}
+
+/// A send to a group: one atomic store step, then `msg` to every member's
+/// sessions with their own `pts`.
+async fn to_group(
+    node: &Node,
+    s: &SessionCtx,
+    req: SendRequest,
+    group: String,
+    rid: Option<&str>,
+) -> Result<Outcome, Failure> {
+    let new = NewMessage {
+        id: node.ids.next(),
+        conv: group_conv(&group),
+        from: s.user.to_string(),
+        to: String::new(),
+        group: Some(group.clone()),
+        kind: req.kind,
+        body: req.body,
+        media: req.media,
+        ts: ids::now_ms(),
+        system: None,
+    };
+    let outcome = node
+        .store
+        .group_send(new, &req.id, node.hub.is_clustered())
+        .await
+        .map_err(|e| Failure::from(e).with_id(&req.id))?;
+    let stored = group_refusal(outcome, node, &group).map_err(|f| f.with_id(&req.id))?;
+    if !stored.duplicate {
+        node.metrics.messages_stored.inc();
+    }
+    Ok(Outcome {
+        reply: ServerFrame::Sent {
+            id: &req.id,
+            msg: &stored.msg,
+            rid,
+        }
+        .to_json(),
+        deliveries: group_msgs(s, &stored),
+        routes: stored.routes.clone(),
     })
 }

@@ -6,12 +6,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::message::{Kind, Media};
-use super::{ProtoError, valid_user_id};
+use super::{ProtoError, valid_group_id, valid_user_id};
 
 /// Limits that shape validation, from the node's configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// Most members of a group, owner included: no user list may be longer.
+    pub max_group_members: usize,
 }
 
 /// Most bytes in `rid`, client message ids, `device` and server message ids.
@@ -22,6 +24,10 @@ pub const MAX_URL_BYTES: usize = 2048;
 pub const SYNC_LIMIT: (u64, u64) = (100, 1000);
 /// `history` page size: default and most.
 pub const HISTORY_LIMIT: (u64, u64) = (50, 200);
+/// `conversations` page size: default and most.
+pub const CONVERSATIONS_LIMIT: (u64, u64) = (50, 200);
+/// Most bytes in a group name.
+pub const MAX_GROUP_NAME_BYTES: usize = 64;
 
 /// One parsed client frame. Serializes to the frame [`parse`] reads (for
 /// clients written in Rust, such as the load generator).
@@ -48,19 +54,56 @@ pub enum Command {
         limit: u64,
     },
     History {
-        with: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         before: Option<u64>,
         limit: u64,
     },
     Unread,
     Read {
-        with: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
         seq: u64,
     },
     Played {
         msg: String,
     },
     Ping,
+    GroupCreate {
+        name: String,
+        members: Vec<String>,
+    },
+    GroupAdd {
+        group: String,
+        users: Vec<String>,
+    },
+    GroupRemove {
+        group: String,
+        users: Vec<String>,
+    },
+    GroupLeave {
+        group: String,
+    },
+    GroupInfo {
+        group: String,
+    },
+    Conversations {
+        before: Option<u64>,
+        limit: u64,
+    },
+    Typing {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<String>,
+    },
+    Recall {
+        msg: String,
+    },
 }
 
 impl Command {
@@ -75,6 +118,14 @@ impl Command {
             Command::Read { .. } => "read",
             Command::Played { .. } => "played",
             Command::Ping => "ping",
+            Command::GroupCreate { .. } => "group_create",
+            Command::GroupAdd { .. } => "group_add",
+            Command::GroupRemove { .. } => "group_remove",
+            Command::GroupLeave { .. } => "group_leave",
+            Command::GroupInfo { .. } => "group_info",
+            Command::Conversations { .. } => "conversations",
+            Command::Typing { .. } => "typing",
+            Command::Recall { .. } => "recall",
         }
     }
 
@@ -84,7 +135,13 @@ impl Command {
     pub fn cost(&self) -> u32 {
         match self {
             Command::Sync { limit, .. } => 1 + (*limit / 100) as u32,
-            Command::History { limit, .. } => 1 + (*limit / 50) as u32,
+            Command::History { limit, .. } | Command::Conversations { limit, .. } => {
+                1 + (*limit / 50) as u32
+            }
+            // A membership change writes to every member's inbox.
+            Command::GroupCreate { members: users, .. }
+            | Command::GroupAdd { users, .. }
+            | Command::GroupRemove { users, .. } => 1 + (users.len() / 50) as u32,
             _ => 1,
         }
     }
@@ -95,7 +152,12 @@ impl Command {
 pub struct SendRequest {
     /// Client message id (idempotency key).
     pub id: String,
+    /// The receiver; empty when `group` is set.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub to: String,
+    /// The group written to (since 1.1), instead of `to`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub kind: Kind,
     pub body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -160,6 +222,23 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Request, Rejected> {
         "read" => plain(obj.read()),
         "played" => plain(obj.played()),
         "ping" => Ok(Command::Ping),
+        "group_create" => plain(obj.group_create(limits)),
+        "group_add" => plain(
+            obj.group_users(limits)
+                .map(|(group, users)| Command::GroupAdd { group, users }),
+        ),
+        "group_remove" => plain(
+            obj.group_users(limits)
+                .map(|(group, users)| Command::GroupRemove { group, users }),
+        ),
+        "group_leave" => plain(
+            obj.group("group")
+                .map(|group| Command::GroupLeave { group }),
+        ),
+        "group_info" => plain(obj.group("group").map(|group| Command::GroupInfo { group })),
+        "conversations" => plain(obj.conversations()),
+        "typing" => plain(obj.typing()),
+        "recall" => plain(obj.msg_id().map(|msg| Command::Recall { msg })),
         other => Err((None, format!("unknown type {:?}", truncate(other, 32)))),
     };
     command
@@ -219,6 +298,53 @@ impl Obj<'_> {
         }
         Ok(s.to_owned())
     }
+    fn group(&self, name: &str) -> Field<String> {
+        let s = self.req_str(name)?;
+        if !valid_group_id(s) {
+            return Err(format!(
+                "{name} must be a group id: g- and 26 characters of a ULID"
+            ));
+        }
+        Ok(s.to_owned())
+    }
+    /// Exactly one of a user field (`to`, `with`) and `group`.
+    fn user_or_group(&self, user: &str) -> Field<(Option<String>, Option<String>)> {
+        let has = |n: &str| !matches!(self.0.get(n), None | Some(Value::Null));
+        match (has(user), has("group")) {
+            (true, false) => Ok((Some(self.user(user)?), None)),
+            (false, true) => Ok((None, Some(self.group("group")?))),
+            _ => Err(format!("exactly one of {user} and group is required")),
+        }
+    }
+    /// A list of user ids, at most `max`, without repeats (kept in order).
+    fn users(&self, name: &str, max: usize) -> Field<Vec<String>> {
+        let list = match self.0.get(name) {
+            Some(Value::Array(a)) => a,
+            None | Some(Value::Null) => return Err(format!("missing field {name}")),
+            Some(_) => return Err(format!("{name} must be an array of user ids")),
+        };
+        if list.len() > max {
+            return Err(format!(
+                "{name} lists more than {max} users (the group member limit)"
+            ));
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for v in list {
+            match v {
+                Value::String(s) if valid_user_id(s) => {
+                    if !out.contains(s) {
+                        out.push(s.clone());
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "{name} must hold user ids: 1 to 64 characters of A-Z a-z 0-9 _ . -"
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
     fn limit(&self, (default, max): (u64, u64)) -> Field<u64> {
         match self.opt_u64("limit")? {
             None => Ok(default),
@@ -244,14 +370,14 @@ impl Obj<'_> {
         if id.is_empty() || id.len() > MAX_ID_BYTES {
             return Err(format!("id must be 1 to {MAX_ID_BYTES} bytes"));
         }
-        let to = self.user("to")?;
+        let (to, group) = self.user_or_group("to")?;
         let kind_s = self.req_str("kind")?;
-        let kind: Kind = kind_s.parse().map_err(|_| {
-            format!(
-                "kind must be one of {}",
-                <Kind as strum::VariantNames>::VARIANTS.join(", ")
-            )
-        })?;
+        let kind = match kind_s.parse::<Kind>() {
+            Ok(Kind::System) | Err(_) => {
+                return Err("kind must be one of text, emoji, image, video, voice".into());
+            }
+            Ok(k) => k,
+        };
         let body = self.opt_str("body")?.unwrap_or_default();
         if body.len() > limits.max_body_bytes {
             return Err(format!(
@@ -272,7 +398,8 @@ impl Obj<'_> {
         };
         Ok(Command::Send(SendRequest {
             id: id.to_owned(),
-            to,
+            to: to.unwrap_or_default(),
+            group,
             kind,
             body: body.to_owned(),
             media,
@@ -321,7 +448,7 @@ impl Obj<'_> {
                 duration(&mut media)?;
             }
             Kind::Voice => duration(&mut media)?,
-            Kind::Text | Kind::Emoji => {}
+            Kind::Text | Kind::Emoji | Kind::System => {}
         }
         Ok(media)
     }
@@ -338,34 +465,73 @@ impl Obj<'_> {
         if before == Some(0) {
             return Err("before must be at least 1".into());
         }
+        let (with, group) = self.user_or_group("with")?;
         Ok(Command::History {
-            with: self.user("with")?,
+            with,
+            group,
             before,
             limit: self.limit(HISTORY_LIMIT)?,
         })
     }
 
     fn read(&self) -> Field<Command> {
-        let with = self.user("with")?;
+        let (with, group) = self.user_or_group("with")?;
         let seq = self
             .opt_u64("seq")?
             .ok_or_else(|| "missing field seq".to_owned())?;
         if seq == 0 {
             return Err("seq must be at least 1".into());
         }
-        Ok(Command::Read { with, seq })
+        Ok(Command::Read { with, group, seq })
     }
 
-    fn played(&self) -> Field<Command> {
+    fn msg_id(&self) -> Field<String> {
         let msg = self.req_str("msg")?;
         if msg.is_empty() || msg.len() > MAX_ID_BYTES {
             return Err(format!(
                 "msg must be a message id of 1 to {MAX_ID_BYTES} bytes"
             ));
         }
+        Ok(msg.to_owned())
+    }
+
+    fn played(&self) -> Field<Command> {
         Ok(Command::Played {
-            msg: msg.to_owned(),
+            msg: self.msg_id()?,
         })
+    }
+
+    fn group_create(&self, limits: &Limits) -> Field<Command> {
+        let name = self.req_str("name")?;
+        if name.is_empty() || name.len() > MAX_GROUP_NAME_BYTES {
+            return Err(format!("name must be 1 to {MAX_GROUP_NAME_BYTES} bytes"));
+        }
+        Ok(Command::GroupCreate {
+            name: name.to_owned(),
+            members: self.users("members", limits.max_group_members)?,
+        })
+    }
+
+    fn group_users(&self, limits: &Limits) -> Field<(String, Vec<String>)> {
+        let group = self.group("group")?;
+        let users = self.users("users", limits.max_group_members)?;
+        if users.is_empty() {
+            return Err("users must name at least one user".into());
+        }
+        Ok((group, users))
+    }
+
+    fn conversations(&self) -> Field<Command> {
+        let before = self.opt_u64("before")?;
+        Ok(Command::Conversations {
+            before,
+            limit: self.limit(CONVERSATIONS_LIMIT)?,
+        })
+    }
+
+    fn typing(&self) -> Field<Command> {
+        let (to, group) = self.user_or_group("to")?;
+        Ok(Command::Typing { to, group })
     }
 }
 
@@ -374,7 +540,10 @@ mod tests {
     use super::*;
     use crate::protocol::ErrorCode;
 
-    const LIMITS: Limits = Limits { max_body_bytes: 16 };
+    const LIMITS: Limits = Limits {
+        max_body_bytes: 16,
+        max_group_members: 3,
+    };
 
     fn ok(text: &str) -> Request {
         parse(text, &LIMITS).unwrap_or_else(|e| panic!("{text} refused: {e:?}"))
@@ -501,7 +670,8 @@ mod tests {
         assert_eq!(
             ok(r#"{"type":"history","with":"bob"}"#).command,
             Command::History {
-                with: "bob".into(),
+                with: Some("bob".into()),
+                group: None,
                 before: None,
                 limit: 50
             }
@@ -515,7 +685,8 @@ mod tests {
         assert_eq!(
             ok(r#"{"type":"read","with":"bob","seq":17}"#).command,
             Command::Read {
-                with: "bob".into(),
+                with: Some("bob".into()),
+                group: None,
                 seq: 17
             }
         );
@@ -535,5 +706,105 @@ mod tests {
             r#"{{"type":"connect","token":"t","device":"{}"}}"#,
             "d".repeat(65)
         ));
+    }
+
+    const G: &str = "g-01JD0000000000000000000000";
+
+    #[test]
+    fn send_takes_exactly_one_of_to_and_group() {
+        let r = ok(&format!(
+            r#"{{"type":"send","id":"c","group":"{G}","kind":"text","body":"b"}}"#
+        ));
+        let Command::Send(s) = r.command else {
+            panic!()
+        };
+        assert_eq!((s.to.as_str(), s.group.as_deref()), ("", Some(G)));
+        let e = bad(&format!(
+            r#"{{"type":"send","id":"c","to":"bob","group":"{G}","kind":"text","body":"b"}}"#
+        ));
+        assert!(e.error.message.contains("exactly one"), "{e:?}");
+        bad(r#"{"type":"send","id":"c","kind":"text","body":"b"}"#);
+        bad(r#"{"type":"send","id":"c","group":"g-short","kind":"text","body":"b"}"#);
+        // Lower case and I L O U are not Crockford base32.
+        bad(
+            r#"{"type":"send","id":"c","group":"g-01jd0000000000000000000000","kind":"text","body":"b"}"#,
+        );
+        bad(
+            r#"{"type":"send","id":"c","group":"g-01JD000000000000000000000U","kind":"text","body":"b"}"#,
+        );
+        // system is the node's own kind.
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"system","body":"b"}"#);
+    }
+
+    #[test]
+    fn group_frames_are_checked() {
+        assert_eq!(
+            ok(r#"{"type":"group_create","name":"Team","members":["bob","carol","bob"]}"#).command,
+            Command::GroupCreate {
+                name: "Team".into(),
+                members: vec!["bob".into(), "carol".into()]
+            }
+        );
+        // At most max_group_members (3 here) users in one list.
+        bad(r#"{"type":"group_create","name":"T","members":["a","b","c","d"]}"#);
+        bad(r#"{"type":"group_create","name":"","members":[]}"#);
+        bad(r#"{"type":"group_create","name":"T","members":[1]}"#);
+        bad(r#"{"type":"group_create","name":"T"}"#);
+        assert_eq!(
+            ok(&format!(
+                r#"{{"type":"group_add","group":"{G}","users":["dave"]}}"#
+            ))
+            .command,
+            Command::GroupAdd {
+                group: G.into(),
+                users: vec!["dave".into()]
+            }
+        );
+        bad(&format!(
+            r#"{{"type":"group_remove","group":"{G}","users":[]}}"#
+        ));
+        bad(r#"{"type":"group_leave"}"#);
+        assert_eq!(
+            ok(&format!(r#"{{"type":"group_info","group":"{G}"}}"#)).command,
+            Command::GroupInfo { group: G.into() }
+        );
+        assert_eq!(
+            ok(&format!(r#"{{"type":"history","group":"{G}"}}"#)).command,
+            Command::History {
+                with: None,
+                group: Some(G.into()),
+                before: None,
+                limit: 50
+            }
+        );
+        bad(&format!(
+            r#"{{"type":"read","with":"bob","group":"{G}","seq":1}}"#
+        ));
+    }
+
+    #[test]
+    fn conversations_typing_recall_are_checked() {
+        assert_eq!(
+            ok(r#"{"type":"conversations"}"#).command,
+            Command::Conversations {
+                before: None,
+                limit: 50
+            }
+        );
+        bad(r#"{"type":"conversations","limit":201}"#);
+        bad(r#"{"type":"conversations","before":"x"}"#);
+        assert_eq!(
+            ok(r#"{"type":"typing","to":"bob"}"#).command,
+            Command::Typing {
+                to: Some("bob".into()),
+                group: None
+            }
+        );
+        bad(r#"{"type":"typing"}"#);
+        assert_eq!(
+            ok(r#"{"type":"recall","msg":"01JD"}"#).command,
+            Command::Recall { msg: "01JD".into() }
+        );
+        bad(r#"{"type":"recall","msg":""}"#);
     }
 }

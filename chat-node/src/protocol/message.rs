@@ -24,6 +24,9 @@ pub enum Kind {
     Image,
     Video,
     Voice,
+    /// A membership change of a group, stored by the node (PROTOCOL.md 1.1);
+    /// never sent by a client.
+    System,
 }
 
 impl Kind {
@@ -51,6 +54,17 @@ pub struct Media {
     pub duration_s: Option<u32>,
 }
 
+/// What a `system` message says happened to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemEvent {
+    /// `created`, `added`, `removed`, `left` or `owner`.
+    pub event: String,
+    /// Who made the change.
+    pub by: String,
+    /// Whom it concerns.
+    pub users: Vec<String>,
+}
+
 /// A stored message (PROTOCOL.md, "Message object").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -60,7 +74,12 @@ pub struct Message {
     /// Position in the conversation, from 1, gap-free.
     pub seq: u64,
     pub from: String,
+    /// The receiver of a one-to-one message; empty (and not sent) in groups.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub to: String,
+    /// The group of a group message (since 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     pub kind: Kind,
     pub body: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +89,34 @@ pub struct Message {
     /// Only on voice messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub played: Option<bool>,
+    /// Only on `system` messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemEvent>,
+    /// `true` once its sender recalled it (body and media are gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalled: Option<bool>,
+}
+
+impl Message {
+    /// Takes the content away for good: what a recalled message reads as.
+    pub fn recall(&mut self) {
+        self.body.clear();
+        self.media = None;
+        self.recalled = Some(true);
+    }
+
+    /// The users a one-to-one message belongs to (one for a message to
+    /// oneself); empty for a group message.
+    pub fn dm_users(&self) -> Vec<&str> {
+        if self.group.is_some() {
+            return Vec::new();
+        }
+        let mut v = vec![self.from.as_str()];
+        if self.to != self.from {
+            v.push(self.to.as_str());
+        }
+        v
+    }
 }
 
 #[cfg(test)]
@@ -93,6 +140,9 @@ mod tests {
             }),
             ts: 1763856000123,
             played: Some(false),
+            group: None,
+            system: None,
+            recalled: None,
         };
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(

@@ -8,7 +8,7 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 
-pub use message::{Kind, Media, Message};
+pub use message::{Kind, Media, Message, SystemEvent};
 
 /// Error codes of PROTOCOL.md, with the wire spelling (also the metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
@@ -83,6 +83,26 @@ pub fn valid_user_id(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A group id: `g-` and 26 characters of a ULID (Crockford base32).
+pub fn valid_group_id(s: &str) -> bool {
+    s.len() == 28
+        && s.starts_with("g-")
+        && s[2..].bytes().all(|b| {
+            b.is_ascii_digit()
+                || (b.is_ascii_uppercase() && !matches!(b, b'I' | b'L' | b'O' | b'U'))
+        })
+}
+
+/// The conversation id of a group: `g:<group id>`.
+pub fn group_conv(group: &str) -> String {
+    format!("g:{group}")
+}
+
+/// The group id of a group conversation id.
+pub fn conv_group(conv: &str) -> Option<&str> {
+    conv.strip_prefix("g:")
 }
 
 /// A token platform: 1 to 16 characters of `a-z 0-9`.

@@ -7,11 +7,70 @@ use serde::{Deserialize, Serialize};
 
 use super::{ErrorCode, Message};
 
-/// One inbox entry in a `synced` reply.
+/// One inbox entry in a `synced` reply: a message, or (since 1.1) an
+/// event about one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InboxEntry {
     pub pts: u64,
-    pub msg: Message,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msg: Option<Message>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<InboxEvent>,
+}
+
+impl InboxEntry {
+    pub fn message(pts: u64, msg: Message) -> Self {
+        InboxEntry {
+            pts,
+            msg: Some(msg),
+            event: None,
+        }
+    }
+}
+
+/// An inbox `event`: something that happened to a message the user has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxEvent {
+    /// `recalled`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub msg: String,
+    pub conv: String,
+    pub by: String,
+}
+
+/// A group as `group` and `group_info` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupView {
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    /// Earliest joined first.
+    pub members: Vec<String>,
+    pub created: u64,
+}
+
+/// A group as a conversation list item names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupName {
+    pub id: String,
+    pub name: String,
+}
+
+/// One item of a `conversations` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationItem {
+    pub conv: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupName>,
+    pub last: Message,
+    pub unread: u64,
+    pub read_seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_read_seq: Option<u64>,
+    pub updated: u64,
 }
 
 /// Every frame the node sends, tagged by `type`.
@@ -48,7 +107,10 @@ pub enum ServerFrame<'a> {
         rid: Option<&'a str>,
     },
     History {
-        with: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        with: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        group: Option<&'a str>,
         messages: &'a [Message],
         more: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -69,6 +131,27 @@ pub enum ServerFrame<'a> {
         seq: u64,
     },
     Played {
+        msg: &'a str,
+        conv: &'a str,
+        by: &'a str,
+    },
+    Group {
+        group: &'a GroupView,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Conversations {
+        items: &'a [ConversationItem],
+        more: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rid: Option<&'a str>,
+    },
+    Typing {
+        conv: &'a str,
+        from: &'a str,
+    },
+    Recalled {
+        pts: u64,
         msg: &'a str,
         conv: &'a str,
         by: &'a str,

@@ -17,12 +17,17 @@ use async_trait::async_trait;
 use super::*;
 use crate::archive::Archive;
 
+mod groups;
+
 /// All state of one in-memory chat.
 pub struct MemoryStore {
     state: Mutex<State>,
     retention: Retention,
     client_id_ttl_ms: u64,
     archive: Option<WriteThrough>,
+    /// Group changes, group sends and recalls one at a time: each reads
+    /// the state, may await (the archive), then writes (memory/groups.rs).
+    group_ops: tokio::sync::Mutex<()>,
 }
 
 /// The archive of an in-memory store, written before a send is answered.
@@ -71,6 +76,38 @@ struct State {
     nodes: BTreeMap<u16, NodeRecord>,
     /// user -> port -> instance
     presence: HashMap<String, BTreeMap<u16, String>>,
+    /// group id -> group
+    groups: HashMap<String, GroupState>,
+    /// user -> conversation -> last activity (ms): the conversation list
+    conv_lists: HashMap<String, HashMap<String, u64>>,
+}
+
+/// One group.
+#[derive(Debug, Clone)]
+struct GroupState {
+    name: String,
+    owner: String,
+    created: u64,
+    /// Join order, earliest first.
+    members: Vec<String>,
+    /// Former members -> `seq` of the message that removed them (the last
+    /// one they got).
+    left: HashMap<String, u64>,
+}
+
+impl GroupState {
+    fn view(&self, id: &str) -> GroupView {
+        GroupView {
+            id: id.to_owned(),
+            name: self.name.clone(),
+            owner: self.owner.clone(),
+            members: self.members.clone(),
+            created: self.created,
+        }
+    }
+    fn is_member(&self, user: &str) -> bool {
+        self.members.iter().any(|m| m == user)
+    }
 }
 
 /// What a client id was first stored as.
@@ -96,6 +133,8 @@ struct InboxItem {
     conv: String,
     seq: u64,
     ts: u64,
+    /// An `event` entry about message `id` rather than the message.
+    event: Option<InboxEvent>,
 }
 
 impl MemoryStore {
@@ -105,6 +144,7 @@ impl MemoryStore {
             retention,
             client_id_ttl_ms: CLIENT_ID_TTL_MS,
             archive: None,
+            group_ops: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -170,6 +210,18 @@ impl State {
         now_ms: u64,
         retention: Retention,
     ) -> u64 {
+        self.append_item(user, msg, None, now_ms, retention)
+    }
+
+    /// Appends a message (or, with `event`, an event about it) to an inbox.
+    fn append_item(
+        &mut self,
+        user: &str,
+        msg: &Message,
+        event: Option<InboxEvent>,
+        now_ms: u64,
+        retention: Retention,
+    ) -> u64 {
         let inbox = self.inboxes.entry(user.to_owned()).or_default();
         inbox.pts += 1;
         inbox.entries.push_back(InboxItem {
@@ -177,7 +229,8 @@ impl State {
             id: msg.id.clone(),
             conv: msg.conv.clone(),
             seq: msg.seq,
-            ts: msg.ts,
+            ts: if event.is_some() { now_ms } else { msg.ts },
+            event,
         });
         let cutoff = now_ms.saturating_sub(retention.max_age_ms);
         while inbox.entries.len() as u64 > retention.max_entries {
@@ -216,6 +269,24 @@ impl State {
             .into_iter()
             .map(|u| (u.to_owned(), self.nodes_of(u)))
             .collect()
+    }
+
+    /// Marks `conv` active at `ts` in `user`'s conversation list.
+    fn touch_conv(&mut self, user: &str, conv: &str, ts: u64) {
+        let t = self
+            .conv_lists
+            .entry(user.to_owned())
+            .or_default()
+            .entry(conv.to_owned())
+            .or_default();
+        *t = (*t).max(ts);
+    }
+
+    /// The message of `conv` at `seq`, if memory holds it.
+    fn at_seq(&self, conv: &str, seq: u64) -> Option<&Message> {
+        let c = self.convs.get(conv)?;
+        let i = seq.checked_sub(c.base + 1)?;
+        self.messages.get(c.ids.get(i as usize)?)
     }
 
     fn expire_client_ids(&mut self, now_ms: u64) {
@@ -274,6 +345,9 @@ impl MemoryStore {
             .push_back(msg.id.clone());
         st.messages.insert(msg.id.clone(), msg.clone());
         let sender_pts = st.append_inbox(&msg.from, &msg, now, self.retention);
+        for u in [&msg.from, &msg.to] {
+            st.touch_conv(u, &msg.conv, now);
+        }
         let receiver_pts = if msg.to != msg.from {
             let pts = st.append_inbox(&msg.to, &msg, now, self.retention);
             *st.unread
@@ -474,11 +548,16 @@ impl Store for MemoryStore {
             // Entries whose message left memory for the archive.
             let mut gone = Vec::new();
             for e in inbox.entries.iter().skip(start).take(limit as usize) {
-                match st.messages.get(&e.id) {
-                    Some(m) => entries.push(Some(InboxEntry {
+                if let Some(ev) = &e.event {
+                    entries.push(Some(InboxEntry {
                         pts: e.pts,
-                        msg: m.clone(),
-                    })),
+                        msg: None,
+                        event: Some(ev.clone()),
+                    }));
+                    continue;
+                }
+                match st.messages.get(&e.id) {
+                    Some(m) => entries.push(Some(InboxEntry::message(e.pts, m.clone()))),
                     None => {
                         gone.push((entries.len(), e.pts, e.id.clone(), (e.conv.clone(), e.seq)));
                         entries.push(None);
@@ -502,7 +581,7 @@ impl Store for MemoryStore {
                 let msg = found.get(&id).cloned().ok_or_else(|| {
                     StoreError::Corrupt(format!("inbox points at missing message {id}"))
                 })?;
-                entries[slot] = Some(InboxEntry { pts, msg });
+                entries[slot] = Some(InboxEntry::message(pts, msg));
             }
         }
         Ok(SyncPage {
@@ -612,7 +691,13 @@ impl Store for MemoryStore {
                 None => return Ok(PlayedOutcome::NotFound),
             },
         };
-        if msg.to != user {
+        let allowed = match &msg.group {
+            None => msg.to == user,
+            Some(g) => {
+                msg.from != user && self.lock().groups.get(g).is_some_and(|g| g.is_member(user))
+            }
+        };
+        if !allowed {
             return Ok(PlayedOutcome::Forbidden);
         }
         if msg.kind != Kind::Voice {
@@ -627,6 +712,46 @@ impl Store for MemoryStore {
         }
         msg.played = Some(true);
         Ok(PlayedOutcome::Played(Box::new(msg)))
+    }
+
+    async fn group_change(
+        &self,
+        change: GroupChange,
+        routes: bool,
+    ) -> Result<GroupOutcome<GroupChanged>, StoreError> {
+        self.change_group(change, routes).await
+    }
+
+    async fn group_send(
+        &self,
+        msg: NewMessage,
+        client_id: &str,
+        routes: bool,
+    ) -> Result<GroupOutcome<GroupStored>, StoreError> {
+        self.send_group(msg, client_id, routes).await
+    }
+
+    async fn group(&self, id: &str) -> Result<Option<GroupView>, StoreError> {
+        Ok(self.group_view(id))
+    }
+
+    async fn conversations(
+        &self,
+        user: &str,
+        before: u64,
+        limit: u64,
+    ) -> Result<ConversationPage, StoreError> {
+        self.list_conversations(user, before, limit).await
+    }
+
+    async fn recall(
+        &self,
+        user: &str,
+        msg_id: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<RecallOutcome, StoreError> {
+        self.recall_message(user, msg_id, now_ms, window_ms).await
     }
 
     async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {

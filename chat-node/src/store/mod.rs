@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::protocol::server::InboxEntry;
-use crate::protocol::{Kind, Media, Message};
+use crate::protocol::server::{ConversationItem, GroupName, GroupView, InboxEntry, InboxEvent};
+use crate::protocol::{Kind, Media, Message, SystemEvent};
 
 /// How long a client message id is remembered for idempotent retries.
 pub const CLIENT_ID_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -47,11 +47,14 @@ pub struct NewMessage {
     pub id: String,
     pub conv: String,
     pub from: String,
+    /// Empty for a group message.
     pub to: String,
+    pub group: Option<String>,
     pub kind: Kind,
     pub body: String,
     pub media: Option<Media>,
     pub ts: u64,
+    pub system: Option<SystemEvent>,
 }
 
 impl NewMessage {
@@ -64,11 +67,14 @@ impl NewMessage {
             seq,
             from: self.from,
             to: self.to,
+            group: self.group,
             kind: self.kind,
             body: self.body,
             media: self.media,
             ts: self.ts,
             played,
+            system: self.system,
+            recalled: None,
         }
     }
 }
@@ -158,6 +164,146 @@ pub struct Retention {
     pub max_age_ms: u64,
 }
 
+/// A membership change (PROTOCOL.md 1.1, "Groups").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupOp {
+    /// A new group; `members` are the others (the actor is the owner).
+    Create {
+        name: String,
+        members: Vec<String>,
+    },
+    Add(Vec<String>),
+    Remove(Vec<String>),
+    Leave,
+}
+
+/// A membership change to store, with the ids its system messages get.
+#[derive(Debug, Clone)]
+pub struct GroupChange {
+    pub group: String,
+    /// Who asks.
+    pub actor: String,
+    pub op: GroupOp,
+    /// Ids for the system messages (a leaving owner makes two: `left`, then
+    /// `owner`).
+    pub msg_ids: [String; 2],
+    pub ts: u64,
+    /// The most members a group may have.
+    pub max_members: usize,
+}
+
+/// A group message stored: the message, and each recipient's inbox
+/// position (the sender's included).
+#[derive(Debug, Clone)]
+pub struct GroupStored {
+    pub msg: Message,
+    pub inboxes: Vec<(String, u64)>,
+    /// The client id was seen before: `msg` is the first message, nothing
+    /// new was stored, and `inboxes` is empty (members that missed it find
+    /// it by `sync`).
+    pub duplicate: bool,
+    /// When asked for: where the recipients' sessions are, read in the
+    /// same atomic step (see [`Stored::routes`]).
+    pub routes: Option<Routes>,
+}
+
+/// The answer to a group request that can be refused.
+#[derive(Debug, Clone)]
+pub enum GroupOutcome<T> {
+    Done(T),
+    /// No such group.
+    NotFound,
+    /// The user may not do this in the group (not a member, not the owner).
+    Forbidden(&'static str),
+    /// The change would make the group larger than allowed.
+    TooMany,
+    /// Not a valid change (say, the owner removing themself).
+    Invalid(&'static str),
+}
+
+/// A stored membership change: the group after it (`None` once the last
+/// member left), and its system messages.
+#[derive(Debug, Clone)]
+pub struct GroupChanged {
+    pub group: Option<GroupView>,
+    pub messages: Vec<GroupStored>,
+    /// When asked for: where the recipients of every message are.
+    pub routes: Option<Routes>,
+}
+
+/// A page of a user's conversation list, most recently active first.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationPage {
+    pub items: Vec<ConversationItem>,
+    pub more: bool,
+}
+
+/// The answer to `recall`.
+#[derive(Debug, Clone)]
+pub enum RecallOutcome {
+    /// Recalled: the message as it reads now, and the `event` entry each
+    /// participant's inbox got.
+    Recalled {
+        msg: Box<Message>,
+        event: InboxEvent,
+        inboxes: Vec<(String, u64)>,
+    },
+    NotFound,
+    /// Not the user's own message.
+    Forbidden,
+    /// Past the recall window (or recall is disabled).
+    TooLate,
+    AlreadyRecalled,
+}
+
+/// Why `user` may not recall `msg` at `now_ms`, if they may not (the
+/// rules recall.lua checks in Redis).
+pub fn recall_refusal(
+    msg: &Message,
+    user: &str,
+    now_ms: u64,
+    window_ms: u64,
+) -> Option<RecallOutcome> {
+    if msg.from != user || msg.kind == Kind::System {
+        return Some(RecallOutcome::Forbidden);
+    }
+    if msg.recalled == Some(true) {
+        return Some(RecallOutcome::AlreadyRecalled);
+    }
+    if window_ms == 0 || now_ms > msg.ts.saturating_add(window_ms) {
+        return Some(RecallOutcome::TooLate);
+    }
+    None
+}
+
+/// A stand-in for a conversation item's last message until the archive
+/// fills it in.
+pub(crate) fn placeholder_message() -> Message {
+    NewMessage {
+        id: String::new(),
+        conv: String::new(),
+        from: String::new(),
+        to: String::new(),
+        group: None,
+        kind: Kind::Text,
+        body: String::new(),
+        media: None,
+        ts: 0,
+        system: None,
+    }
+    .into_message(0)
+}
+
+/// The `event` entry a recall appends.
+pub fn recalled_event(msg: &Message, by: &str) -> InboxEvent {
+    InboxEvent {
+        kind: "recalled".into(),
+        msg: msg.id.clone(),
+        conv: msg.conv.clone(),
+        by: by.to_owned(),
+    }
+}
+
 pub use parley_cluster::NodeRecord;
 
 /// The store seam.
@@ -233,8 +379,48 @@ pub trait Store: Send + Sync + 'static {
         conv: &str,
         seq: u64,
     ) -> Result<ReadOutcome, StoreError>;
-    /// Marks a voice message played by its receiver `user`.
+    /// Marks a voice message played by its receiver `user` (in a group:
+    /// any member but the sender).
     async fn mark_played(&self, user: &str, msg_id: &str) -> Result<PlayedOutcome, StoreError>;
+
+    /// Creates a group or changes its members, storing the system
+    /// messages in the group's conversation, in one atomic step.
+    /// With `routes`, also reads the recipients' presence in that step.
+    async fn group_change(
+        &self,
+        change: GroupChange,
+        routes: bool,
+    ) -> Result<GroupOutcome<GroupChanged>, StoreError>;
+    /// Stores a message to a group atomically (membership checked, `seq`,
+    /// every member's inbox, unread, conversation lists, client id,
+    /// archive feed), or recognises a retried client id. With `routes`,
+    /// also reads the members' presence in that step.
+    async fn group_send(
+        &self,
+        msg: NewMessage,
+        client_id: &str,
+        routes: bool,
+    ) -> Result<GroupOutcome<GroupStored>, StoreError>;
+    /// A group, with its members in join order.
+    async fn group(&self, id: &str) -> Result<Option<GroupView>, StoreError>;
+    /// The user's conversations last active before `before` (ms), most
+    /// recent first, at most `limit`.
+    async fn conversations(
+        &self,
+        user: &str,
+        before: u64,
+        limit: u64,
+    ) -> Result<ConversationPage, StoreError>;
+    /// Recalls the user's own message if it is at most `window_ms` old at
+    /// `now_ms`: its content is gone from every tier, and every
+    /// participant's inbox gets an `event` entry, in one step.
+    async fn recall(
+        &self,
+        user: &str,
+        msg_id: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<RecallOutcome, StoreError>;
 
     /// Creates or refreshes this node's registry entry.
     async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError>;
@@ -242,4 +428,46 @@ pub trait Store: Send + Sync + 'static {
     async fn deregister_node(&self, port: u16, instance: &str) -> Result<bool, StoreError>;
     /// Every registered node, by port.
     async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(from: &str, kind: Kind, ts: u64) -> Message {
+        let mut m = placeholder_message();
+        m.from = from.to_owned();
+        m.kind = kind;
+        m.ts = ts;
+        m
+    }
+
+    #[test]
+    fn recall_is_for_the_sender_within_the_window_once() {
+        let m = msg("alice", Kind::Text, 1000);
+        assert!(recall_refusal(&m, "alice", 1000 + 120_000, 120_000).is_none());
+        assert!(matches!(
+            recall_refusal(&m, "bob", 1001, 120_000),
+            Some(RecallOutcome::Forbidden)
+        ));
+        assert!(matches!(
+            recall_refusal(&m, "alice", 1000 + 120_001, 120_000),
+            Some(RecallOutcome::TooLate)
+        ));
+        assert!(matches!(
+            recall_refusal(&m, "alice", 1000, 0),
+            Some(RecallOutcome::TooLate)
+        ));
+        let mut gone = m.clone();
+        gone.recall();
+        assert_eq!((gone.body.as_str(), gone.media.is_none()), ("", true));
+        assert!(matches!(
+            recall_refusal(&gone, "alice", 1001, 120_000),
+            Some(RecallOutcome::AlreadyRecalled)
+        ));
+        assert!(matches!(
+            recall_refusal(&msg("alice", Kind::System, 1000), "alice", 1001, 120_000),
+            Some(RecallOutcome::Forbidden)
+        ));
+    }
 }

@@ -128,6 +128,8 @@ fn container_env(cc: &ChatCluster) -> Vec<EnvVar> {
         (var::INBOX_RETENTION_ENTRIES, c.inbox_retention_entries),
         (var::TOKEN_TTL_S, c.token_ttl_seconds),
         (var::DRAIN_RATE, c.drain_rate),
+        (var::MAX_GROUP_MEMBERS, c.max_group_members),
+        (var::RECALL_WINDOW_S, c.recall_window_seconds),
     ];
     e.extend(limits.iter().filter_map(|(k, v)| v.map(|v| env(k, v))));
     if let Some(level) = &s.log_level {
@@ -323,6 +325,16 @@ mod tests {
         assert_eq!(
             env_var(&build(&c), var::MAX_BODY_BYTES).value.as_deref(),
             Some("8192")
+        );
+        c.spec.chat.max_group_members = Some(50);
+        c.spec.chat.recall_window_seconds = Some(0);
+        assert_eq!(
+            env_var(&build(&c), var::MAX_GROUP_MEMBERS).value.as_deref(),
+            Some("50")
+        );
+        assert_eq!(
+            env_var(&build(&c), var::RECALL_WINDOW_S).value.as_deref(),
+            Some("0")
         );
     }
 

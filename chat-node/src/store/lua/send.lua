@@ -3,7 +3,8 @@
 --       4 sender inbox list, 5 sender pts counter,
 --       6 receiver inbox list, 7 receiver pts counter, 8 receiver unread hash,
 --       9 sender presence hash, 10 receiver presence hash,
---       11 conversation seq counter, 12 archive stream
+--       11 conversation seq counter, 12 archive stream,
+--       13 sender's conversation list, 14 receiver's conversation list
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
 --       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
 --       12 message key prefix, 13 '1' for voice, 14 '1' to return presence,
@@ -108,6 +109,8 @@ local receiver_pts = 0
 if ARGV[3] ~= ARGV[4] then
   receiver_pts = append(KEYS[6], KEYS[7])
   redis.call('HINCRBY', KEYS[8], ARGV[3], 1)
+  redis.call('ZADD', KEYS[14], 'GT', ARGV[8], ARGV[2])
 end
+redis.call('ZADD', KEYS[13], 'GT', ARGV[8], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. sender_pts .. ':' .. receiver_pts, 'PX', ARGV[9])
 return presence({0, seq, sender_pts, receiver_pts})

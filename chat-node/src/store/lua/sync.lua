@@ -4,7 +4,8 @@
 -- Returns {newest pts, oldest kept pts, pts1, entry1, HGETALL msg1, pts2, ...}
 -- with up to limit + 1 entries (the extra one tells that more exist). An
 -- entry is '<id>:<ts>:<seq>:<conv>' or a bare id (see send.lua); its HGETALL
--- is empty once the message has left Redis for the archive.
+-- is empty once the message has left Redis for the archive, and for an
+-- event entry ('~<id>:<ts>:<by>:<conv>', see recall.lua).
 -- The inbox's first entry has pts = newest pts - length + 1 (see send.lua);
 -- entries before it were dropped by retention.
 local pts = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -18,6 +19,11 @@ for i = 1, #entries do
   local id = string.match(entries[i], '^([^:]+)')
   out[#out + 1] = from + i - 1
   out[#out + 1] = entries[i]
-  out[#out + 1] = redis.call('HGETALL', ARGV[3] .. id)
+  -- An event entry ('~...', recall.lua) carries all it says.
+  if string.sub(id, 1, 1) == '~' then
+    out[#out + 1] = {}
+  else
+    out[#out + 1] = redis.call('HGETALL', ARGV[3] .. id)
+  end
 end
 return out

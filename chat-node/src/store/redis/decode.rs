@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use ::redis::Value;
 
+use crate::protocol::server::InboxEvent;
 use crate::protocol::{Kind, Message};
 use crate::store::{Nodes, StoreError, TokenRecord};
 
@@ -85,17 +86,30 @@ pub(super) fn message_from_fields(f: HashMap<String, String>) -> Result<Message,
         _ => None,
     };
     let played = (kind == Kind::Voice).then(|| f.get("played").is_some_and(|p| p == "1"));
+    let group = f.get("group").cloned();
+    let system = match f.get("system") {
+        Some(j) if !j.is_empty() => Some(serde_json::from_str(j).map_err(corrupt)?),
+        _ => None,
+    };
+    let recalled = f.get("recalled").is_some_and(|r| r == "1").then_some(true);
     Ok(Message {
         id: get("id")?,
         conv: get("conv")?,
         seq: num("seq")?,
         from: get("from")?,
-        to: get("to")?,
+        // A group message has none.
+        to: match &group {
+            Some(_) => String::new(),
+            None => get("to")?,
+        },
+        group,
         kind,
         body: f.get("body").cloned().unwrap_or_default(),
-        media,
+        media: if recalled.is_some() { None } else { media },
         ts: num("ts")?,
         played,
+        system,
+        recalled,
     })
 }
 
@@ -132,6 +146,20 @@ impl InboxRef {
         };
         InboxRef { pts, id, key }
     }
+}
+
+/// The event of an event entry `~<message id>:<ts>:<by>:<conv>` (see
+/// recall.lua); `None` for a message entry.
+pub(super) fn inbox_event(entry: &str) -> Option<InboxEvent> {
+    let rest = entry.strip_prefix('~')?;
+    let mut parts = rest.splitn(4, ':');
+    let (id, _ts, by, conv) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some(InboxEvent {
+        kind: "recalled".into(),
+        msg: id.to_owned(),
+        conv: conv.to_owned(),
+        by: by.to_owned(),
+    })
 }
 
 /// A presence hash (HGETALL inside a script): the nodes holding sessions,
@@ -181,5 +209,22 @@ mod tests {
         assert_eq!(r.key, Some(("dm:alice:bob".into(), 17)));
         let legacy = InboxRef::parse("01JD", 4);
         assert_eq!((legacy.id.as_str(), legacy.key), ("01JD", None));
+        let g = InboxRef::parse("01JD:1763856000123:3:g:g-01JD0000000000000000000000", 5);
+        assert_eq!(g.key, Some(("g:g-01JD0000000000000000000000".into(), 3)));
+    }
+
+    #[test]
+    fn event_entries_name_what_happened() {
+        let e = inbox_event("~01JD:1763856000123:alice:dm:alice:bob").unwrap();
+        assert_eq!(
+            (
+                e.msg.as_str(),
+                e.by.as_str(),
+                e.conv.as_str(),
+                e.kind.as_str()
+            ),
+            ("01JD", "alice", "dm:alice:bob", "recalled")
+        );
+        assert!(inbox_event("01JD:1:2:dm:a:b").is_none());
     }
 }

@@ -13,10 +13,11 @@ use parley_cluster::{Keys, Registry};
 
 pub mod archiver;
 mod decode;
+mod groups;
 
 use self::decode::{
-    InboxRef, as_array, as_i64, as_string, as_u64, corrupt, maybe_message, message_from_value,
-    nodes_from_value, token_from_fields,
+    InboxRef, as_array, as_i64, as_string, as_u64, corrupt, inbox_event, maybe_message,
+    message_from_value, nodes_from_value, token_from_fields,
 };
 use super::*;
 use crate::archive::Archive;
@@ -31,6 +32,9 @@ struct Scripts {
     join: Script,
     leave: Script,
     archived: Script,
+    group: Script,
+    conversations: Script,
+    recall: Script,
 }
 
 impl Scripts {
@@ -44,6 +48,15 @@ impl Scripts {
             join: Script::new(include_str!("../lua/join.lua")),
             leave: Script::new(include_str!("../lua/leave.lua")),
             archived: Script::new(include_str!("../lua/archived.lua")),
+            group: Script::new(concat!(
+                include_str!("../lua/inbox.lua"),
+                include_str!("../lua/group.lua")
+            )),
+            conversations: Script::new(include_str!("../lua/conversations.lua")),
+            recall: Script::new(concat!(
+                include_str!("../lua/inbox.lua"),
+                include_str!("../lua/recall.lua")
+            )),
         }
     }
 }
@@ -195,7 +208,7 @@ impl RedisStore {
                 .get(&r.id)
                 .cloned()
                 .ok_or_else(|| corrupt(format!("message {} is in no tier", r.id)))?;
-            entries[slot] = Some(InboxEntry { pts: r.pts, msg });
+            entries[slot] = Some(InboxEntry::message(r.pts, msg));
         }
         Ok(())
     }
@@ -212,7 +225,17 @@ impl RedisStore {
         let Some(mut msg) = self.archived_message(msg_id).await? else {
             return Ok(PlayedOutcome::NotFound);
         };
-        if msg.to != user {
+        let allowed = match &msg.group {
+            None => msg.to == user,
+            Some(g) => {
+                msg.from != user
+                    && self
+                        .group(g)
+                        .await?
+                        .is_some_and(|g| g.members.iter().any(|m| m == user))
+            }
+        };
+        if !allowed {
             return Ok(PlayedOutcome::Forbidden);
         }
         if msg.kind != Kind::Voice {
@@ -314,6 +337,8 @@ impl Store for RedisStore {
             .key(k.presence(&new.to))
             .key(k.conv_seq(&new.conv))
             .key(k.archive_stream())
+            .key(k.convs(&new.from))
+            .key(k.convs(&new.to))
             .arg(&new.id)
             .arg(&new.conv)
             .arg(&new.from)
@@ -484,10 +509,19 @@ impl Store for RedisStore {
         let mut gone: Vec<(usize, InboxRef)> = Vec::new();
         while let (Some(p), Some(e), Some(m)) = (parts.next(), parts.next(), parts.next()) {
             let pts = as_u64(&p)?;
+            let entry = as_string(&e)?;
+            if let Some(event) = inbox_event(&entry) {
+                entries.push(Some(InboxEntry {
+                    pts,
+                    msg: None,
+                    event: Some(event),
+                }));
+                continue;
+            }
             match maybe_message(m)? {
-                Some(msg) => entries.push(Some(InboxEntry { pts, msg })),
+                Some(msg) => entries.push(Some(InboxEntry::message(pts, msg))),
                 None => {
-                    gone.push((entries.len(), InboxRef::parse(&as_string(&e)?, pts)));
+                    gone.push((entries.len(), InboxRef::parse(&entry, pts)));
                     entries.push(None);
                 }
             }
@@ -604,6 +638,7 @@ impl Store for RedisStore {
             .key(self.keys.archive_stream())
             .arg(user)
             .arg(msg_id)
+            .arg(self.keys.prefix())
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -622,6 +657,46 @@ impl Store for RedisStore {
             "not_voice" => PlayedOutcome::NotVoice,
             other => return Err(corrupt(format!("unknown played outcome {other}"))),
         })
+    }
+
+    async fn group_change(
+        &self,
+        change: GroupChange,
+        routes: bool,
+    ) -> Result<GroupOutcome<GroupChanged>, StoreError> {
+        self.change_group(change, routes).await
+    }
+
+    async fn group_send(
+        &self,
+        msg: NewMessage,
+        client_id: &str,
+        routes: bool,
+    ) -> Result<GroupOutcome<GroupStored>, StoreError> {
+        self.send_group(msg, client_id, routes).await
+    }
+
+    async fn group(&self, id: &str) -> Result<Option<GroupView>, StoreError> {
+        self.group_view(id).await
+    }
+
+    async fn conversations(
+        &self,
+        user: &str,
+        before: u64,
+        limit: u64,
+    ) -> Result<ConversationPage, StoreError> {
+        self.list_conversations(user, before, limit).await
+    }
+
+    async fn recall(
+        &self,
+        user: &str,
+        msg_id: &str,
+        now_ms: u64,
+        window_ms: u64,
+    ) -> Result<RecallOutcome, StoreError> {
+        self.recall_message(user, msg_id, now_ms, window_ms).await
     }
 
     async fn register_node(&self, node: &NodeRecord) -> Result<(), StoreError> {
