@@ -109,6 +109,9 @@ async fn a_chat_node_pod_runs_goes_ready_and_stops_when_deleted() {
         .arg("--log-dir")
         .arg(&logs)
         .env("KUBECONFIG", &kubeconfig)
+        // Its log stays in `dir` (kept when the test fails).
+        .stdout(std::fs::File::create(dir.join("kubelet.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join("kubelet.err")).unwrap())
         .kill_on_drop(true)
         .spawn()
         .expect("test-kubelet starts");
