@@ -37,6 +37,11 @@
 # other ports, state dir and address block, two runs do not collide.
 # With the local control plane, the test kubelet's own test runs first.
 # Extra arguments go to the e2e test binary.
+#
+# Cargo is run with --workspace throughout, so features unify as in
+# `cargo test --workspace` and the dependencies are built once for this,
+# clippy's neighbour builds and the test suite (with `-p` each package set
+# would build them again with its own features).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -84,14 +89,13 @@ if [ -z "${KUBECONFIG:-}" ]; then
             run_pods=(--podman "$image_podman" --oci-runtime "$image_runtime")
             ;;
         process)
-            log "building chat-node and the operator"
-            cargo build --locked -q -p chat-node -p parley-operator
             target=${CARGO_TARGET_DIR:-$ROOT/target}/debug
             run_pods=(--run "parley/chat-node=$target/chat-node" --run "parley/operator=$target/parley-operator")
             ;;
         *) log "PARLEY_E2E_RUNTIME is podman or process, not $runtime"; exit 2 ;;
     esac
-    cargo build --locked -q -p parley-test-kubelet
+    log "building the workspace's programs (the test kubelet; chat-node and the operator for process pods)"
+    cargo build --locked -q --workspace --bins
     KUBECONFIG=$(scripts/control-plane.sh up)
     export KUBECONFIG
     # The control plane's own kubectl: the same release as the API server.
@@ -112,6 +116,6 @@ if [ "$own_plane" = 1 ]; then
     # The test kubelet's own test, on the same control plane (a Node of
     # its own; about 2 s).
     PARLEY_TEST_KUBECONFIG=$KUBECONFIG \
-        cargo test --locked -q -p parley-test-kubelet --test control_plane -- --ignored
+        cargo test --locked -q --workspace --test control_plane -- --ignored
 fi
-cargo test --locked -q -p parley-system-tests --test e2e -- --ignored --nocapture "$@"
+cargo test --locked -q --workspace --test e2e -- --ignored --nocapture "$@"

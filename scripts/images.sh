@@ -155,7 +155,7 @@ test_() {
     [ "$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$name")" = true ] \
         || die "the root filesystem is not read-only"
     PARLEY_IMAGE_CHAT=127.0.0.1:$port PARLEY_IMAGE_ADMIN=image-test \
-        cargo test --locked -q -p parley-system-tests --test image -- --ignored
+        cargo test --locked -q --workspace --test image -- --ignored
     podman_ stop -t 10 "$name" >/dev/null
     local code
     code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
