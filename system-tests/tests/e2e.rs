@@ -132,25 +132,32 @@ impl Suite {
                 let row = self.get_chat().await;
                 let ready = row.get("REPLICAS") == Some(&want) && row.get("READY") == Some(&want);
                 // Every pod of the ChatCluster ready, and no other left.
-                let pods = self.pods().list(&Default::default()).await.ok()?;
-                let chat: Vec<&Pod> = pods
-                    .items
-                    .iter()
-                    .filter(|p| {
-                        p.metadata
-                            .name
-                            .as_deref()
-                            .is_some_and(|n| n.starts_with("chat-"))
-                    })
-                    .collect();
-                let up = chat
-                    .iter()
-                    .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
-                    .count();
-                (ready && up == n && chat.len() == n).then_some(row)
+                let (total, up) = self.chat_pods().await?;
+                (ready && up == n && total == n).then_some(row)
             },
         )
         .await
+    }
+
+    /// The ChatCluster's pods: how many exist, and how many of them are
+    /// ready and not being deleted.
+    async fn chat_pods(&self) -> Option<(usize, usize)> {
+        let pods = self.pods().list(&Default::default()).await.ok()?;
+        let chat: Vec<&Pod> = pods
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("chat-"))
+            })
+            .collect();
+        let up = chat
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
+            .count();
+        Some((chat.len(), up))
     }
 
     /// The address of `pod`'s WebSocket port, as cluster DNS resolves it.
@@ -698,18 +705,7 @@ async fn helm_install_apply_chat_scale_roll_delete_uninstall() {
     loop {
         expect.insert(format!("roll-{}", alice.sent));
         alice.send(&s, &to, "roll").await;
-        let listed = pods.list(&Default::default()).await.expect("pods");
-        let ready = listed
-            .items
-            .iter()
-            .filter(|p| {
-                p.metadata
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("chat-"))
-            })
-            .filter(|p| p.metadata.deletion_timestamp.is_none() && is_ready(p))
-            .count();
+        let (_, ready) = s.chat_pods().await.expect("pods");
         fewest_ready = fewest_ready.min(ready);
         let set = sts.get(NAME).await.expect("statefulset");
         let st = set.status.expect("status");
