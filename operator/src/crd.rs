@@ -142,6 +142,10 @@ pub struct ChatClusterSpec {
     /// Log filter of the nodes (RUST_LOG syntax), e.g. `info` or `chat_node=debug`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+
+    /// Scraping of the nodes' `/metrics` by a Prometheus Operator.
+    #[serde(default, skip_serializing_if = "Monitoring::is_disabled")]
+    pub monitoring: Monitoring,
 }
 
 impl Default for ChatClusterSpec {
@@ -166,6 +170,7 @@ impl Default for ChatClusterSpec {
             tolerations: None,
             affinity: None,
             log_level: None,
+            monitoring: Monitoring::default(),
         }
     }
 }
@@ -297,6 +302,31 @@ pub struct Expose {
     /// Annotations of the per-pod Services (load balancer settings, say).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+/// Scraping of the nodes by a Prometheus Operator (monitoring.coreos.com).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitoring {
+    /// Create a PodMonitor `<name>-nodes` scraping every node's health port
+    /// (`/metrics`). Without the Prometheus Operator's CRDs the condition
+    /// `MonitoringReady` says so and nothing else changes.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Labels of the PodMonitor, for a Prometheus whose
+    /// `podMonitorSelector` picks monitors by label (`release: prometheus`, say).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Scrape interval (`30s`). Unset: the Prometheus's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h)$"))]
+    pub interval: Option<String>,
+}
+
+impl Monitoring {
+    fn is_disabled(&self) -> bool {
+        *self == Monitoring::default()
+    }
 }
 
 /// Kubernetes Service type of the per-pod Services.

@@ -6,6 +6,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -19,6 +20,14 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// A ChatCluster. Not `namespace`: Prometheus gives the scraped operator's
+/// own namespace that name, and would rename this one `exported_namespace`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub chatcluster_namespace: String,
+    pub chatcluster: String,
+}
+
 /// The operator's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -29,6 +38,9 @@ pub struct Metrics {
     /// Things collected from the backends: `queue`, `registry`, `presence`,
     /// `consumer` (of the archive feed).
     pub collected: Family<KindLabel, Counter>,
+    /// Things waiting to be collected, per ChatCluster (its
+    /// `status.pendingCleanup`): an alert fires when they stay.
+    pub pending_cleanup: Family<ClusterLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -40,6 +52,7 @@ impl Default for Metrics {
             errors: Family::default(),
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
             collected: Family::default(),
+            pending_cleanup: Family::default(),
         };
         r.register("reconciles", "Reconciles run", m.reconciles.clone());
         r.register(
@@ -56,6 +69,11 @@ impl Default for Metrics {
             "collected",
             "Things collected after gone nodes, by kind",
             m.collected.clone(),
+        );
+        r.register(
+            "pending_cleanup",
+            "Things waiting to be collected after gone nodes, by ChatCluster",
+            m.pending_cleanup.clone(),
         );
         Metrics {
             registry: Arc::new(r),
@@ -86,6 +104,24 @@ impl Metrics {
         if n > 0 {
             self.collected.get_or_create(&KindLabel { kind }).inc_by(n);
         }
+    }
+
+    /// Sets what waits to be collected for a ChatCluster.
+    pub fn pending_cleanup(&self, namespace: &str, chatcluster: &str, n: usize) {
+        self.pending_cleanup
+            .get_or_create(&ClusterLabels {
+                chatcluster_namespace: namespace.to_owned(),
+                chatcluster: chatcluster.to_owned(),
+            })
+            .set(n as i64);
+    }
+
+    /// Forgets a deleted ChatCluster.
+    pub fn forget(&self, namespace: &str, chatcluster: &str) {
+        self.pending_cleanup.remove(&ClusterLabels {
+            chatcluster_namespace: namespace.to_owned(),
+            chatcluster: chatcluster.to_owned(),
+        });
     }
 
     pub fn encode(&self) -> String {

@@ -3,7 +3,8 @@
 //! token Secret created once, per-pod Services of retired ordinals pruned.
 //! An object of the same name that this ChatCluster does not control
 //! (someone else's Service `foo-0`, say) is never applied over, adopted or
-//! pruned: it is reported instead.
+//! pruned: it is reported instead. The PodMonitor is applied only when
+//! monitoring is enabled and its CRD is served, and removed when disabled.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::meta::{MANAGER, admin_secret_name, owned_meta, selector_string};
+use super::podmonitor::{self, PodMonitor};
 use super::{headless, pdb, services, statefulset};
 use crate::crd::ChatCluster;
 use crate::{Error, Result};
@@ -28,6 +30,9 @@ pub struct Applied {
     pub statefulset: Option<StatefulSet>,
     /// Objects left alone because this ChatCluster does not control them.
     pub refused: Vec<String>,
+    /// `None`: monitoring disabled; `Some(Err(why))`: enabled but the
+    /// PodMonitor cannot be made (its CRD is not installed).
+    pub monitoring: Option<Result<(), String>>,
 }
 
 /// Whether `cc` is the controller of the object with metadata `meta`.
@@ -100,10 +105,50 @@ pub async fn owned_objects(cc: &ChatCluster, client: &kube::Client) -> Result<Ap
         &mut refused,
     )
     .await?;
+    let monitoring = pod_monitor(cc, &Api::namespaced(client.clone(), &ns), &mut refused).await?;
     Ok(Applied {
         statefulset,
         refused,
+        monitoring,
     })
+}
+
+/// What the API server answers for a kind it does not serve: the
+/// Prometheus Operator's CRDs are not installed.
+fn not_served(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Applies the PodMonitor when monitoring is enabled; deletes ours when
+/// it is not. A missing CRD is an outcome, not a failure: the reconcile
+/// goes on and the status says so.
+async fn pod_monitor(
+    cc: &ChatCluster,
+    api: &Api<PodMonitor>,
+    refused: &mut Vec<String>,
+) -> Result<Option<Result<(), String>>> {
+    if !cc.spec.monitoring.enabled {
+        // A get on a kind that is not served is `None` too. A cluster that
+        // wants no monitoring never fails on it (an operator without the
+        // RBAC for PodMonitors, say): the next reconcile tries again.
+        match api.get_opt(&podmonitor::name(cc)).await {
+            Ok(Some(pm)) if controlled_by(&pm.metadata, cc) => {
+                if let Err(e) = api.delete(&pm.name_any(), &DeleteParams::default()).await {
+                    tracing::warn!(error = %e, "cannot delete the PodMonitor");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "cannot read the PodMonitor"),
+        }
+        return Ok(None);
+    }
+    match apply(api, &podmonitor::build(cc), cc, refused).await {
+        Ok(_) => Ok(Some(Ok(()))),
+        Err(Error::Kube(e)) if not_served(&e) => Ok(Some(Err(
+            "PodMonitor (monitoring.coreos.com/v1) is not served: install the Prometheus Operator's CRDs to have the nodes scraped".to_owned(),
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates the admin token Secret if it does not exist; never rotates it.

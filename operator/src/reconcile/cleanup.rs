@@ -95,6 +95,7 @@ pub async fn cleanup(cc: &ChatCluster, ctx: &Context) -> Result<Action> {
         }
     }
     ctx.forget(cc).await;
+    ctx.metrics.forget(&ns, &cc.name_any());
     Ok(Action::await_change())
 }
 

@@ -4,8 +4,8 @@
 //! what gone nodes left, publish the [`status`]. Deletion is [`cleanup`].
 //!
 //! Each owned object is built by a pure function in its own file
-//! ([`headless`], [`statefulset`], [`services`], [`pdb`], names and labels
-//! in [`meta`]); [`status`] is computed by a pure function too. This module
+//! ([`headless`], [`statefulset`], [`services`], [`pdb`], [`podmonitor`],
+//! names and labels in [`meta`]); [`status`] is computed by a pure function too. This module
 //! only sequences the jobs; none of them imports it.
 
 pub(crate) mod apply;
@@ -16,6 +16,7 @@ pub(crate) mod headless;
 pub(crate) mod meta;
 pub(crate) mod observe;
 pub(crate) mod pdb;
+pub mod podmonitor;
 pub(crate) mod services;
 pub mod statefulset;
 pub(crate) mod status;
@@ -58,6 +59,7 @@ pub async fn apply_cluster(cc: &ChatCluster, ctx: &Context) -> Result<bool> {
     }
     let mut o = Observations::default();
     let applied = apply::owned_objects(cc, &ctx.client).await?;
+    o.monitoring = applied.monitoring.clone();
     o.rolled_out = applied
         .statefulset
         .as_ref()
@@ -118,6 +120,8 @@ pub async fn publish_status(cc: &ChatCluster, ctx: &Context, o: &Observations) -
     let ns = cc.namespace().ok_or(Error::NoNamespace)?;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = status::compute(cc, o, &now);
+    ctx.metrics
+        .pending_cleanup(&ns, &cc.name_any(), o.pending_cleanup.len());
     let api: Api<ChatCluster> = Api::namespaced(ctx.client.clone(), &ns);
     api.patch_status(
         &cc.name_any(),

@@ -22,6 +22,10 @@ use crate::crd::{BackendRef, ChatCluster, SecretKeyRef};
 /// close the bus, flush).
 pub const TERMINATION_MARGIN_S: i64 = 15;
 
+/// Name of the container port serving /healthz, /readyz and /metrics (the
+/// PodMonitor scrapes it by name).
+pub const HEALTH_PORT_NAME: &str = "health";
+
 fn env(name: &str, value: impl ToString) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -162,7 +166,7 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
         // The chat port differs per pod (base + ordinal x step), which a pod
         // template cannot say; the per-pod Services target it by number.
         ports: Some(vec![ContainerPort {
-            name: Some("health".to_owned()),
+            name: Some(HEALTH_PORT_NAME.to_owned()),
             container_port: i32::from(s.ports.health),
             ..ContainerPort::default()
         }]),

@@ -42,6 +42,9 @@ pub struct Observations {
     /// Objects in the way that this ChatCluster does not own.
     pub not_owned: Option<String>,
     pub paused: bool,
+    /// `None`: monitoring disabled; `Some(Err(why))`: the PodMonitor
+    /// cannot be made.
+    pub monitoring: Option<Result<(), String>>,
 }
 
 impl Default for Observations {
@@ -56,6 +59,7 @@ impl Default for Observations {
             config_error: None,
             not_owned: None,
             paused: false,
+            monitoring: None,
         }
     }
 }
@@ -205,6 +209,23 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
             ),
         },
     );
+    if let Some(m) = &o.monitoring {
+        set(
+            "MonitoringReady",
+            m.is_ok(),
+            if m.is_ok() {
+                "PodMonitorApplied"
+            } else {
+                "CRDMissing"
+            },
+            m.clone().err().unwrap_or_else(|| {
+                format!(
+                    "PodMonitor {} scrapes every node",
+                    super::podmonitor::name(cc)
+                )
+            }),
+        );
+    }
     set(
         "Paused",
         o.paused,
@@ -333,6 +354,31 @@ mod tests {
         assert_eq!(cond(&s, "Progressing").status, "False");
         assert_eq!(cond(&s, "Degraded").status, "False");
         assert_eq!(cond(&s, "DrainCovered").status, "True");
+    }
+
+    #[test]
+    fn monitoring_has_a_condition_only_when_enabled() {
+        let o = Observations::default();
+        let s = compute(&cc(1), &o, &now());
+        assert!(s.conditions.iter().all(|c| c.type_ != "MonitoringReady"));
+        let o = Observations {
+            monitoring: Some(Err("PodMonitor is not served".into())),
+            ..Observations::default()
+        };
+        let m = cond(&compute(&cc(1), &o, &now()), "MonitoringReady").clone();
+        assert_eq!(
+            (m.status.as_str(), m.reason.as_str(), m.message.as_str()),
+            ("False", "CRDMissing", "PodMonitor is not served")
+        );
+        let o = Observations {
+            monitoring: Some(Ok(())),
+            ..Observations::default()
+        };
+        let m = cond(&compute(&cc(1), &o, &now()), "MonitoringReady").clone();
+        assert_eq!(
+            (m.status.as_str(), m.reason.as_str()),
+            ("True", "PodMonitorApplied")
+        );
     }
 
     #[test]
