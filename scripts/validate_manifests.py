@@ -4,7 +4,8 @@
 Every built-in object is checked with kubernetes-validate in strict mode
 (unknown fields are errors) against the Kubernetes version given; every
 ChatCluster is checked against the openAPIV3Schema of the generated CRD.
-Other custom kinds (ServiceMonitor) are listed as not checked.
+Other custom kinds (ServiceMonitor, PrometheusRule: promtool checks its
+rules, see check-monitoring.sh) are listed as not checked.
 
 usage: validate_manifests.py K8S_VERSION CRD.yaml FILE...   ("-" reads stdin)
 Exits 1 when anything is invalid.
@@ -15,7 +16,10 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-CUSTOM_UNCHECKED = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_UNCHECKED = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 
 def docs(path):
