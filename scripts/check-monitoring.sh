@@ -66,6 +66,6 @@ if [ "${1:-}" = "--live" ]; then
   # Short durations, so an alert fires within seconds of its cause.
   render_rules --set prometheusRule.for=2s,prometheusRule.archiveLagSeconds=3 > "$out/live-rules.yaml"
   PARLEY_LIVE_RULES="$out/live-rules.yaml" \
-    cargo test -q --locked -p parley-system-tests --test monitoring -- --include-ignored
+    cargo test -q --locked --workspace --test monitoring -- --include-ignored
 fi
 echo "monitoring checks passed"

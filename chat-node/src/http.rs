@@ -92,6 +92,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
+    let ready = !s.node.is_draining() && s.node.ready().await;
+    s.node.metrics.ready.set(i64::from(ready));
     let body = s.node.metrics.encode();
     let ct = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], body).into_response()

@@ -51,6 +51,12 @@ pub struct Metrics {
     pub sessions_stopped_slow: Counter,
     /// Resident memory of the process, read when metrics are scraped.
     pub resident_memory: Gauge,
+    /// 1 while `/readyz` would answer ready, read when metrics are scraped.
+    pub ready: Gauge,
+    /// The drain grace this node gives its sessions.
+    pub drain_grace_seconds: Gauge,
+    /// When this node started draining (Unix seconds); 0 until it does.
+    pub drain_started: Gauge,
     /// This node's archiver.
     pub archiver: crate::store::redis::archiver::ArchiverMetrics,
 }
@@ -91,6 +97,9 @@ impl Metrics {
             bus_messages: Counter::default(),
             sessions_stopped_slow: Counter::default(),
             resident_memory: Gauge::default(),
+            ready: Gauge::default(),
+            drain_grace_seconds: Gauge::default(),
+            drain_started: Gauge::default(),
             archiver: Default::default(),
         };
         let a = &m.archiver;
@@ -176,6 +185,33 @@ impl Metrics {
             "Resident memory of the chat-node process",
             m.resident_memory.clone(),
         );
+        r.register(
+            "ready",
+            "1 while the node is ready (what /readyz says), else 0",
+            m.ready.clone(),
+        );
+        r.register(
+            "drain_grace_seconds",
+            "Seconds a draining node gives its sessions to move",
+            m.drain_grace_seconds.clone(),
+        );
+        r.register(
+            "drain_started_timestamp_seconds",
+            "When the node started draining (Unix seconds); 0 while it serves",
+            m.drain_started.clone(),
+        );
+        // Every series a query may name exists from the start, at zero: a
+        // family with no series is not exposed at all, and a counter's
+        // first increment is only a rate when its zero was seen.
+        for code in <ErrorCode as strum::IntoEnumIterator>::iter() {
+            let _ = m.errors.get_or_create(&CodeLabel { code: code.into() });
+        }
+        for ty in crate::protocol::client::Command::NAMES {
+            let _ = m.frames_received.get_or_create(&FrameType { r#type: ty });
+        }
+        for state in SESSION_STATES {
+            let _ = m.sessions.get_or_create(&StateLabel { state });
+        }
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -206,6 +242,9 @@ impl Metrics {
         out
     }
 }
+
+/// The states of `chat_sessions`: what [`StateGauge`] is given.
+pub const SESSION_STATES: [&str; 3] = ["authenticating", "active", "draining"];
 
 /// Counts one connection in one state of `chat_sessions` until dropped.
 pub struct StateGauge {

@@ -62,6 +62,9 @@ impl Node {
             settings.connection.drain_rate,
             settings.connection.drain_grace,
         );
+        metrics
+            .drain_grace_seconds
+            .set(settings.connection.drain_grace.as_secs() as i64);
         Node {
             id,
             settings,
@@ -100,7 +103,9 @@ impl Node {
                 "more sessions than the drain grace can pace at the drain rate; the rest are closed at its end"
             );
         }
-        self.drain.start(&nodes, self.id.port, ids::now_ms());
+        let now = ids::now_ms();
+        self.metrics.drain_started.set((now / 1000) as i64);
+        self.drain.start(&nodes, self.id.port, now);
     }
 
     pub fn is_draining(&self) -> bool {

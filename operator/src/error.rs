@@ -24,6 +24,16 @@ pub enum Error {
 
 impl Error {
     /// A short, stable label for metrics.
+    /// Every [`Error::metric_label`] (the metrics start each at zero).
+    pub const METRIC_LABELS: [&'static str; 6] = [
+        "kube",
+        "backend",
+        "no_namespace",
+        "secret_key",
+        "cleanup_waits",
+        "finalizer",
+    ];
+
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",

@@ -28,6 +28,9 @@ pub struct ClusterLabels {
     pub chatcluster: String,
 }
 
+/// The kinds of `collected`.
+pub const COLLECTED_KINDS: [&str; 4] = ["queue", "registry", "presence", "consumer"];
+
 /// The operator's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -75,6 +78,15 @@ impl Default for Metrics {
             "Things waiting to be collected after gone nodes, by ChatCluster",
             m.pending_cleanup.clone(),
         );
+        // Every series a query may name exists from the start, at zero (a
+        // family with no series is not exposed at all). `pending_cleanup`
+        // has one per ChatCluster, once it is reconciled.
+        for error in crate::Error::METRIC_LABELS {
+            let _ = m.errors.get_or_create(&ErrorLabel { error });
+        }
+        for kind in COLLECTED_KINDS {
+            let _ = m.collected.get_or_create(&KindLabel { kind });
+        }
         Metrics {
             registry: Arc::new(r),
             ..m

@@ -165,3 +165,48 @@ async fn clusters_without_monitoring_reconcile_as_before() {
             .all(|c| c.type_ != "MonitoringReady")
     );
 }
+
+/// `inner` behind an API server whose RBAC forbids this operator
+/// PodMonitors: every request on them is answered 403, as the API server
+/// answers a ServiceAccount without the verb.
+fn forbidding_pod_monitors(inner: Client) -> Client {
+    let svc = tower::service_fn(move |req: hyper::Request<kube::client::Body>| {
+        let inner = inner.clone();
+        async move {
+            if !req.uri().path().contains("/podmonitors") {
+                return inner.send(req).await;
+            }
+            let body = json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure",
+                "message": "podmonitors.monitoring.coreos.com is forbidden: User \"system:serviceaccount:parley-system:parley-operator\" cannot get resource \"podmonitors\"",
+                "reason": "Forbidden", "code": 403
+            });
+            hyper::Response::builder()
+                .status(403)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.to_string().into_bytes()))
+                .map_err(|e| kube::Error::Service(Box::new(e)))
+        }
+    });
+    Client::new(svc, "default")
+}
+
+#[tokio::test]
+async fn an_operator_forbidden_pod_monitors_says_so_and_reconciles_the_rest() {
+    let client = forbidding_pod_monitors(client_with_monitoring(monitored("chat"), true).await);
+    // Does not fail: `run` expects every reconcile to succeed.
+    run(&client, "chat").await;
+
+    let cc = get_cc(&client, "chat").await;
+    assert_eq!(
+        cond(&cc, "MonitoringReady"),
+        ("False".into(), "Forbidden".into())
+    );
+    assert!(
+        message(&cc, "MonitoringReady").contains("grant monitoring.coreos.com podmonitors"),
+        "{}",
+        message(&cc, "MonitoringReady")
+    );
+    assert_eq!(list::<StatefulSet>(&client).await.len(), 1);
+    assert_eq!(cond(&cc, "Degraded").0, "False");
+}

@@ -13,6 +13,9 @@
 //!
 //! - `tests/deletion.rs`: deleting a ChatCluster whose nodes run: the
 //!   operator (against the API double) stops them, then wipes.
+//! - `tests/monitoring.rs`: every metric the chart's dashboard and alerts
+//!   use exists on a live chat-node and operator; and a real Prometheus
+//!   scraping both fires an alert when its cause is produced.
 //!
 //! The library holds what the tests share: chat-node processes of one
 //! cluster on 127.0.0.1, with real sessions, and checks on RabbitMQ.
@@ -107,6 +110,11 @@ impl Nodes {
     }
     /// Starts ordinal `i` as run `uid` and waits until it is registered ready.
     pub async fn start(&mut self, i: u32, uid: &str) {
+        self.start_with(i, uid, &[]).await;
+    }
+    /// [`Nodes::start`] with more environment (`CHAT_ARCHIVE_URL`, say),
+    /// which wins over the defaults.
+    pub async fn start_with(&mut self, i: u32, uid: &str, env: &[(&str, String)]) {
         let child = Command::new(chat_node_bin())
             .env("CHAT_CLUSTER", &self.cluster)
             .env("CHAT_REDIS_URL", redis_url())
@@ -120,6 +128,7 @@ impl Nodes {
             .env("CHAT_INSTANCE_ID", uid)
             .env("CHAT_DRAIN_GRACE_S", "1")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -190,7 +199,7 @@ impl Nodes {
     /// A WebSocket session of `user` on ordinal `i` (leaves presence there).
     pub async fn session(&self, i: u32, user: &str) -> Session {
         let port = self.port(i);
-        let r = reqwest_token(port, user).await;
+        let r = token(port, user).await;
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
             .await
             .unwrap();
@@ -255,7 +264,8 @@ impl Drop for Nodes {
     }
 }
 
-async fn reqwest_token(port: u16, user: &str) -> String {
+/// A token of `user` from the node on `port` (admin token `admin`).
+pub async fn token(port: u16, user: &str) -> String {
     // A tiny HTTP/1.1 POST, to keep the operator's test dependencies lean.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = serde_json::json!({"user": user, "platform": "web"}).to_string();

@@ -108,6 +108,27 @@ pub enum Command {
 
 impl Command {
     /// The frame type, for logs and metrics.
+    /// Every [`Command::name`], in the order of the enum (the metrics
+    /// start a zero series for each, so a rate has a start).
+    pub const NAMES: [&'static str; 16] = [
+        "connect",
+        "send",
+        "sync",
+        "history",
+        "unread",
+        "read",
+        "played",
+        "ping",
+        "group_create",
+        "group_add",
+        "group_remove",
+        "group_leave",
+        "group_info",
+        "conversations",
+        "typing",
+        "recall",
+    ];
+
     pub fn name(&self) -> &'static str {
         match self {
             Command::Connect { .. } => "connect",

@@ -11,7 +11,18 @@ use serde::{Deserialize, Serialize};
 pub use message::{Kind, Media, Message, SystemEvent};
 
 /// Error codes of PROTOCOL.md, with the wire spelling (also the metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {

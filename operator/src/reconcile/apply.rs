@@ -31,8 +31,18 @@ pub struct Applied {
     /// Objects left alone because this ChatCluster does not control them.
     pub refused: Vec<String>,
     /// `None`: monitoring disabled; `Some(Err(why))`: enabled but the
-    /// PodMonitor cannot be made (its CRD is not installed).
-    pub monitoring: Option<Result<(), String>>,
+    /// PodMonitor cannot be made (its CRD is not installed, or the
+    /// operator may not write it).
+    pub monitoring: Option<Result<(), MonitoringBlocked>>,
+}
+
+/// Why a wanted PodMonitor cannot be applied: the reason and message of
+/// the `MonitoringReady` condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitoringBlocked {
+    /// `CRDMissing` or `Forbidden`.
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// Whether `cc` is the controller of the object with metadata `meta`.
@@ -113,10 +123,27 @@ pub async fn owned_objects(cc: &ChatCluster, client: &kube::Client) -> Result<Ap
     })
 }
 
-/// What the API server answers for a kind it does not serve: the
-/// Prometheus Operator's CRDs are not installed.
-fn not_served(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
+/// What the API server's answer to applying the PodMonitor means, when
+/// it is an outcome to report rather than a failure to retry: 404, a kind
+/// it does not serve (the Prometheus Operator's CRDs are not installed);
+/// 403, RBAC without `monitoring.coreos.com` `podmonitors`.
+fn monitoring_blocked(e: &kube::Error) -> Option<MonitoringBlocked> {
+    let kube::Error::Api(s) = e else { return None };
+    let (reason, message) = match s.code {
+        404 => (
+            "CRDMissing",
+            "PodMonitor (monitoring.coreos.com/v1) is not served: install the Prometheus Operator's CRDs to have the nodes scraped".to_owned(),
+        ),
+        403 => (
+            "Forbidden",
+            format!(
+                "the operator may not write PodMonitors (grant monitoring.coreos.com podmonitors to its ServiceAccount, as the chart's ClusterRole does): {}",
+                s.message
+            ),
+        ),
+        _ => return None,
+    };
+    Some(MonitoringBlocked { reason, message })
 }
 
 /// Applies the PodMonitor when monitoring is enabled; deletes ours when
@@ -126,7 +153,7 @@ async fn pod_monitor(
     cc: &ChatCluster,
     api: &Api<PodMonitor>,
     refused: &mut Vec<String>,
-) -> Result<Option<Result<(), String>>> {
+) -> Result<Option<Result<(), MonitoringBlocked>>> {
     if !cc.spec.monitoring.enabled {
         // A get on a kind that is not served is `None` too. A cluster that
         // wants no monitoring never fails on it (an operator without the
@@ -144,9 +171,10 @@ async fn pod_monitor(
     }
     match apply(api, &podmonitor::build(cc), cc, refused).await {
         Ok(_) => Ok(Some(Ok(()))),
-        Err(Error::Kube(e)) if not_served(&e) => Ok(Some(Err(
-            "PodMonitor (monitoring.coreos.com/v1) is not served: install the Prometheus Operator's CRDs to have the nodes scraped".to_owned(),
-        ))),
+        Err(Error::Kube(e)) => match monitoring_blocked(&e) {
+            Some(blocked) => Ok(Some(Err(blocked))),
+            None => Err(Error::Kube(e)),
+        },
         Err(e) => Err(e),
     }
 }

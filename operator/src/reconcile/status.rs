@@ -44,7 +44,7 @@ pub struct Observations {
     pub paused: bool,
     /// `None`: monitoring disabled; `Some(Err(why))`: the PodMonitor
     /// cannot be made.
-    pub monitoring: Option<Result<(), String>>,
+    pub monitoring: Option<Result<(), super::apply::MonitoringBlocked>>,
 }
 
 impl Default for Observations {
@@ -209,22 +209,23 @@ pub fn compute(cc: &ChatCluster, o: &Observations, now: &Time) -> ChatClusterSta
             ),
         },
     );
-    if let Some(m) = &o.monitoring {
-        set(
+    match &o.monitoring {
+        None => {}
+        Some(Ok(())) => set(
             "MonitoringReady",
-            m.is_ok(),
-            if m.is_ok() {
-                "PodMonitorApplied"
-            } else {
-                "CRDMissing"
-            },
-            m.clone().err().unwrap_or_else(|| {
-                format!(
-                    "PodMonitor {} scrapes every node",
-                    super::podmonitor::name(cc)
-                )
-            }),
-        );
+            true,
+            "PodMonitorApplied",
+            format!(
+                "PodMonitor {} scrapes every node",
+                super::podmonitor::name(cc)
+            ),
+        ),
+        Some(Err(blocked)) => set(
+            "MonitoringReady",
+            false,
+            blocked.reason,
+            blocked.message.clone(),
+        ),
     }
     set(
         "Paused",
@@ -362,7 +363,10 @@ mod tests {
         let s = compute(&cc(1), &o, &now());
         assert!(s.conditions.iter().all(|c| c.type_ != "MonitoringReady"));
         let o = Observations {
-            monitoring: Some(Err("PodMonitor is not served".into())),
+            monitoring: Some(Err(super::super::apply::MonitoringBlocked {
+                reason: "CRDMissing",
+                message: "PodMonitor is not served".into(),
+            })),
             ..Observations::default()
         };
         let m = cond(&compute(&cc(1), &o, &now()), "MonitoringReady").clone();
