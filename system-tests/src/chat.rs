@@ -1,5 +1,5 @@
 //! A small chat client for the tests that reach nodes over the network
-//! (the end-to-end suite, the image test): a bare HTTP/1.1 request and a
+//! (the end-to-end suite, the image test): a bare HTTP request and a
 //! WebSocket session speaking the client protocol.
 
 use std::net::SocketAddr;
@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// A bare HTTP/1.1 request; the status and JSON body (`None`: no answer).
+/// A bare HTTP request; the status and JSON body (`None`: no answer).
 pub async fn http(
     at: SocketAddr,
     method: &str,
@@ -19,6 +19,20 @@ pub async fn http(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> Option<(u16, Value)> {
+    let (status, text) = http_text(at, method, path, bearer, body).await?;
+    Some((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// A bare HTTP/1.0 request (so no server answers chunked: Prometheus does
+/// to HTTP/1.1 past 2 KiB); the status and body text (`None`: no answer
+/// in 5 s).
+pub async fn http_text(
+    at: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut s = TcpStream::connect(at).await.ok()?;
@@ -27,7 +41,7 @@ pub async fn http(
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nhost: {at}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.0\r\nhost: {at}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(req.as_bytes()).await.ok()?;
@@ -35,11 +49,11 @@ pub async fn http(
         s.read_to_end(&mut out).await.ok()?;
         let text = String::from_utf8_lossy(&out);
         let status = text.split_whitespace().nth(1)?.parse().ok()?;
-        let json = text
+        let body = text
             .split_once("\r\n\r\n")
             .map(|(_, b)| b)
             .unwrap_or_default();
-        Some((status, serde_json::from_str(json).unwrap_or(Value::Null)))
+        Some((status, body.to_owned()))
     };
     tokio::time::timeout(Duration::from_secs(5), exchange)
         .await

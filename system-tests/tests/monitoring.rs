@@ -13,7 +13,7 @@
 //! Needs the machine's Redis and RabbitMQ, like the other tests here.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use parley_operator::metrics::Metrics;
-use parley_system_tests::chat::Chat;
-use parley_system_tests::{Nodes, eventually, token};
+use parley_system_tests::chat::{Chat, http_text};
+use parley_system_tests::{Nodes, eventually, free_port, token};
 use serde_json::{Value, json};
 
 fn chart_file(path: &str) -> String {
@@ -74,32 +74,12 @@ fn exposed(text: &str) -> BTreeSet<String> {
     out
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A GET over HTTP/1.0 (no chunked replies to decode); the body.
+/// The body of a 200 answer to `GET path`.
 async fn get(at: SocketAddr, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(at).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nhost: {at}\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await.ok()?;
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        head.contains(" 200 ").then(|| body.to_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(5), exchange)
-        .await
-        .ok()
-        .flatten()
+    match http_text(at, "GET", path, None, None).await? {
+        (200, body) => Some(body),
+        _ => None,
+    }
 }
 
 /// The operator's /metrics endpoint (its real HTTP server and metrics) on
