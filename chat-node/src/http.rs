@@ -1,5 +1,6 @@
 //! HTTP on the node's port (and the health port): probes, metrics, token
-//! administration, routing, and the WebSocket upgrade at `/ws`.
+//! administration, routing, the WebSocket upgrade at `/ws`, and the web
+//! client at `/`.
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/route", get(route))
         .route("/v1/nodes", get(nodes))
         .merge(health_router())
+        .merge(crate::web::router())
         .with_state(state)
 }
 

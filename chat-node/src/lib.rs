@@ -12,6 +12,7 @@
 //! - [`server`]: binds the ports, builds store and bus, serves, drains.
 //! - [`serve`]: the HTTP accept loop (header deadline, graceful stop).
 //! - [`http`]: probes, metrics, tokens, route, nodes, and the `/ws` upgrade.
+//! - [`web`]: the browser client at `/`, files built into the binary.
 //! - [`connection`]: one WebSocket from `connect` to close: auth, rate and
 //!   idle limits, request/reply, deliveries, drain.
 //! - [`protocol`]: the wire format: client frames parsed and validated,
@@ -53,6 +54,7 @@ mod session;
 mod settings;
 pub mod shutdown;
 pub mod store;
+mod web;
 
 pub use config::Config;
 pub use error::Error;

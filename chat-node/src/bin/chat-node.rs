@@ -43,6 +43,11 @@ async fn run(cfg: Config) -> Result<(), chat_node::Error> {
         println!(
             "then connect a WebSocket to ws://127.0.0.1:{port}/ws and send {{\"type\":\"connect\",\"token\":\"<token>\"}}"
         );
+        // The admin token rides in the fragment, which a browser never
+        // sends: the page reads it and mints user tokens with it.
+        println!(
+            "or open the web client, with a dev sign-in: http://127.0.0.1:{port}/#admin={admin}"
+        );
     }
     server.run(chat_node::shutdown::os_signal()).await
 }
