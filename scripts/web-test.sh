@@ -5,7 +5,8 @@
 # never a browser download), builds chat-node, starts Redis and RabbitMQ
 # when they are not running; each test file starts and stops its own
 # chat-node processes on free ports under a cluster id of its own.
-# Screenshots of the main views land in docs/web/.
+# Screenshots of the main views go to a temporary directory, or with
+# WEBTEST_SCREENSHOTS=docs/web to the README's pictures.
 # Extra arguments go to `node --test` (e.g. a file: webtest/cluster.test.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,8 +34,9 @@ if ! cmp -s webtest/package-lock.json "$stamp"; then
 fi
 
 cargo build -q --locked -p chat-node
-target_dir=${CARGO_TARGET_DIR:-target}
-export PARLEY_CHAT_NODE="$target_dir/debug/chat-node"
+# Absolute: the tests run from webtest/.
+PARLEY_CHAT_NODE="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/chat-node"
+export PARLEY_CHAT_NODE
 scripts/services.sh redis rabbitmq
 
 cd webtest

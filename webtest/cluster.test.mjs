@@ -113,6 +113,21 @@ test('a group of three on a three-node cluster', async (t) => {
     assert.equal(new Set(ids).size, ids.length, 'no message twice');
   });
 
+  await t.test('alice\'s node drains (SIGTERM); she moves to another node and keeps chatting', async () => {
+    const from = await waitConnected(alice, 60000);
+    await recordStates(alice);
+    const draining = cluster.term(cluster.indexOf(from));
+    await sawState(alice, 'reconnecting');
+    const to = await waitConnected(alice, 60000);
+    assert.notEqual(to, from);
+    await draining;
+    const before = await messageTexts(bob);
+    await sendText(alice, 'after the drain');
+    await expectMessages(bob, [...before, 'after the drain'], 30000);
+    await sendText(bob, 'still here');
+    await eventually('alice gets bob\'s reply once', async () => (await messageTexts(alice)).filter((m) => m === 'still here').length, 1);
+  });
+
   await t.test('no page reported an error', () => {
     for (const p of Object.values(pages)) p.check();
   });

@@ -8,7 +8,8 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -144,6 +145,15 @@ export class Cluster {
     if (p.exitCode === null && p.signalCode === null) await once(p, 'exit');
   }
 
+  /** SIGTERM: the node drains (sessions get `reconnect`) and exits. */
+  async term(i) {
+    const p = this.procs[i];
+    if (!p) return;
+    this.procs[i] = null;
+    p.kill('SIGTERM');
+    if (p.exitCode === null && p.signalCode === null) await once(p, 'exit');
+  }
+
   async stop() {
     await Promise.all(this.procs.map((_, i) => this.kill(i)));
     if (!this.backends) return;
@@ -189,8 +199,12 @@ export async function userPage(browser, { viewport = { width: 1100, height: 720 
   return page;
 }
 
+/**
+ * Where a screenshot goes: a temporary directory, or with
+ * WEBTEST_SCREENSHOTS=docs/web the README's pictures (relative to the repo).
+ */
 export function screenshotPath(name) {
-  const dir = join(repo, 'docs', 'web');
+  const dir = resolve(repo, process.env.WEBTEST_SCREENSHOTS ?? join(tmpdir(), 'parley-webtest'));
   mkdirSync(dir, { recursive: true });
   return join(dir, `${name}.png`);
 }
