@@ -87,7 +87,7 @@ test('two users chat in the browser', async (t) => {
     await sendText(alice, 'hello bob');
     await alice.getByRole('button', { name: 'Emoji smile' }).click();
     await alice.getByText('Photo, video or voice').click();
-    for (const [kind, url] of [['image', `${media.url}/photo.png`], ['voice', `${media.url}/hello.ogg`], ['video', `${media.url}/clip.webm`]]) {
+    for (const [kind, url] of [['image', `${media.url}/photo.png`], ['voice', `${media.url}/voice.wav`], ['video', `${media.url}/clip.webm`]]) {
       await alice.getByLabel('Kind').selectOption(kind);
       await alice.getByLabel('Media URL').fill(url);
       await alice.getByRole('button', { name: 'Share media' }).click();
@@ -105,7 +105,7 @@ test('two users chat in the browser', async (t) => {
     const img = bob.getByRole('img', { name: 'Photo from alice' });
     await img.waitFor();
     await eventually('the photo loaded', () => img.evaluate((i) => i.complete && i.naturalWidth), 48);
-    assert.equal(await bob.getByLabel('Voice message from alice').getAttribute('src'), `${media.url}/hello.ogg`);
+    assert.equal(await bob.getByLabel('Voice message from alice').getAttribute('src'), `${media.url}/voice.wav`);
     assert.equal(await bob.getByLabel('Video from alice').getAttribute('src'), `${media.url}/clip.webm`);
     assert.equal(await bob.evaluate(() => window.__pwned), undefined);
     await eventually('badge gone once open', () => unreadBadge(bob, 'alice'), '');
@@ -115,6 +115,13 @@ test('two users chat in the browser', async (t) => {
     const mine = messages(alice).filter({ hasText: 'is just text' });
     await mine.getByText('Seen', { exact: true }).waitFor();
     assert.equal(await alice.getByText('Seen', { exact: true }).count(), 1);
+  });
+
+  await t.test('bob plays the voice message; alice sees it played', async () => {
+    const voice = bob.getByLabel('Voice message from alice');
+    await voice.evaluate((a) => a.play());
+    await messages(alice).filter({ has: alice.getByLabel('Voice message from you') }).getByText('Played', { exact: true }).waitFor();
+    assert.ok(media.hits.includes('/voice.wav'), 'the voice message loaded from its URL');
   });
 
   await t.test('typing shows on the other side', async () => {

@@ -67,7 +67,7 @@ export async function messageTexts(page) {
 }
 
 /** Waits until the messages on screen are exactly `want` (a list of texts). */
-export async function expectMessages(page, want, timeout = 15000) {
+export async function expectMessages(page, want, timeout = 30000) {
   const deadline = Date.now() + timeout;
   let got;
   while (Date.now() < deadline) {
@@ -79,7 +79,7 @@ export async function expectMessages(page, want, timeout = 15000) {
 }
 
 /** Waits until `fn()` returns `want`. */
-export async function eventually(what, fn, want, timeout = 15000) {
+export async function eventually(what, fn, want, timeout = 30000) {
   const deadline = Date.now() + timeout;
   let got;
   while (Date.now() < deadline) {
@@ -126,15 +126,35 @@ function png() {
   ]);
 }
 
-/** Serves /photo.png (and counts requests) as a media host would. */
+/** Half a second of silence as 8 kHz 8-bit mono WAV. */
+function wav() {
+  const samples = Buffer.alloc(4000, 128);
+  const h = Buffer.alloc(44);
+  h.write('RIFF', 0);
+  h.writeUInt32LE(36 + samples.length, 4);
+  h.write('WAVEfmt ', 8);
+  h.writeUInt32LE(16, 16);
+  h.writeUInt16LE(1, 20); // PCM
+  h.writeUInt16LE(1, 22); // mono
+  h.writeUInt32LE(8000, 24);
+  h.writeUInt32LE(8000, 28);
+  h.writeUInt16LE(1, 32);
+  h.writeUInt16LE(8, 34);
+  h.write('data', 36);
+  h.writeUInt32LE(samples.length, 40);
+  return Buffer.concat([h, samples]);
+}
+
+/** Serves /photo.png and /voice.wav (and counts requests) as a media host would. */
 export async function mediaServer() {
-  const image = png();
+  const files = { '/photo.png': ['image/png', png()], '/voice.wav': ['audio/wav', wav()] };
   const hits = [];
   const server = createServer((req, res) => {
     hits.push(req.url);
-    if (req.url === '/photo.png') {
-      res.writeHead(200, { 'Content-Type': 'image/png', 'Content-Length': image.length });
-      res.end(image);
+    const f = files[req.url];
+    if (f) {
+      res.writeHead(200, { 'Content-Type': f[0], 'Content-Length': f[1].length });
+      res.end(f[1]);
     } else {
       res.writeHead(404);
       res.end();
