@@ -2,6 +2,7 @@
 //! variables named in DESIGN.md, with every default in one place.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -231,6 +232,64 @@ pub struct Config {
     /// disables recall.
     #[arg(long, env = env::RECALL_WINDOW_S, default_value_t = 120)]
     pub recall_window_s: u64,
+
+    /// HS256 secret (at least 32 bytes) of JWT connect tokens minted by the
+    /// application's backend.
+    #[arg(long, env = env::JWT_SECRET, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file of the RSA (RS256) or P-256 (ES256) public key of JWT
+    /// connect tokens.
+    #[arg(long, env = env::JWT_PUBLIC_KEY)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS file of JWT connect tokens (RSA and P-256 keys, chosen by the
+    /// token's `kid`); re-read when it changes.
+    #[arg(long, env = env::JWT_JWKS)]
+    pub jwt_jwks: Option<PathBuf>,
+
+    /// When set, a JWT must carry this `iss`.
+    #[arg(long, env = env::JWT_ISSUER)]
+    pub jwt_issuer: Option<String>,
+
+    /// When set, a JWT must carry this `aud`.
+    #[arg(long, env = env::JWT_AUDIENCE)]
+    pub jwt_audience: Option<String>,
+
+    /// How long a `jti` revoked before any session used it is refused, in
+    /// seconds (a used one is refused until its token's `exp`): longer than
+    /// the JWTs the application mints live.
+    #[arg(long, env = env::JWT_REVOKED_TTL_S, default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 24 * 3600))]
+    pub jwt_revoked_ttl_s: u64,
+
+    /// `http://` URL that receives a POST for each message stored for a
+    /// user with no live session (the offline push webhook). Unset: no push.
+    #[arg(long, env = env::PUSH_WEBHOOK_URL)]
+    pub push_webhook_url: Option<String>,
+
+    /// Key of the webhook's `X-Parley-Signature` (HMAC-SHA256 of the body).
+    #[arg(long, env = env::PUSH_WEBHOOK_SECRET, hide_env_values = true)]
+    pub push_webhook_secret: Option<String>,
+
+    /// How long a push is retried (with backoff) before it counts as failed, in seconds.
+    #[arg(long, env = env::PUSH_RETRY_S, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=24 * 3600))]
+    pub push_retry_s: u64,
+
+    /// Deadline of one webhook attempt, in milliseconds.
+    #[arg(long, env = env::PUSH_TIMEOUT_MS, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub push_timeout_ms: u64,
+
+    /// Most pushes waiting or in flight; more are dropped (counted).
+    #[arg(long, env = env::PUSH_QUEUE, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub push_queue: u32,
+
+    /// Most bytes of pushes waiting or in flight; more are dropped (counted).
+    #[arg(long, env = env::PUSH_QUEUE_BYTES, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(64 << 10..))]
+    pub push_queue_bytes: u32,
+
+    /// Most webhook requests in flight at once.
+    #[arg(long, env = env::PUSH_CONCURRENCY, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub push_concurrency: u32,
 }
 
 impl Config {
@@ -257,6 +316,36 @@ impl Config {
                 self.max_reply_bytes
             )));
         }
+        if (self.jwt_issuer.is_some() || self.jwt_audience.is_some()) && !self.jwt().enabled() {
+            return Err(Error::Config(format!(
+                "{} and {} need a JWT key: {}, {} or {}",
+                env::JWT_ISSUER,
+                env::JWT_AUDIENCE,
+                env::JWT_SECRET,
+                env::JWT_PUBLIC_KEY,
+                env::JWT_JWKS
+            )));
+        }
+        match (&self.push_webhook_url, &self.push_webhook_secret) {
+            (Some(url), Some(secret)) => {
+                crate::push::check_url(url)
+                    .map_err(|e| Error::Config(format!("{}: {e}", env::PUSH_WEBHOOK_URL)))?;
+                if secret.is_empty() {
+                    return Err(Error::Config(format!(
+                        "{} is empty",
+                        env::PUSH_WEBHOOK_SECRET
+                    )));
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(format!(
+                    "{} and {} go together: pushes are always signed",
+                    env::PUSH_WEBHOOK_URL,
+                    env::PUSH_WEBHOOK_SECRET
+                )));
+            }
+        }
         if self.amqp_url.is_some() && self.redis_url.is_none() {
             return Err(Error::Config(format!(
                 "{} needs {}: the nodes of a cluster share inboxes and presence in Redis",
@@ -265,6 +354,17 @@ impl Config {
             )));
         }
         Ok(())
+    }
+
+    /// The JWT keys and claims asked for.
+    pub fn jwt(&self) -> crate::jwt::JwtSettings {
+        crate::jwt::JwtSettings {
+            secret: self.jwt_secret.clone(),
+            public_key: self.jwt_public_key.clone(),
+            jwks: self.jwt_jwks.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+        }
     }
 
     /// The node ordinal: the flag, else the `-N` suffix of `hostname`, else 0.
@@ -348,6 +448,20 @@ impl Config {
             }),
             max_group_members: self.max_group_members as usize,
             recall_window: Duration::from_secs(self.recall_window_s),
+            jwt: self.jwt(),
+            jwt_revoked_ttl: Duration::from_secs(self.jwt_revoked_ttl_s),
+            push: match (&self.push_webhook_url, &self.push_webhook_secret) {
+                (Some(url), Some(secret)) => Some(crate::push::PushSettings {
+                    url: url.clone(),
+                    secret: secret.clone(),
+                    retry_for: Duration::from_secs(self.push_retry_s),
+                    timeout: Duration::from_millis(self.push_timeout_ms),
+                    max_queue: self.push_queue as usize,
+                    max_queue_bytes: self.push_queue_bytes as usize,
+                    concurrency: self.push_concurrency as usize,
+                }),
+                _ => None,
+            },
         })
     }
 
@@ -422,6 +536,46 @@ mod tests {
         ]);
         assert!(c.settings().unwrap().archive.unwrap().archiver.is_none());
         assert!(Config::try_parse_from(["chat-node", "--archiver", "maybe"]).is_err());
+    }
+
+    #[test]
+    fn push_webhook_needs_a_secret_and_a_plain_http_url() {
+        let c = Config::parse_from(["chat-node", "--push-webhook-url", "http://h/p"]);
+        assert!(c.validate().is_err());
+        let c = Config::parse_from(["chat-node", "--push-webhook-secret", "s"]);
+        assert!(c.validate().is_err());
+        let c = Config::parse_from([
+            "chat-node",
+            "--push-webhook-url",
+            "https://h/p",
+            "--push-webhook-secret",
+            "s",
+        ]);
+        assert!(c.validate().is_err());
+        let c = Config::parse_from([
+            "chat-node",
+            "--push-webhook-url",
+            "http://h:81/p",
+            "--push-webhook-secret",
+            "s",
+        ]);
+        let p = c.settings().unwrap().push.unwrap();
+        assert_eq!((p.retry_for.as_secs(), p.max_queue), (300, 10_000));
+        assert!(Config::defaults().settings().unwrap().push.is_none());
+    }
+
+    #[test]
+    fn jwt_claims_without_a_key_are_refused() {
+        let c = Config::parse_from(["chat-node", "--jwt-issuer", "app"]);
+        assert!(c.validate().is_err());
+        let c = Config::parse_from([
+            "chat-node",
+            "--jwt-issuer",
+            "app",
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+        ]);
+        assert!(c.settings().unwrap().jwt.enabled());
     }
 
     #[test]

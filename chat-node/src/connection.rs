@@ -184,15 +184,15 @@ where
                 "the session store is unavailable; retry",
             )
         };
-        let token_hash: Arc<str> = ids::token_hash(token).into();
-        let Some(record) = self
+        let Some((token_hash, record)) = self
             .node
-            .check_token_hash(&token_hash)
+            .check_connect_token(token)
             .await
             .map_err(unavailable)?
         else {
             return Ok(None);
         };
+        let token_hash: Arc<str> = token_hash.into();
         let user: Arc<str> = record.user.into();
         let id: Arc<str> = ids::session_id().into();
         let (tx, rx) = mpsc::channel(self.node.settings.connection.outbound_queue);

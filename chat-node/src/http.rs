@@ -208,7 +208,31 @@ async fn revoke_token(
         return r;
     }
     let hash = ids::token_hash(&token);
-    match s.node.store.delete_token(&hash).await {
+    let jti = token.strip_prefix(crate::node::JTI_PREFIX);
+    let deleted = match jti {
+        Some(j) if j.is_empty() || j.len() > crate::jwt::MAX_JTI_BYTES => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("a jti is 1 to {} bytes", crate::jwt::MAX_JTI_BYTES),
+            );
+        }
+        // A JWT's jti: refused from now on, whether or not a session used
+        // it yet (so never "not found").
+        Some(_) => {
+            let now = ids::now_ms();
+            let until = now.saturating_add(s.node.settings.jwt_revoked_ttl.as_millis() as u64);
+            match s.node.store.revoke_jti(&hash, until, now).await {
+                Ok(None) => {
+                    tracing::info!("JWT jti revoked before any session used it");
+                    return StatusCode::NO_CONTENT.into_response();
+                }
+                other => other,
+            }
+        }
+        None => s.node.store.delete_token(&hash).await,
+    };
+    match deleted {
         Ok(Some(record)) => {
             tracing::info!(user = %record.user, platform = %record.platform, "token revoked");
             match s.node.hub.kick(&record.user, &hash).await {

@@ -30,6 +30,9 @@
 //!   once from [`config`].
 //! - [`shutdown`]: the stop signals every loop selects on.
 //! - [`drain`]: leaving a node at a bounded rate, naming where to go.
+//! - [`jwt`]: JWT connect tokens verified against the application's keys.
+//! - [`push`]: the offline push webhook: a bounded queue, signed POSTs,
+//!   retries, off the send path.
 //! - [`metrics`], [`ids`], [`ratelimit`], [`cache`], [`error`]: support
 //!   with one job each.
 
@@ -44,9 +47,11 @@ pub mod error;
 mod http;
 mod hub;
 pub mod ids;
+pub mod jwt;
 mod metrics;
 mod node;
 pub mod protocol;
+pub mod push;
 mod ratelimit;
 mod serve;
 pub mod server;

@@ -59,6 +59,10 @@ pub struct Metrics {
     pub drain_started: Gauge,
     /// This node's archiver.
     pub archiver: crate::store::redis::archiver::ArchiverMetrics,
+    /// JWT connect tokens refused (bad signature, claims, revoked jti...).
+    pub jwt_refused: Counter,
+    /// The offline push webhook.
+    pub push: crate::push::PushMetrics,
 }
 
 impl Metrics {
@@ -101,7 +105,24 @@ impl Metrics {
             drain_grace_seconds: Gauge::default(),
             drain_started: Gauge::default(),
             archiver: Default::default(),
+            jwt_refused: Counter::default(),
+            push: Default::default(),
         };
+        r.register(
+            "jwt_refused",
+            "JWT connect tokens refused (signature, algorithm, kid, claims, time, revoked jti)",
+            m.jwt_refused.clone(),
+        );
+        r.register(
+            "push_webhook",
+            "Offline push webhook results: events sent (accepted), attempts retried, events dropped (queue full) and failed (refused for good or out of retry time)",
+            m.push.results.clone(),
+        );
+        r.register(
+            "push_queue",
+            "Offline push events waiting or in flight",
+            m.push.queued.clone(),
+        );
         let a = &m.archiver;
         r.register(
             "archive_messages_written",

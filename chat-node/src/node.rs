@@ -8,7 +8,9 @@ use crate::cache::Cached;
 use crate::drain::Drain;
 use crate::hub::Hub;
 use crate::ids::{self, MessageIds};
+use crate::jwt::{self, JwtVerifier};
 use crate::metrics::Metrics;
+use crate::push::Push;
 use crate::session::Sessions;
 use crate::settings::Settings;
 use crate::shutdown::Listener;
@@ -47,6 +49,10 @@ pub struct Node {
     registry: Cached<Vec<NodeRecord>>,
     backends_ready: Cached<bool>,
     presence_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Checks JWT connect tokens, when a JWT key is configured.
+    pub jwt: Option<JwtVerifier>,
+    /// The offline push webhook, when configured.
+    pub push: Option<Push>,
 }
 
 impl Node {
@@ -77,7 +83,27 @@ impl Node {
             registry: Cached::new(CACHE_TTL),
             backends_ready: Cached::new(CACHE_TTL),
             presence_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            jwt: None,
+            push: None,
         }
+    }
+
+    /// Accepts JWT connect tokens checked by `jwt`.
+    pub fn with_jwt(mut self, jwt: Option<JwtVerifier>) -> Self {
+        self.jwt = jwt;
+        self
+    }
+
+    /// Hands messages to offline users to `push`.
+    pub fn with_push(mut self, push: Option<Push>) -> Self {
+        self.push = push;
+        self
+    }
+
+    /// Whether a send must read its users' presence: to route it to other
+    /// nodes, or to find the receivers that get a push.
+    pub fn wants_routes(&self) -> bool {
+        self.hub.is_clustered() || self.push.is_some()
     }
 
     /// The sessions this node holds.
@@ -147,6 +173,50 @@ impl Node {
         self.store.get_token(token_hash, ids::now_ms()).await
     }
 
+    /// What the `token` of a `connect` stands for: the hash its sessions
+    /// are known by (for revocation) and its record; `None` when refused.
+    /// An opaque token is looked up; a JWT (when JWT keys are configured) is
+    /// verified here, then recorded until its `exp` (under its `jti` when it
+    /// has one, refused if that was revoked), so that session checks,
+    /// expiry and revocation work as for opaque tokens.
+    pub async fn check_connect_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(String, TokenRecord)>, StoreError> {
+        if let Some(verifier) = &self.jwt
+            && jwt::looks_like_jwt(token)
+        {
+            let id = match verifier.verify(token) {
+                Ok(id) => id,
+                Err(why) => {
+                    self.metrics.jwt_refused.inc();
+                    tracing::debug!(reason = %why, "JWT refused");
+                    return Ok(None);
+                }
+            };
+            let hash = match &id.jti {
+                Some(jti) => jwt_jti_hash(jti),
+                None => ids::token_hash(token),
+            };
+            let record = TokenRecord {
+                user: id.user,
+                platform: id.platform,
+                expires_at: id.expires_at_ms,
+            };
+            let recorded = self
+                .store
+                .put_jwt_token(&hash, &record, id.jti.is_some())
+                .await?;
+            if !recorded {
+                self.metrics.jwt_refused.inc();
+                tracing::debug!(user = %record.user, "JWT refused: its jti is revoked");
+            }
+            return Ok(recorded.then_some((hash, record)));
+        }
+        let hash = ids::token_hash(token);
+        Ok(self.check_token_hash(&hash).await?.map(|r| (hash, r)))
+    }
+
     /// This node's registry entry as of now.
     pub fn record(&self, ready: bool) -> NodeRecord {
         NodeRecord {
@@ -195,3 +265,13 @@ impl Node {
         }
     }
 }
+
+/// The hash a JWT's sessions are recorded under when it has a `jti`: that
+/// of the path `DELETE /v1/tokens/jti:<jti>` names, so revoking it finds
+/// them.
+pub fn jwt_jti_hash(jti: &str) -> String {
+    ids::token_hash(&format!("{JTI_PREFIX}{jti}"))
+}
+
+/// How `DELETE /v1/tokens/<token>` names a JWT by its `jti`.
+pub const JTI_PREFIX: &str = "jti:";

@@ -151,13 +151,32 @@ impl Server {
         hub.attach(bus);
         let generated_admin_token = cfg.admin_token.is_none();
         let admin_token = cfg.admin_token.clone().unwrap_or_else(ids::admin_token);
-        let node = Arc::new(Node::new(id, settings, admin_token, store, hub, metrics));
+        let jwt = if settings.jwt.enabled() {
+            Some(crate::jwt::JwtVerifier::new(&settings.jwt).map_err(Error::Config)?)
+        } else {
+            None
+        };
+        let push = match &settings.push {
+            Some(p) => Some(
+                crate::push::Push::start(p.clone(), store.clone(), metrics.push.clone())
+                    .map_err(Error::Config)?,
+            ),
+            None => None,
+        };
+        let (jwt_on, push_on) = (jwt.is_some(), push.is_some());
+        let node = Arc::new(
+            Node::new(id, settings, admin_token, store, hub, metrics)
+                .with_jwt(jwt)
+                .with_push(push),
+        );
         tracing::info!(
             node = %node.id.name, port, address = %node.id.address, cluster = %node.id.cluster,
             store = if cfg.redis_url.is_some() { "redis" } else { "memory" },
             bus = if cfg.amqp_url.is_some() { "rabbitmq" } else { "local" },
             archive = archive.as_ref().map_or("none", |a| a.engine().into()),
             archiver = archiver.is_some(),
+            jwt = jwt_on,
+            push = push_on,
             "chat-node bound"
         );
         Ok(Server {

@@ -67,6 +67,12 @@ pub struct Settings {
     /// How long after sending a message its sender may recall it (zero:
     /// never).
     pub recall_window: Duration,
+    /// JWT connect tokens: keys and required claims.
+    pub jwt: crate::jwt::JwtSettings,
+    /// How long a jti revoked before any session used it stays refused.
+    pub jwt_revoked_ttl: Duration,
+    /// The offline push webhook, when configured.
+    pub push: Option<crate::push::PushSettings>,
 }
 
 /// The archive and the hot window.

@@ -50,3 +50,20 @@ pub const RECALL_WINDOW_S: &str = "CHAT_RECALL_WINDOW_S";
 
 /// Sessions per second a draining node tells to reconnect, unless set.
 pub const DEFAULT_DRAIN_RATE: u32 = 500;
+
+// JWT connect tokens (PROTOCOL.md 1.1, "JWT connect tokens").
+pub const JWT_SECRET: &str = "CHAT_JWT_SECRET";
+pub const JWT_PUBLIC_KEY: &str = "CHAT_JWT_PUBLIC_KEY";
+pub const JWT_JWKS: &str = "CHAT_JWT_JWKS";
+pub const JWT_ISSUER: &str = "CHAT_JWT_ISSUER";
+pub const JWT_AUDIENCE: &str = "CHAT_JWT_AUDIENCE";
+pub const JWT_REVOKED_TTL_S: &str = "CHAT_JWT_REVOKED_TTL_S";
+
+// The offline push webhook (DESIGN.md, "Offline push").
+pub const PUSH_WEBHOOK_URL: &str = "CHAT_PUSH_WEBHOOK_URL";
+pub const PUSH_WEBHOOK_SECRET: &str = "CHAT_PUSH_WEBHOOK_SECRET";
+pub const PUSH_RETRY_S: &str = "CHAT_PUSH_RETRY_S";
+pub const PUSH_TIMEOUT_MS: &str = "CHAT_PUSH_TIMEOUT_MS";
+pub const PUSH_QUEUE: &str = "CHAT_PUSH_QUEUE";
+pub const PUSH_QUEUE_BYTES: &str = "CHAT_PUSH_QUEUE_BYTES";
+pub const PUSH_CONCURRENCY: &str = "CHAT_PUSH_CONCURRENCY";

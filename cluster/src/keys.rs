@@ -30,6 +30,12 @@ impl Keys {
     pub fn token(&self, token_hash: &str) -> String {
         format!("{}token:{token_hash}", self.prefix)
     }
+    /// String: a revoked JWT `jti`, under the same hash as the token
+    /// record of its sessions (`token_hash("jti:<jti>")`), living until the
+    /// token's `exp`.
+    pub fn revoked_jti(&self, token_hash: &str) -> String {
+        format!("{}revoked:{token_hash}", self.prefix)
+    }
     /// Prefix of message hashes (`chat:C:msg:<id>`).
     pub fn msg_prefix(&self) -> String {
         format!("{}msg:", self.prefix)

@@ -4,10 +4,11 @@
 use super::{Failure, Outcome, SessionCtx, delivery, group_msgs, group_refusal};
 use crate::ids;
 use crate::node::Node;
+use crate::protocol::Message;
 use crate::protocol::client::SendRequest;
 use crate::protocol::server::ServerFrame;
 use crate::protocol::{dm_conv, group_conv};
-use crate::store::NewMessage;
+use crate::store::{NewMessage, Routes};
 
 pub async fn apply(
     node: &Node,
@@ -33,7 +34,7 @@ pub async fn apply(
     };
     let stored = node
         .store
-        .send(new, &req.id, node.hub.is_clustered())
+        .send(new, &req.id, node.wants_routes())
         .await
         .map_err(|e| Failure::from(e).with_id(&req.id))?;
     let reply = ServerFrame::Sent {
@@ -44,6 +45,7 @@ pub async fn apply(
     .to_json();
     if !stored.duplicate {
         node.metrics.messages_stored.inc();
+        push_offline(node, &stored.msg, stored.routes.as_ref());
     }
     // A retry (duplicate) is delivered again with the first positions: its
     // first attempt may have been stored while its reply was lost (a Redis
@@ -93,12 +95,13 @@ async fn to_group(
     };
     let outcome = node
         .store
-        .group_send(new, &req.id, node.hub.is_clustered())
+        .group_send(new, &req.id, node.wants_routes())
         .await
         .map_err(|e| Failure::from(e).with_id(&req.id))?;
     let stored = group_refusal(outcome, node, &group).map_err(|f| f.with_id(&req.id))?;
     if !stored.duplicate {
         node.metrics.messages_stored.inc();
+        push_offline(node, &stored.msg, stored.routes.as_ref());
     }
     Ok(Outcome {
         reply: ServerFrame::Sent {
@@ -110,4 +113,19 @@ async fn to_group(
         deliveries: group_msgs(s, &stored),
         routes: stored.routes.clone(),
     })
+}
+
+/// Queues a push of `msg` for each receiver (never the sender) that the
+/// presence read in the send's own atomic step shows with no live session
+/// anywhere. A retried send (duplicate) pushes nothing again: its first
+/// attempt did.
+fn push_offline(node: &Node, msg: &Message, routes: Option<&Routes>) {
+    let (Some(push), Some(routes)) = (&node.push, routes) else {
+        return;
+    };
+    for (user, nodes) in routes {
+        if *user != msg.from && nodes.is_empty() {
+            push.offline_message(user, msg);
+        }
+    }
 }

@@ -58,6 +58,12 @@ impl Conv {
 #[derive(Default)]
 struct State {
     tokens: HashMap<String, TokenRecord>,
+    /// Revoked JWT jtis (by the hash their sessions' tokens are recorded
+    /// under) -> until when they are refused (ms).
+    revoked_jtis: HashMap<String, u64>,
+    /// Token count at which a JWT connect next sweeps expired tokens (each
+    /// JWT adds a record; amortised, so memory stays bounded by live ones).
+    token_sweep_at: usize,
     // The maps that grow with every message are B-trees: they grow a node
     // at a time, where a hash map stops every send to rehash and copy all
     // it holds (pauses of hundreds of milliseconds at a few 100k messages).
@@ -413,6 +419,41 @@ impl Store for MemoryStore {
 
     async fn delete_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.lock().tokens.remove(token_hash))
+    }
+
+    async fn put_jwt_token(
+        &self,
+        token_hash: &str,
+        record: &TokenRecord,
+        jti: bool,
+    ) -> Result<bool, StoreError> {
+        let now = crate::ids::now_ms();
+        let mut st = self.lock();
+        if jti && st.revoked_jtis.get(token_hash).is_some_and(|&t| t > now) {
+            return Ok(false);
+        }
+        if st.tokens.len() >= st.token_sweep_at {
+            st.tokens.retain(|_, t| t.expires_at > now);
+            st.token_sweep_at = (st.tokens.len() * 2).max(1024);
+        }
+        st.tokens.insert(token_hash.to_owned(), record.clone());
+        Ok(true)
+    }
+
+    async fn revoke_jti(
+        &self,
+        token_hash: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut st = self.lock();
+        st.revoked_jtis.retain(|_, t| *t > now_ms);
+        let record = st.tokens.remove(token_hash);
+        let until = record.as_ref().map_or(until_ms, |r| r.expires_at);
+        if until > now_ms {
+            st.revoked_jtis.insert(token_hash.to_owned(), until);
+        }
+        Ok(record)
     }
 
     async fn send(

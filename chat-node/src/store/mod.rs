@@ -322,6 +322,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<TokenRecord>, StoreError>;
     /// Deletes a token; returns what it was, if it existed.
     async fn delete_token(&self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Records the token of a JWT session under `token_hash` until its
+    /// expiry, so the session checks and revocation of opaque tokens apply
+    /// to it; with `jti`, only when that jti (whose hash `token_hash` is)
+    /// is not revoked, in the same atomic step. `false`, and nothing
+    /// recorded, when it is.
+    async fn put_jwt_token(
+        &self,
+        token_hash: &str,
+        record: &TokenRecord,
+        jti: bool,
+    ) -> Result<bool, StoreError>;
+    /// Revokes a JWT `jti` whose sessions record their token under
+    /// `token_hash`: refused from now until that token's expiry (or
+    /// `until_ms` when no session recorded it), its record deleted, in one
+    /// atomic step. Returns the record, if there was one (its sessions are
+    /// to be kicked).
+    async fn revoke_jti(
+        &self,
+        token_hash: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<TokenRecord>, StoreError>;
 
     /// Stores a message atomically: assigns `seq`, appends to the
     /// conversation and to both inboxes, bumps the receiver's unread count and

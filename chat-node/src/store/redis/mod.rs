@@ -35,6 +35,8 @@ struct Scripts {
     group: Script,
     conversations: Script,
     recall: Script,
+    jwt_put: Script,
+    jwt_revoke: Script,
 }
 
 impl Scripts {
@@ -57,6 +59,8 @@ impl Scripts {
                 include_str!("../lua/inbox.lua"),
                 include_str!("../lua/recall.lua")
             )),
+            jwt_put: Script::new(include_str!("../lua/jwt_put.lua")),
+            jwt_revoke: Script::new(include_str!("../lua/jwt_revoke.lua")),
         }
     }
 }
@@ -305,6 +309,46 @@ impl Store for RedisStore {
             .del(&key)
             .ignore()
             .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        token_from_fields(&f)
+    }
+
+    async fn put_jwt_token(
+        &self,
+        token_hash: &str,
+        record: &TokenRecord,
+        jti: bool,
+    ) -> Result<bool, StoreError> {
+        let put: i64 = self
+            .scripts
+            .jwt_put
+            .key(self.keys.token(token_hash))
+            .key(self.keys.revoked_jti(token_hash))
+            .arg(&record.user)
+            .arg(&record.platform)
+            .arg(record.expires_at)
+            .arg(if jti { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(put == 1)
+    }
+
+    async fn revoke_jti(
+        &self,
+        token_hash: &str,
+        until_ms: u64,
+        now_ms: u64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let f: HashMap<String, String> = self
+            .scripts
+            .jwt_revoke
+            .key(self.keys.token(token_hash))
+            .key(self.keys.revoked_jti(token_hash))
+            .arg(until_ms)
+            .arg(now_ms)
+            .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
         token_from_fields(&f)
