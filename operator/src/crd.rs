@@ -10,6 +10,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod app;
+pub use app::{Auth, ConfigMapKeyRef, Jwt, KeyFileRef, Push, Webhook};
+
 /// Annotation that stops reconcile and collection while set to "true".
 pub const PAUSE_ANNOTATION: &str = "parley.dev/pause-reconciliation";
 /// Finalizer that cleans up the cluster's queues and registry on deletion.
@@ -102,6 +105,16 @@ pub struct ChatClusterSpec {
     #[serde(default)]
     pub expose: Expose,
 
+    /// How users log in besides tokens from `/v1/tokens`: JWTs minted by
+    /// the application's backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+
+    /// Where messages for users with no live session are handed to the
+    /// application (to send a push notification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<Push>,
+
     /// Chat limits passed to every node.
     #[serde(default)]
     pub chat: ChatSettings,
@@ -161,6 +174,8 @@ impl Default for ChatClusterSpec {
             archive: None,
             admin_token_secret_ref: None,
             expose: Expose::default(),
+            auth: None,
+            push: None,
             chat: ChatSettings::default(),
             drain_grace_seconds: default_drain_grace(),
             cleanup_policy: CleanupPolicy::default(),

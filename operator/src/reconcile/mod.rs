@@ -8,6 +8,7 @@
 //! names and labels in [`meta`]); [`status`] is computed by a pure function too. This module
 //! only sequences the jobs; none of them imports it.
 
+pub(crate) mod app;
 pub(crate) mod apply;
 pub(crate) mod backends;
 pub(crate) mod cleanup;

@@ -26,7 +26,7 @@ pub const TERMINATION_MARGIN_S: i64 = 15;
 /// PodMonitor scrapes it by name).
 pub const HEALTH_PORT_NAME: &str = "health";
 
-fn env(name: &str, value: impl ToString) -> EnvVar {
+pub(super) fn env(name: &str, value: impl ToString) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.to_string()),
@@ -34,7 +34,7 @@ fn env(name: &str, value: impl ToString) -> EnvVar {
     }
 }
 
-fn env_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
+pub(super) fn env_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value_from: Some(EnvVarSource {
@@ -64,7 +64,7 @@ fn env_field(name: &str, path: &str) -> EnvVar {
 }
 
 /// A backend URL as an env var: inline, or from its Secret.
-fn env_backend(name: &str, b: &BackendRef) -> Option<EnvVar> {
+pub(super) fn env_backend(name: &str, b: &BackendRef) -> Option<EnvVar> {
     match (&b.url, &b.url_secret_ref) {
         (_, Some(r)) => Some(env_secret(name, r)),
         (Some(url), None) => Some(env(name, url)),
@@ -136,6 +136,7 @@ fn container_env(cc: &ChatCluster) -> Vec<EnvVar> {
         (var::RECALL_WINDOW_S, c.recall_window_seconds),
     ];
     e.extend(limits.iter().filter_map(|(k, v)| v.map(|v| env(k, v))));
+    e.extend(super::app::env_vars(cc));
     if let Some(level) = &s.log_level {
         e.push(env("RUST_LOG", level));
     }
@@ -158,6 +159,7 @@ fn probe(cc: &ChatCluster, path: &str, period: i32, failures: i32) -> Probe {
 
 pub fn build(cc: &ChatCluster) -> StatefulSet {
     let s = &cc.spec;
+    let (volumes, mounts) = super::app::key_files(cc);
     let container = Container {
         name: "chat-node".to_owned(),
         image: Some(s.image.clone()),
@@ -173,6 +175,7 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
         liveness_probe: Some(probe(cc, "/healthz", 10, 3)),
         readiness_probe: Some(probe(cc, "/readyz", 5, 2)),
         resources: s.resources.clone(),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -203,6 +206,7 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
                 }),
                 spec: Some(PodSpec {
                     containers: vec![container],
+                    volumes: (!volumes.is_empty()).then_some(volumes),
                     termination_grace_period_seconds: Some(
                         i64::from(s.drain_grace_seconds) + TERMINATION_MARGIN_S,
                     ),

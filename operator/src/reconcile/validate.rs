@@ -59,6 +59,33 @@ pub fn check(cc: &ChatCluster) -> Option<String> {
             backend_ref_problem("archive", &a.database)
                 .or_else(|| a.database.url.as_deref().and_then(archive_url_problem))
         })
+        .or_else(|| app_problem(cc))
+}
+
+/// What the nodes would refuse at start in `spec.auth` and `spec.push`.
+fn app_problem(cc: &ChatCluster) -> Option<String> {
+    if let Some(jwt) = cc.spec.auth.as_ref().and_then(|a| a.jwt.as_ref()) {
+        if jwt.secret_ref.is_none() && jwt.public_key.is_none() && jwt.jwks.is_none() {
+            return Some("auth.jwt: set at least one of secretRef, publicKey and jwks".into());
+        }
+        for (name, f) in [("publicKey", &jwt.public_key), ("jwks", &jwt.jwks)] {
+            if let Some(f) = f
+                && f.secret_ref.is_some() == f.config_map_ref.is_some()
+            {
+                return Some(format!(
+                    "auth.jwt.{name}: set exactly one of secretRef and configMapRef"
+                ));
+            }
+        }
+    }
+    let hook = cc.spec.push.as_ref().and_then(|p| p.webhook.as_ref())?;
+    backend_ref_problem("push.webhook", &hook.endpoint).or_else(|| {
+        let url = hook.endpoint.url.as_deref()?;
+        (!url.starts_with("http://")).then(|| {
+            "push.webhook: the URL must start with http:// (put a TLS proxy in front of an https receiver)"
+                .to_owned()
+        })
+    })
 }
 
 /// Why the nodes cannot use `url` as their archive, if they cannot. The
@@ -239,6 +266,57 @@ mod tests {
     #[test]
     fn a_valid_spec_passes() {
         assert_eq!(check(&cc("ns", "chat")), None);
+    }
+
+    #[test]
+    fn jwt_without_a_key_and_webhooks_without_plain_http_are_refused() {
+        use crate::crd::{Auth, ConfigMapKeyRef, Jwt, KeyFileRef, Push, Webhook};
+        let mut c = cc("ns", "chat");
+        c.spec.auth = Some(Auth {
+            jwt: Some(Jwt {
+                issuer: Some("app".into()),
+                ..Jwt::default()
+            }),
+        });
+        assert!(check(&c).unwrap().contains("auth.jwt"));
+        let both = KeyFileRef {
+            secret_ref: Some(SecretKeyRef {
+                name: "s".into(),
+                key: "k".into(),
+            }),
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: "c".into(),
+                key: "k".into(),
+            }),
+        };
+        c.spec.auth.as_mut().unwrap().jwt.as_mut().unwrap().jwks = Some(both);
+        assert!(check(&c).unwrap().contains("auth.jwt.jwks"));
+        c.spec.auth.as_mut().unwrap().jwt.as_mut().unwrap().jwks = Some(KeyFileRef {
+            secret_ref: None,
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: "c".into(),
+                key: "k".into(),
+            }),
+        });
+        assert_eq!(check(&c), None);
+
+        let hook = |url: &str| Push {
+            webhook: Some(Webhook {
+                endpoint: BackendRef {
+                    url: Some(url.into()),
+                    url_secret_ref: None,
+                },
+                secret_ref: SecretKeyRef {
+                    name: "p".into(),
+                    key: "hmac".into(),
+                },
+                retry_seconds: None,
+            }),
+        };
+        c.spec.push = Some(hook("https://pn.example/hook"));
+        assert!(check(&c).unwrap().contains("http://"));
+        c.spec.push = Some(hook("http://pn:8080/hook"));
+        assert_eq!(check(&c), None);
     }
 
     #[test]
