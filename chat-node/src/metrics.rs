@@ -230,6 +230,12 @@ impl Metrics {
         for ty in crate::protocol::client::Command::NAMES {
             let _ = m.frames_received.get_or_create(&FrameType { r#type: ty });
         }
+        for result in crate::push::RESULTS {
+            let _ = m
+                .push
+                .results
+                .get_or_create(&crate::push::ResultLabel { result });
+        }
         for state in SESSION_STATES {
             let _ = m.sessions.get_or_create(&StateLabel { state });
         }

@@ -103,6 +103,9 @@ pub struct PushMetrics {
     pub queued: Gauge,
 }
 
+/// Every `result` of `chat_push_webhook_total` (each starts at zero).
+pub const RESULTS: [&str; 4] = ["sent", "retried", "dropped", "failed"];
+
 impl PushMetrics {
     fn count(&self, result: &'static str) {
         self.results.get_or_create(&ResultLabel { result }).inc();
