@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
 };
 use parley_cluster::env as var;
 
-use super::statefulset::{env, env_backend, env_secret};
+use super::env::{env, env_backend, env_secret};
 use crate::crd::{ChatCluster, KeyFileRef};
 
 /// Where the JWT public key is mounted, and its file name there.

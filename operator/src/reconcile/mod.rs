@@ -4,7 +4,8 @@
 //! what gone nodes left, publish the [`status`]. Deletion is [`cleanup`].
 //!
 //! Each owned object is built by a pure function in its own file
-//! ([`headless`], [`statefulset`], [`services`], [`pdb`], [`podmonitor`],
+//! ([`headless`], [`statefulset`] (its settings for the application in
+//! [`app`], its variables built by [`env`]), [`services`], [`pdb`], [`podmonitor`],
 //! names and labels in [`meta`]); [`status`] is computed by a pure function too. This module
 //! only sequences the jobs; none of them imports it.
 
@@ -13,6 +14,7 @@ pub(crate) mod apply;
 pub(crate) mod backends;
 pub(crate) mod cleanup;
 pub(crate) mod collect;
+pub(crate) mod env;
 pub(crate) mod headless;
 pub(crate) mod meta;
 pub(crate) mod observe;

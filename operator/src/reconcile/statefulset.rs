@@ -4,19 +4,19 @@
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use parley_cluster::env as var;
 
+use super::env::{env, env_backend, env_field, env_secret};
 use super::meta::{
     admin_secret_name, headless_name, labels, owned_meta, selector_labels, variant_name,
 };
-use crate::crd::{BackendRef, ChatCluster, SecretKeyRef};
+use crate::crd::{ChatCluster, SecretKeyRef};
 
 /// Extra seconds a pod gets to terminate beyond the drain grace (deregister,
 /// close the bus, flush).
@@ -25,52 +25,6 @@ pub const TERMINATION_MARGIN_S: i64 = 15;
 /// Name of the container port serving /healthz, /readyz and /metrics (the
 /// PodMonitor scrapes it by name).
 pub const HEALTH_PORT_NAME: &str = "health";
-
-pub(super) fn env(name: &str, value: impl ToString) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_string()),
-        ..EnvVar::default()
-    }
-}
-
-pub(super) fn env_secret(name: &str, r: &SecretKeyRef) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: r.name.clone(),
-                key: r.key.clone(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-fn env_field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_owned(),
-                ..ObjectFieldSelector::default()
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-/// A backend URL as an env var: inline, or from its Secret.
-pub(super) fn env_backend(name: &str, b: &BackendRef) -> Option<EnvVar> {
-    match (&b.url, &b.url_secret_ref) {
-        (_, Some(r)) => Some(env_secret(name, r)),
-        (Some(url), None) => Some(env(name, url)),
-        (None, None) => None,
-    }
-}
 
 /// The admin token's Secret key: the spec's, or the one the operator makes.
 pub fn admin_token_ref(cc: &ChatCluster) -> SecretKeyRef {
@@ -236,7 +190,7 @@ pub fn build(cc: &ChatCluster) -> StatefulSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{Archive, ChatClusterSpec, PullPolicy};
+    use crate::crd::{Archive, BackendRef, ChatClusterSpec, PullPolicy};
 
     fn cc() -> ChatCluster {
         let mut cc = ChatCluster::new(
