@@ -262,8 +262,9 @@ pub struct Config {
     #[arg(long, env = env::JWT_REVOKED_TTL_S, default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..=10 * 365 * 24 * 3600))]
     pub jwt_revoked_ttl_s: u64,
 
-    /// `http://` URL that receives a POST for each message stored for a
-    /// user with no live session (the offline push webhook). Unset: no push.
+    /// `http://` or `https://` URL that receives a POST for each message
+    /// stored for a user with no live session (the offline push webhook).
+    /// Unset: no push.
     #[arg(long, env = env::PUSH_WEBHOOK_URL)]
     pub push_webhook_url: Option<String>,
 
@@ -279,17 +280,30 @@ pub struct Config {
     #[arg(long, env = env::PUSH_TIMEOUT_MS, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub push_timeout_ms: u64,
 
-    /// Most pushes waiting or in flight; more are dropped (counted).
+    /// Most pushes waiting or in flight (with Redis: in the cluster's push
+    /// feed); more are dropped (counted).
     #[arg(long, env = env::PUSH_QUEUE, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub push_queue: u32,
 
-    /// Most bytes of pushes waiting or in flight; more are dropped (counted).
+    /// Most bytes of pushes waiting or in flight in the in-memory store's
+    /// feed; more are dropped (counted). (Redis feed entries hold two ids.)
     #[arg(long, env = env::PUSH_QUEUE_BYTES, default_value_t = 16 << 20, value_parser = clap::value_parser!(u32).range(64 << 10..))]
     pub push_queue_bytes: u32,
 
     /// Most webhook requests in flight at once.
     #[arg(long, env = env::PUSH_CONCURRENCY, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub push_concurrency: u32,
+
+    /// A push another node has held this long without a sign of life (it
+    /// died mid-delivery) is taken over, in seconds. More than twice the
+    /// attempt deadline.
+    #[arg(long, env = env::PUSH_CLAIM_S, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub push_claim_s: u64,
+
+    /// PEM file of the certificate authorities an `https` webhook is
+    /// checked against. Unset: the Mozilla root certificates.
+    #[arg(long, env = env::PUSH_WEBHOOK_CA)]
+    pub push_webhook_ca: Option<String>,
 }
 
 impl Config {
@@ -334,6 +348,15 @@ impl Config {
                     return Err(Error::Config(format!(
                         "{} is empty",
                         env::PUSH_WEBHOOK_SECRET
+                    )));
+                }
+                if self.push_claim_s * 1000 <= 2 * self.push_timeout_ms {
+                    return Err(Error::Config(format!(
+                        "{} ({} s) must be more than twice {} ({} ms): a push would be taken over while its attempt runs",
+                        env::PUSH_CLAIM_S,
+                        self.push_claim_s,
+                        env::PUSH_TIMEOUT_MS,
+                        self.push_timeout_ms
                     )));
                 }
             }
@@ -459,6 +482,8 @@ impl Config {
                     max_queue: self.push_queue as usize,
                     max_queue_bytes: self.push_queue_bytes as usize,
                     concurrency: self.push_concurrency as usize,
+                    claim_after: Duration::from_secs(self.push_claim_s),
+                    ca_file: self.push_webhook_ca.clone(),
                 }),
                 _ => None,
             },
@@ -539,19 +564,28 @@ mod tests {
     }
 
     #[test]
-    fn push_webhook_needs_a_secret_and_a_plain_http_url() {
+    fn push_webhook_needs_a_secret_an_http_or_https_url_and_a_claim_timeout_past_attempts() {
         let c = Config::parse_from(["chat-node", "--push-webhook-url", "http://h/p"]);
         assert!(c.validate().is_err());
         let c = Config::parse_from(["chat-node", "--push-webhook-secret", "s"]);
         assert!(c.validate().is_err());
-        let c = Config::parse_from([
-            "chat-node",
-            "--push-webhook-url",
-            "https://h/p",
-            "--push-webhook-secret",
-            "s",
-        ]);
-        assert!(c.validate().is_err());
+        let hook = |url: &str, more: &[&str]| {
+            let args = [
+                "chat-node",
+                "--push-webhook-url",
+                url,
+                "--push-webhook-secret",
+                "s",
+            ];
+            Config::parse_from(args.iter().chain(more))
+        };
+        assert!(hook("ftp://h/p", &[]).validate().is_err());
+        assert!(hook("https://h/p", &[]).validate().is_ok());
+        // An attempt may last 40 s: a 60 s claim timeout could take it over.
+        let slow = ["--push-timeout-ms", "40000"];
+        assert!(hook("https://h/p", &slow).validate().is_err());
+        let slow = ["--push-timeout-ms", "40000", "--push-claim-s", "81"];
+        assert!(hook("https://h/p", &slow).validate().is_ok());
         let c = Config::parse_from([
             "chat-node",
             "--push-webhook-url",

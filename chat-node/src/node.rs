@@ -10,7 +10,6 @@ use crate::hub::Hub;
 use crate::ids::{self, MessageIds};
 use crate::jwt::{self, JwtVerifier};
 use crate::metrics::Metrics;
-use crate::push::Push;
 use crate::session::Sessions;
 use crate::settings::Settings;
 use crate::shutdown::Listener;
@@ -51,8 +50,6 @@ pub struct Node {
     presence_locks: Vec<tokio::sync::Mutex<()>>,
     /// Checks JWT connect tokens, when a JWT key is configured.
     pub jwt: Option<JwtVerifier>,
-    /// The offline push webhook, when configured.
-    pub push: Option<Push>,
 }
 
 impl Node {
@@ -84,7 +81,6 @@ impl Node {
             backends_ready: Cached::new(CACHE_TTL),
             presence_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             jwt: None,
-            push: None,
         }
     }
 
@@ -94,16 +90,10 @@ impl Node {
         self
     }
 
-    /// Hands messages to offline users to `push`.
-    pub fn with_push(mut self, push: Option<Push>) -> Self {
-        self.push = push;
-        self
-    }
-
     /// Whether a send must read its users' presence: to route it to other
-    /// nodes, or to find the receivers that get a push.
+    /// nodes. (The push feed reads presence inside the send's own step.)
     pub fn wants_routes(&self) -> bool {
-        self.hub.is_clustered() || self.push.is_some()
+        self.hub.is_clustered()
     }
 
     /// The sessions this node holds.

@@ -22,13 +22,14 @@ use crate::hub::Hub;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::node::{Identity, Node};
+use crate::push::Pusher;
 use crate::serve::{self, ConnectionLimits};
 use crate::session::Sessions;
 use crate::shutdown::{Listener, Signal};
-use crate::store::Store;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::RedisStore;
 use crate::store::redis::archiver::Archiver;
+use crate::store::{PushFeed, Store};
 
 /// How long an archive statement waits for a connection.
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +41,8 @@ pub struct Server {
     health: Option<TcpListener>,
     /// Drains the archive feed into SQL, when this node runs one.
     archiver: Option<Archiver>,
+    /// Delivers the push feed to the webhook, when one is configured.
+    pusher: Option<Pusher>,
     /// The admin token was generated here (not configured).
     pub generated_admin_token: bool,
 }
@@ -99,17 +102,26 @@ impl Server {
             None => None,
         };
         let mut archiver = None;
+        // Named like the archiver: the operator removes both for a gone run.
+        let consumer = parley_cluster::archive::consumer_name(port, &id.instance);
+        let mut push_feed: Option<Arc<dyn PushFeed>> = None;
         let store: Arc<dyn Store> = match &cfg.redis_url {
             Some(url) => {
                 let mut redis =
                     RedisStore::new(url, &id.cluster, settings.retention, settings.redis_timeout)?
                         .with_client_id_ttl(settings.client_id_ttl);
+                if let Some(p) = &settings.push {
+                    redis = redis.with_push(p.max_queue as u64);
+                    push_feed = redis
+                        .push_feed(consumer.clone(), p.claim_after)?
+                        .map(|f| Arc::new(f) as Arc<dyn PushFeed>);
+                }
                 if let (Some(sql), Some(a)) = (&archive, &settings.archive) {
                     redis = redis.with_archive(sql.clone(), a.max_lag);
                     if let Some(s) = &a.archiver {
                         archiver = redis.archiver(
                             s.clone(),
-                            parley_cluster::archive::consumer_name(port, &id.instance),
+                            consumer.clone(),
                             metrics.archiver.clone(),
                         )?;
                     }
@@ -122,7 +134,14 @@ impl Server {
                 if let (Some(sql), Some(a)) = (&archive, &settings.archive) {
                     memory = memory.with_archive(sql.clone(), a.hot_messages, a.hot);
                 }
-                Arc::new(memory)
+                if let Some(p) = &settings.push {
+                    memory = memory.with_push(p.max_queue, p.max_queue_bytes);
+                }
+                let memory = Arc::new(memory);
+                if settings.push.is_some() {
+                    push_feed = Some(memory.clone());
+                }
+                memory
             }
         };
         // The hub first: the bus hands it what other nodes send.
@@ -156,19 +175,16 @@ impl Server {
         } else {
             None
         };
-        let push = match &settings.push {
-            Some(p) => Some(
-                crate::push::Push::start(p.clone(), store.clone(), metrics.push.clone())
+        let pusher = match (&settings.push, push_feed) {
+            (Some(p), Some(feed)) => Some(
+                Pusher::new(p.clone(), feed, store.clone(), metrics.push.clone())
                     .map_err(Error::Config)?,
             ),
-            None => None,
+            _ => None,
         };
-        let (jwt_on, push_on) = (jwt.is_some(), push.is_some());
-        let node = Arc::new(
-            Node::new(id, settings, admin_token, store, hub, metrics)
-                .with_jwt(jwt)
-                .with_push(push),
-        );
+        let (jwt_on, push_on) = (jwt.is_some(), pusher.is_some());
+        let node =
+            Arc::new(Node::new(id, settings, admin_token, store, hub, metrics).with_jwt(jwt));
         tracing::info!(
             node = %node.id.name, port, address = %node.id.address, cluster = %node.id.cluster,
             store = if cfg.redis_url.is_some() { "redis" } else { "memory" },
@@ -184,6 +200,7 @@ impl Server {
             listener,
             health,
             archiver,
+            pusher,
             generated_admin_token,
         })
     }
@@ -234,6 +251,9 @@ impl Server {
         let archiver_task = self
             .archiver
             .map(|a| tokio::spawn(a.run(stop_archiver.listen())));
+        let pusher_task = self
+            .pusher
+            .map(|p| tokio::spawn(p.run(stop_archiver.listen())));
         let stop_heartbeat = Signal::default();
         let heartbeat_task = tokio::spawn(heartbeat(node.clone(), stop_heartbeat.listen()));
         background.spawn(clear_stale_presence(node.clone()));
@@ -267,9 +287,11 @@ impl Server {
             bus.shutdown().await;
         }
         // No more sends here: the archiver finishes its batch (what it
-        // cannot write stays pending for the other archivers).
+        // cannot write stays pending for the other archivers), the pusher
+        // its attempts under way (what is left stays pending for the other
+        // pushers).
         stop_archiver.set();
-        if let Some(t) = archiver_task {
+        for t in [archiver_task, pusher_task].into_iter().flatten() {
             let _ = t.await;
         }
         stop_heartbeat.set();

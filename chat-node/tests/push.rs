@@ -1,7 +1,9 @@
 //! The offline push webhook (DESIGN.md, "Offline push") against a real
 //! HTTP receiver started by each test: who gets a push, what it carries and
-//! how it is signed, retries with a stable event id, and a receiver that
-//! hangs costing sends nothing.
+//! how it is signed, retries with a stable event id, a receiver that hangs
+//! costing sends nothing, a push in hand when its node is killed delivered
+//! by another node, a recalled message never pushed, and https receivers
+//! checked against a CA made by the test.
 
 mod common;
 
@@ -56,14 +58,12 @@ impl Received {
     }
 }
 
-/// Starts a receiver on 127.0.0.1:0 answering request `n` with `answer(n)`.
-async fn receiver(answer: fn(usize) -> Answer) -> (SocketAddr, Received) {
-    let got = Received::default();
-    let state = got.clone();
-    let app = axum::Router::new().route(
+/// The receiver's routes: `POST /hook` answers request `n` with `answer(n)`.
+fn hook_app(answer: fn(usize) -> Answer, got: Received) -> axum::Router {
+    axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: String| {
-            let state = state.clone();
+            let state = got.clone();
             async move {
                 let n = {
                     let mut v = state.0.lock().unwrap();
@@ -81,13 +81,73 @@ async fn receiver(answer: fn(usize) -> Answer) -> (SocketAddr, Received) {
                 }
             }
         }),
-    );
+    )
+}
+
+/// Starts a receiver on 127.0.0.1:0 answering request `n` with `answer(n)`.
+async fn receiver(answer: fn(usize) -> Answer) -> (SocketAddr, Received) {
+    let got = Received::default();
+    let app = hook_app(answer, got.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     (addr, got)
+}
+
+/// Starts an https receiver on 127.0.0.1:0 with a certificate for
+/// 127.0.0.1 issued by a CA made here; returns the CA's PEM too.
+async fn tls_receiver(answer: fn(usize) -> Answer) -> (SocketAddr, Received, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let got = Received::default();
+    let app = hook_app(answer, got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, got, ca.pem())
 }
 
 async fn node_pushing_to(
@@ -123,6 +183,7 @@ async fn metrics(node: &TestNode) -> String {
 both_stores!(
     only_receivers_with_no_live_session_get_a_signed_push,
     group_members_offline_get_a_push_each,
+    a_message_recalled_before_its_push_goes_out_is_not_pushed,
 );
 
 async fn only_receivers_with_no_live_session_get_a_signed_push(b: Backend) {
@@ -311,6 +372,7 @@ async fn a_hanging_receiver_neither_slows_sends_nor_grows_the_queue() {
         c.push_queue = 5;
         c.push_concurrency = 2;
         c.push_timeout_ms = 600_000;
+        c.push_claim_s = 1300;
     })
     .await;
     let mut alice = node.session("alice").await;
@@ -359,8 +421,11 @@ async fn a_hanging_receiver_neither_slows_sends_nor_grows_the_queue() {
         "{hung:?} vs {baseline:?}"
     );
     // Bounded: at most 5 pushes pending; the others are dropped and counted.
-    let m = metrics(&node).await;
-    assert_eq!(metric_value(&m, "chat_push_queue"), Some(5.0), "{m}");
+    let m = eventually("the feed's backlog read", STEP, async || {
+        let m = metrics(&node).await;
+        (metric_value(&m, "chat_push_queue") == Some(5.0)).then_some(m)
+    })
+    .await;
     let dropped = metric_value(&m, r#"chat_push_webhook_total{result="dropped"}"#).unwrap();
     assert!(dropped >= 45.0, "{dropped}");
     assert!(
@@ -382,9 +447,26 @@ async fn push_settings_are_checked_at_start() {
         vec!["--push-webhook-url", "http://127.0.0.1:1/hook"],
         vec![
             "--push-webhook-url",
+            "ftp://example.com/hook",
+            "--push-webhook-secret",
+            "s",
+        ],
+        // A CA file that is not there, and a CA for a plain http receiver.
+        vec![
+            "--push-webhook-url",
             "https://example.com/hook",
             "--push-webhook-secret",
             "s",
+            "--push-webhook-ca",
+            "/nonexistent/ca.pem",
+        ],
+        vec![
+            "--push-webhook-url",
+            "http://example.com/hook",
+            "--push-webhook-secret",
+            "s",
+            "--push-webhook-ca",
+            "/etc/hostname",
         ],
         vec![
             "--push-webhook-url",
@@ -403,4 +485,157 @@ async fn push_settings_are_checked_at_start() {
             "{args:?}: {err:?}"
         );
     }
+}
+
+async fn a_message_recalled_before_its_push_goes_out_is_not_pushed(b: Backend) {
+    // One push at a time; the first attempt hangs until its deadline, so
+    // the second message waits in the feed while alice recalls it.
+    let (hook, got) = receiver(|n| if n == 0 { Answer::Hang } else { Answer::Ok }).await;
+    let node = node_pushing_to(b, hook, |c| {
+        c.push_concurrency = 1;
+        c.push_timeout_ms = 1500;
+        c.push_claim_s = 5;
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    alice.send_text("bob", "c-1", "first").await;
+    eventually("the first attempt is under way", STEP, async || {
+        (got.len() == 1).then_some(())
+    })
+    .await;
+    let sent = alice.send_text("bob", "c-2", "taken back").await;
+    let mid = sent["msg"]["id"].as_str().unwrap().to_owned();
+    let r = alice.request(json!({"type":"recall","msg": mid})).await;
+    assert_eq!(r["type"], "ok", "{r}");
+    eventually("the recalled message counted skipped", STEP, async || {
+        let m = metrics(&node).await;
+        (metric_value(&m, r#"chat_push_webhook_total{result="skipped"}"#) == Some(1.0))
+            .then_some(())
+    })
+    .await;
+    let bodies: Vec<Value> = got
+        .all()
+        .iter()
+        .map(|h| h.json()["msg"]["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!("first"), json!("first")],
+        "the retry, never the recalled message"
+    );
+    eventually("the feed is empty", STEP, async || {
+        let m = metrics(&node).await;
+        (metric_value(&m, "chat_push_queue") == Some(0.0)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_in_hand_when_its_node_is_killed_is_delivered_by_another_node() {
+    use common::cluster::{Cluster, amqp_url};
+    // Node 0 pushes to a receiver that keeps failing; node 1 has no webhook
+    // yet. The push for bob is in node 0's hands (pending in the feed) when
+    // node 0 is killed; node 1, restarted with a working receiver, claims
+    // it after the claim timeout and delivers the same event.
+    let (failing, tried) = receiver(|_| Answer::Fail).await;
+    let (working, delivered) = receiver(|_| Answer::Ok).await;
+    let webhook = |hook: SocketAddr| {
+        vec![
+            ("CHAT_PUSH_WEBHOOK_URL", format!("http://{hook}/hook")),
+            ("CHAT_PUSH_WEBHOOK_SECRET", SECRET.to_owned()),
+            ("CHAT_PUSH_TIMEOUT_MS", "500".to_owned()),
+            ("CHAT_PUSH_CLAIM_S", "2".to_owned()),
+        ]
+    };
+    let mut c = Cluster::start_with_env(2, &amqp_url(), |i| {
+        if i == 0 { webhook(failing) } else { vec![] }
+    })
+    .await;
+    // Through node 0: a node writes push entries only with a webhook.
+    let mut alice = c.session(0, "alice").await;
+    let sent = alice.send_text("bob", "c-1", "survive a crash").await;
+    let id = format!("{}:bob", sent["msg"]["id"].as_str().unwrap());
+    eventually("node 0 is retrying the push", STEP, async || {
+        (tried.len() >= 2).then_some(())
+    })
+    .await;
+    c.kill(0).await;
+    assert!(delivered.all().is_empty());
+    for (k, v) in webhook(working) {
+        c.set_env(1, k, v);
+    }
+    c.signal(1, "-TERM");
+    assert!(
+        c.wait_exit(1, Duration::from_secs(20)).await,
+        "node 1 drains"
+    );
+    c.spawn(1);
+    c.wait_ready(1).await;
+    let hook = eventually("node 1 delivers the claimed push", STEP, async || {
+        delivered.all().into_iter().next()
+    })
+    .await;
+    assert_signed(&hook);
+    assert_eq!(hook.header("x-parley-event"), id);
+    let first_try = tried.all()[0].json();
+    assert_eq!(
+        hook.json()["id"],
+        first_try["id"],
+        "the same event on both nodes"
+    );
+    assert_eq!(hook.json()["msg"], sent["msg"]);
+    eventually("the feed is empty", STEP, async || {
+        (c.metric(1, "chat_push_queue").await == 0.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(delivered.len(), 1, "delivered once");
+    assert_eq!(
+        c.metric(1, r#"chat_push_webhook_total{result="sent"}"#)
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_receiver_is_checked_against_the_configured_ca() {
+    let (addr, got, ca_pem) = tls_receiver(|_| Answer::Ok).await;
+    let url = format!("https://{addr}/hook");
+    let ca_file =
+        std::env::temp_dir().join(format!("parley-push-ca-{}.pem", rand::random::<u64>()));
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+
+    // Against the Mozilla roots the test's CA is unknown: every attempt
+    // fails at the handshake, and the push is given up.
+    let refused = TestNode::start(Backend::Memory, |c| {
+        c.push_webhook_url = Some(url.clone());
+        c.push_webhook_secret = Some(SECRET.into());
+        c.push_retry_s = 1;
+    })
+    .await;
+    let mut alice = refused.session("alice").await;
+    alice.send_text("bob", "c-1", "not to an unknown CA").await;
+    eventually("the push is given up", STEP, async || {
+        let m = metrics(&refused).await;
+        (metric_value(&m, r#"chat_push_webhook_total{result="failed"}"#) == Some(1.0)).then_some(())
+    })
+    .await;
+    assert_eq!(got.len(), 0, "no request reached the receiver");
+
+    // With the CA configured, the push arrives signed.
+    let trusting = TestNode::start(Backend::Redis, |c| {
+        c.push_webhook_url = Some(url.clone());
+        c.push_webhook_secret = Some(SECRET.into());
+        c.push_webhook_ca = Some(ca_file.display().to_string());
+    })
+    .await;
+    let mut alice = trusting.session("alice").await;
+    let sent = alice.send_text("bob", "c-1", "over TLS").await;
+    let hook = eventually("the push arrives over TLS", STEP, async || {
+        got.all().into_iter().next()
+    })
+    .await;
+    let _ = std::fs::remove_file(&ca_file);
+    assert_signed(&hook);
+    assert_eq!(hook.json()["msg"], sent["msg"]);
 }

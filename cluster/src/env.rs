@@ -67,3 +67,5 @@ pub const PUSH_TIMEOUT_MS: &str = "CHAT_PUSH_TIMEOUT_MS";
 pub const PUSH_QUEUE: &str = "CHAT_PUSH_QUEUE";
 pub const PUSH_QUEUE_BYTES: &str = "CHAT_PUSH_QUEUE_BYTES";
 pub const PUSH_CONCURRENCY: &str = "CHAT_PUSH_CONCURRENCY";
+pub const PUSH_CLAIM_S: &str = "CHAT_PUSH_CLAIM_S";
+pub const PUSH_WEBHOOK_CA: &str = "CHAT_PUSH_WEBHOOK_CA";

@@ -2,17 +2,50 @@
 //! same key names and with compare-and-delete on the node run (instance id)
 //! it judged gone, so a node that came back on the same port is never
 //! touched (DESIGN.md, "Safety rules for collection"). The consumers of
-//! the archive feed's group are read and removed here too: a consumer is
-//! named after its run ([`crate::archive::consumer_name`]), and is removed
-//! only while it holds no pending entries.
+//! the two feeds' groups (the archive feed and the offline push feed) are
+//! read and removed here too: a consumer is named after its run
+//! ([`crate::archive::consumer_name`]), and is removed only while it holds
+//! no pending entries.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use redis::{AsyncCommands, Script};
 
-use crate::archive::GROUP;
+use crate::keys::Keys;
 use crate::registry::{PRESENCE_BATCH, Pages, Registry, RegistryError};
+
+/// The streams node runs read as consumers of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feed {
+    /// The archive feed ([`Keys::archive_stream`], group
+    /// [`crate::archive::GROUP`]).
+    Archive,
+    /// The offline push feed ([`Keys::push_stream`], group
+    /// [`crate::push::GROUP`]).
+    Push,
+}
+
+impl Feed {
+    /// Both feeds.
+    pub const ALL: [Feed; 2] = [Feed::Archive, Feed::Push];
+
+    /// The feed's stream key.
+    pub fn stream(self, keys: &Keys) -> String {
+        match self {
+            Feed::Archive => keys.archive_stream(),
+            Feed::Push => keys.push_stream(),
+        }
+    }
+
+    /// The consumer group its readers share.
+    pub fn group(self) -> &'static str {
+        match self {
+            Feed::Archive => crate::archive::GROUP,
+            Feed::Push => crate::push::GROUP,
+        }
+    }
+}
 
 /// What a cluster has in the registry, as the operator sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,10 +63,9 @@ pub struct Removed {
     pub presence: u64,
 }
 
-/// One consumer of the archive feed's group ([`GROUP`]), as `XINFO
-/// CONSUMERS` shows it.
+/// One consumer of a feed's group, as `XINFO CONSUMERS` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArchiveConsumer {
+pub struct FeedConsumer {
     /// `<port>:<instance>` for a node run ([`crate::archive::parse_consumer`]).
     pub name: String,
     /// Entries delivered to it and not yet acknowledged.
@@ -42,15 +74,16 @@ pub struct ArchiveConsumer {
     pub idle_ms: u64,
 }
 
-/// What a compare-and-delete of an archive consumer found.
+/// What a compare-and-delete of a feed consumer found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsumerRemoval {
     /// It had no pending entries and is gone now.
     Removed,
     /// There was no such consumer (or no stream or group).
     Absent,
-    /// Kept: it holds this many entries, which live archivers claim after
-    /// the claim timeout (`CHAT_ARCHIVE_CLAIM_S`); try again later.
+    /// Kept: it holds this many entries, which live consumers claim after
+    /// the claim timeout (`CHAT_ARCHIVE_CLAIM_S`, `CHAT_PUSH_CLAIM_S`); try
+    /// again later.
     Pending(u64),
 }
 
@@ -75,18 +108,18 @@ fn archive_scripts() -> &'static ArchiveScripts {
 }
 
 impl Registry {
-    /// The consumers of the cluster's archive feed group; none when the
-    /// stream or the group does not exist (no archive, or nothing sent yet).
-    pub async fn archive_consumers(&self) -> Result<Vec<ArchiveConsumer>, RegistryError> {
+    /// The consumers of a feed's group; none when the stream or the group
+    /// does not exist (no archive or webhook, or nothing sent yet).
+    pub async fn feed_consumers(&self, feed: Feed) -> Result<Vec<FeedConsumer>, RegistryError> {
         let rows: Vec<(String, u64, u64)> = archive_scripts()
             .consumers
-            .key(self.keys().archive_stream())
-            .arg(GROUP)
+            .key(feed.stream(self.keys()))
+            .arg(feed.group())
             .invoke_async(&mut self.conn())
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, pending, idle_ms)| ArchiveConsumer {
+            .map(|(name, pending, idle_ms)| FeedConsumer {
                 name,
                 pending,
                 idle_ms,
@@ -94,17 +127,18 @@ impl Registry {
             .collect())
     }
 
-    /// Removes archive consumer `name` if it holds no pending entries, in
-    /// one step (`XGROUP DELCONSUMER` would drop its entries from the
-    /// group, and they would never be archived).
-    pub async fn remove_archive_consumer(
+    /// Removes consumer `name` of a feed's group if it holds no pending
+    /// entries, in one step (`XGROUP DELCONSUMER` would drop its entries
+    /// from the group, and they would never be archived or pushed).
+    pub async fn remove_feed_consumer(
         &self,
+        feed: Feed,
         name: &str,
     ) -> Result<ConsumerRemoval, RegistryError> {
         let (outcome, pending): (String, u64) = archive_scripts()
             .remove
-            .key(self.keys().archive_stream())
-            .arg(GROUP)
+            .key(feed.stream(self.keys()))
+            .arg(feed.group())
             .arg(name)
             .invoke_async(&mut self.conn())
             .await?;
@@ -113,7 +147,7 @@ impl Registry {
             "absent" => Ok(ConsumerRemoval::Absent),
             "pending" => Ok(ConsumerRemoval::Pending(pending)),
             other => Err(RegistryError::Corrupt(format!(
-                "archive consumer removal answered {other}"
+                "feed consumer removal answered {other}"
             ))),
         }
     }

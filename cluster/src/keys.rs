@@ -64,6 +64,14 @@ impl Keys {
     pub fn archive_stream(&self) -> String {
         format!("{}archive", self.prefix)
     }
+    /// Stream: the offline push feed. The send scripts append `{u: user,
+    /// i: message id}` for each receiver with no live session, in the same
+    /// atomic step as the message; pushers read it in the consumer group
+    /// [`crate::push::GROUP`], POST the webhook, then acknowledge and delete
+    /// the entry, so its length is the push backlog.
+    pub fn push_stream(&self) -> String {
+        format!("{}push", self.prefix)
+    }
     /// Sorted set: conversation -> time (ms) when its oldest message beyond
     /// the hot window becomes old enough to leave Redis.
     pub fn archive_trim(&self) -> String {
@@ -148,6 +156,7 @@ mod tests {
         assert_eq!(k.conv("dm:alice:bob"), "chat:prod:conv:dm:alice:bob");
         assert!(k.client_id("alice", "c-1").starts_with(k.prefix()));
         assert_eq!(k.archive_stream(), "chat:prod:archive");
+        assert_eq!(k.push_stream(), "chat:prod:push");
         assert_eq!(k.conv_seq("dm:a:b"), "chat:prod:conv:dm:a:b:seq");
         // The group scripts build these from the prefix.
         let g = "g-01JD0000000000000000000000";

@@ -15,6 +15,7 @@
 //! - [`registry`]: the node registry (`NodeRecord`) and presence clean-up,
 //!   with the compare-and-delete scripts both sides run.
 //! - [`archive`]: the archive feed's consumer group and consumer names.
+//! - [`push`]: the offline push feed's consumer group.
 //! - [`gc`]: what the operator reads and removes after node runs that are gone.
 
 pub mod archive;
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod keys;
 pub mod names;
 pub mod ports;
+pub mod push;
 pub mod registry;
 
 pub use keys::Keys;

@@ -449,8 +449,9 @@ pub struct ChatClusterStatus {
     #[serde(default)]
     pub cluster_id: String,
     /// What gone nodes left that waits to be collected: while a backend is
-    /// down, a queue still has a consumer, or an archive consumer still
-    /// holds entries (live archivers claim them after the claim timeout).
+    /// down, a queue still has a consumer, or a feed consumer (archive or
+    /// push) still holds entries (live nodes claim them after the claim
+    /// timeout).
     // Always written, also when empty: the status is sent as a merge patch,
     // which would keep the old list if the field were left out.
     #[serde(default)]

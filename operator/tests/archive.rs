@@ -152,7 +152,7 @@ async fn a_gone_runs_archive_consumer_with_entries_is_reported_until_claimed() {
     assert_eq!(
         pending,
         vec![format!(
-            "archive consumer {gone} (2 archive entries pending; live archivers claim them after the claim timeout)"
+            "feed consumers {gone} (2 archive entries pending; live archivers claim them after the claim timeout)"
         )]
     );
     assert_eq!(

@@ -1,5 +1,5 @@
 //! Collection against the real Redis and RabbitMQ, without chat-node: the
-//! registry, queues and archive consumers are written as a node would
+//! registry, queues and feed consumers are written as a node would
 //! write them, then the operator observes, plans and executes.
 
 use std::collections::BTreeMap;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lapin::options::QueueDeclareOptions;
 use parley_cluster::archive::{GROUP, consumer_name};
+use parley_cluster::gc::Feed;
 use parley_cluster::{Keys, NodeRecord, PortFormula, Registry};
 use parley_operator::gc::{self, Action, Backends};
 use redis::AsyncCommands;
@@ -134,11 +135,21 @@ async fn archive_group(
     cluster: &str,
     consumers: &[&str],
 ) {
-    let stream = Keys::new(cluster).archive_stream();
+    feed_group(redis, cluster, Feed::Archive, consumers).await
+}
+
+/// A feed of `cluster` with its group and these consumers, idle.
+async fn feed_group(
+    redis: &mut redis::aio::MultiplexedConnection,
+    cluster: &str,
+    feed: Feed,
+    consumers: &[&str],
+) {
+    let stream = feed.stream(&Keys::new(cluster));
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&stream)
-        .arg(GROUP)
+        .arg(feed.group())
         .arg("$")
         .arg("MKSTREAM")
         .query_async(redis)
@@ -148,7 +159,7 @@ async fn archive_group(
         let _: i64 = redis::cmd("XGROUP")
             .arg("CREATECONSUMER")
             .arg(&stream)
-            .arg(GROUP)
+            .arg(feed.group())
             .arg(c)
             .query_async(redis)
             .await
@@ -157,11 +168,16 @@ async fn archive_group(
 }
 
 /// Consumer name -> pending entries, of `cluster`'s archive group.
-async fn archive_consumers(cluster: &str) -> BTreeMap<String, u64> {
+async fn feed_consumers(cluster: &str) -> BTreeMap<String, u64> {
+    consumers_of(cluster, Feed::Archive).await
+}
+
+/// Consumer name -> pending entries, of a feed's group.
+async fn consumers_of(cluster: &str, feed: Feed) -> BTreeMap<String, u64> {
     let conn =
         parley_cluster::registry::connect(&redis_url(), Duration::from_secs(5)).expect("redis");
     Registry::new(conn, cluster)
-        .archive_consumers()
+        .feed_consumers(feed)
         .await
         .expect("consumers")
         .into_iter()
@@ -178,7 +194,7 @@ async fn multiplexed() -> redis::aio::MultiplexedConnection {
 }
 
 #[tokio::test]
-async fn archive_consumers_of_gone_runs_go_and_the_rest_stay() {
+async fn feed_consumers_of_gone_runs_go_and_the_rest_stay() {
     let (cluster, neighbour) = (cluster("consumers"), cluster("neighbour"));
     let mut redis = multiplexed().await;
     let (p0, p1, p2) = (F.port(0).unwrap(), F.port(1).unwrap(), F.port(2).unwrap());
@@ -190,6 +206,14 @@ async fn archive_consumers_of_gone_runs_go_and_the_rest_stay() {
         &mut redis,
         &cluster,
         &[&live, &replaced, &scaled_away, &fresh, "backfill", "0:x"],
+    )
+    .await;
+    // The push feed's group names the same runs (and a tool of its own).
+    feed_group(
+        &mut redis,
+        &cluster,
+        Feed::Push,
+        &[&live, &scaled_away, "push-tool"],
     )
     .await;
     // Another cluster's group holds a consumer of the same name.
@@ -215,18 +239,24 @@ async fn archive_consumers_of_gone_runs_go_and_the_rest_stay() {
     let observed = b.observe(1, Some(F), pods.clone()).await.expect("observe");
     let plan = gc::plan(&observed);
     let done = b.execute(&plan).await.expect("execute");
-    let left = archive_consumers(&cluster).await;
-    let theirs = archive_consumers(&neighbour).await;
+    let left = feed_consumers(&cluster).await;
+    let pushers_left = consumers_of(&cluster, Feed::Push).await;
+    let theirs = feed_consumers(&neighbour).await;
     // Level-based: a second pass has no consumer left to delete.
     let again = gc::plan(&b.observe(1, Some(F), pods).await.expect("observe"));
     wipe(&cluster).await;
     wipe(&neighbour).await;
 
     assert!(done.skipped.is_empty(), "{:?}", done.skipped);
-    assert_eq!(done.consumers, 2, "{plan:?}");
+    // Two archive consumers and one push consumer.
+    assert_eq!(done.consumers, 3, "{plan:?}");
     assert_eq!(
         left.keys().map(String::as_str).collect::<Vec<_>>(),
         vec!["0:x", live.as_str(), fresh.as_str(), "backfill"]
+    );
+    assert_eq!(
+        pushers_left.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec![live.as_str(), "push-tool"]
     );
     assert_eq!(theirs.keys().collect::<Vec<_>>(), vec![&scaled_away]);
     assert!(
@@ -278,7 +308,7 @@ async fn a_gone_runs_archive_consumer_holding_entries_is_kept_until_they_are_ack
     };
     let first = pass().await;
     let second = pass().await;
-    let kept = archive_consumers(&cluster).await;
+    let kept = feed_consumers(&cluster).await;
     // A live archiver claims the entries after its claim timeout (0 here)
     // and acknowledges them: now the gone consumer holds nothing.
     let _: redis::Value = redis::cmd("XAUTOCLAIM")
@@ -290,7 +320,7 @@ async fn a_gone_runs_archive_consumer_holding_entries_is_kept_until_they_are_ack
         .query_async(&mut redis)
         .await
         .expect("XAUTOCLAIM");
-    let claimed = archive_consumers(&cluster).await;
+    let claimed = feed_consumers(&cluster).await;
     let ids: Vec<String> = redis::cmd("XRANGE")
         .arg(&stream)
         .arg("-")
@@ -309,7 +339,7 @@ async fn a_gone_runs_archive_consumer_holding_entries_is_kept_until_they_are_ack
         .await
         .expect("XACK");
     let last = pass().await;
-    let left = archive_consumers(&cluster).await;
+    let left = feed_consumers(&cluster).await;
     wipe(&cluster).await;
 
     for (n, done) in [(1, &first), (2, &second)] {

@@ -4,11 +4,10 @@
 use super::{Failure, Outcome, SessionCtx, delivery, group_msgs, group_refusal};
 use crate::ids;
 use crate::node::Node;
-use crate::protocol::Message;
 use crate::protocol::client::SendRequest;
 use crate::protocol::server::ServerFrame;
 use crate::protocol::{dm_conv, group_conv};
-use crate::store::{NewMessage, Routes};
+use crate::store::NewMessage;
 
 pub async fn apply(
     node: &Node,
@@ -45,7 +44,7 @@ pub async fn apply(
     .to_json();
     if !stored.duplicate {
         node.metrics.messages_stored.inc();
-        push_offline(node, &stored.msg, stored.routes.as_ref());
+        node.metrics.push.dropped(stored.push_dropped);
     }
     // A retry (duplicate) is delivered again with the first positions: its
     // first attempt may have been stored while its reply was lost (a Redis
@@ -101,7 +100,7 @@ async fn to_group(
     let stored = group_refusal(outcome, node, &group).map_err(|f| f.with_id(&req.id))?;
     if !stored.duplicate {
         node.metrics.messages_stored.inc();
-        push_offline(node, &stored.msg, stored.routes.as_ref());
+        node.metrics.push.dropped(stored.push_dropped);
     }
     Ok(Outcome {
         reply: ServerFrame::Sent {
@@ -113,19 +112,4 @@ async fn to_group(
         deliveries: group_msgs(s, &stored),
         routes: stored.routes.clone(),
     })
-}
-
-/// Queues a push of `msg` for each receiver (never the sender) that the
-/// presence read in the send's own atomic step shows with no live session
-/// anywhere. A retried send (duplicate) pushes nothing again: its first
-/// attempt did.
-fn push_offline(node: &Node, msg: &Message, routes: Option<&Routes>) {
-    let (Some(push), Some(routes)) = (&node.push, routes) else {
-        return;
-    };
-    for (user, nodes) in routes {
-        if *user != msg.from && nodes.is_empty() {
-            push.offline_message(user, msg);
-        }
-    }
 }

@@ -18,6 +18,7 @@ use super::*;
 use crate::archive::Archive;
 
 mod groups;
+mod push;
 
 /// All state of one in-memory chat.
 pub struct MemoryStore {
@@ -28,6 +29,8 @@ pub struct MemoryStore {
     /// Group changes, group sends and recalls one at a time: each reads
     /// the state, may await (the archive), then writes (memory/groups.rs).
     group_ops: tokio::sync::Mutex<()>,
+    /// Wakes the pusher when a push is queued.
+    push_ready: tokio::sync::Notify,
 }
 
 /// The archive of an in-memory store, written before a send is answered.
@@ -84,6 +87,8 @@ struct State {
     presence: HashMap<String, BTreeMap<u16, String>>,
     /// group id -> group
     groups: HashMap<String, GroupState>,
+    /// The offline push feed, with a webhook (memory/push.rs).
+    push: Option<push::PushQueue>,
     /// user -> conversation -> last activity (ms): the conversation list
     conv_lists: HashMap<String, HashMap<String, u64>>,
 }
@@ -151,7 +156,16 @@ impl MemoryStore {
             client_id_ttl_ms: CLIENT_ID_TTL_MS,
             archive: None,
             group_ops: tokio::sync::Mutex::new(()),
+            push_ready: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Feeds the offline push webhook: a send queues a push for each
+    /// receiver with no live session, while the queue holds fewer than
+    /// `max_entries` and `max_bytes`; the store is then the pusher's feed.
+    pub fn with_push(self, max_entries: usize, max_bytes: usize) -> Self {
+        self.lock().push = Some(push::PushQueue::new(max_entries, max_bytes));
+        self
     }
 
     /// Writes every message to `sql` before answering, and keeps in memory
@@ -335,6 +349,7 @@ impl State {
             receiver_pts,
             duplicate: true,
             routes,
+            push_dropped: 0,
         }))
     }
 }
@@ -379,12 +394,15 @@ impl MemoryStore {
             .or_default()
             .push(key);
         let routes = routes.then(|| st.routes_of(&msg));
+        let push_dropped = st.queue_pushes(std::iter::once(&msg.to), &msg);
+        self.push_ready.notify_one();
         Stored {
             msg,
             sender_pts,
             receiver_pts,
             duplicate: false,
             routes,
+            push_dropped,
         }
     }
 }
@@ -491,6 +509,7 @@ impl Store for MemoryStore {
                         receiver_pts: first.receiver_pts,
                         duplicate: true,
                         routes,
+                        push_dropped: 0,
                     })
                 }
                 other => other,

@@ -99,6 +99,9 @@ pub struct Stored {
     /// meanwhile is either listed here or starts from an inbox position
     /// that already includes the message.
     pub routes: Option<Routes>,
+    /// Pushes to offline receivers the full push feed refused (counted as
+    /// `dropped`); the message is stored all the same.
+    pub push_dropped: u64,
 }
 
 /// The nodes holding sessions of a user: (port, instance) pairs.
@@ -205,6 +208,8 @@ pub struct GroupStored {
     /// When asked for: where the recipients' sessions are, read in the
     /// same atomic step (see [`Stored::routes`]).
     pub routes: Option<Routes>,
+    /// See [`Stored::push_dropped`].
+    pub push_dropped: u64,
 }
 
 /// The answer to a group request that can be refused.
@@ -307,6 +312,38 @@ pub fn recalled_event(msg: &Message, by: &str) -> InboxEvent {
 pub use parley_cluster::NodeRecord;
 
 /// The store seam.
+/// One entry of the offline push feed: a push owed to `user` for a message
+/// stored while they had no live session (DESIGN.md, "Offline push").
+#[derive(Debug, Clone)]
+pub struct PushEntry {
+    /// The entry's handle in the feed (a stream id in Redis).
+    pub key: String,
+    pub user: String,
+    pub msg_id: String,
+    /// The message; `None` once it is gone (recalled, or left Redis).
+    pub msg: Option<Message>,
+    /// When the entry was written (ms since the Unix epoch).
+    pub queued_ms: u64,
+}
+
+/// The offline push feed, as one pusher reads it: the send's atomic step
+/// writes the entries; a pusher takes some, delivers each, and only then
+/// marks it done, so an entry in hand when its node dies is taken again by
+/// another pusher (Redis: after the claim timeout).
+#[async_trait]
+pub trait PushFeed: Send + Sync + 'static {
+    /// Up to `max` entries for this pusher: with `claim`, entries another
+    /// pusher has held past the claim timeout; else new ones (waiting up
+    /// to about half a second for some).
+    async fn take(&self, max: usize, claim: bool) -> Result<Vec<PushEntry>, StoreError>;
+    /// Keeps an entry in hand this pusher's (resets its claim timeout).
+    async fn hold(&self, key: &str) -> Result<(), StoreError>;
+    /// The entry is delivered or given up: it leaves the feed.
+    async fn done(&self, key: &str) -> Result<(), StoreError>;
+    /// Entries in the feed, waiting or in hand (cluster-wide in Redis).
+    async fn backlog(&self) -> Result<u64, StoreError>;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the backend does.

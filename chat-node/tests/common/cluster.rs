@@ -128,6 +128,13 @@ impl Cluster {
         panic!("nodes never all registered ready");
     }
 
+    /// Sets `key` in node `i`'s extra environment, for its next start.
+    pub fn set_env(&mut self, i: usize, key: &str, value: impl Into<String>) {
+        let env = &mut self.env[i];
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_owned(), value.into()));
+    }
+
     /// Starts (or restarts) node `i` on its port with its ordinal.
     pub fn spawn(&mut self, i: usize) {
         let port = self.ports[i];

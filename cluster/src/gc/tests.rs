@@ -1,6 +1,7 @@
-//! The archive consumer scripts against a real Redis (`CHAT_TEST_REDIS_URL`,
-//! default 127.0.0.1:6379): consumers are read from the group, and removed
-//! only while they hold no pending entries.
+//! The feed consumer scripts against a real Redis (`CHAT_TEST_REDIS_URL`,
+//! default 127.0.0.1:6379), for the archive feed and the push feed alike:
+//! consumers are read from the group, and removed only while they hold no
+//! pending entries.
 
 use std::time::Duration;
 
@@ -12,14 +13,15 @@ fn redis_url() -> String {
     std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
 }
 
-/// A registry on a cluster id of its own; its archive stream is deleted on drop.
+/// A registry on a cluster id of its own; the feed's stream is deleted on drop.
 struct Scratch {
     registry: Registry,
     conn: redis::Connection,
+    feed: Feed,
 }
 
 impl Scratch {
-    fn new(tag: &str) -> Scratch {
+    fn new(tag: &str, feed: Feed) -> Scratch {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -32,14 +34,23 @@ impl Scratch {
         Scratch {
             registry: Registry::new(manager, &cluster),
             conn,
+            feed,
         }
     }
 
     fn stream(&self) -> String {
-        self.registry.keys().archive_stream()
+        self.feed.stream(self.registry.keys())
     }
 
-    /// Runs one command on the archive stream, after its name.
+    fn consumers(&self) -> impl Future<Output = Result<Vec<FeedConsumer>, RegistryError>> {
+        self.registry.feed_consumers(self.feed)
+    }
+
+    fn remove(&self, name: &str) -> impl Future<Output = Result<ConsumerRemoval, RegistryError>> {
+        self.registry.remove_feed_consumer(self.feed, name)
+    }
+
+    /// Runs one command on the feed's stream, after its name.
     fn on_stream<T: redis::FromRedisValue>(&mut self, cmd: &str, args: &[&str]) -> T {
         let stream = self.stream();
         let mut c = redis::cmd(cmd);
@@ -54,15 +65,16 @@ impl Scratch {
     /// The group with consumers `idle` (nothing read) and `busy` (holding
     /// `n` entries).
     fn group(&mut self, idle: &str, busy: &str, n: usize) {
-        let _: () = self.on_stream("XGROUP", &["CREATE", GROUP, "$", "MKSTREAM"]);
-        let _: i64 = self.on_stream("XGROUP", &["CREATECONSUMER", GROUP, idle]);
+        let group = self.feed.group();
+        let _: () = self.on_stream("XGROUP", &["CREATE", group, "$", "MKSTREAM"]);
+        let _: i64 = self.on_stream("XGROUP", &["CREATECONSUMER", group, idle]);
         for i in 0..n {
             let _: String = self.on_stream("XADD", &["*", "i", &format!("m{i}")]);
         }
         let stream = self.stream();
         let _: redis::Value = redis::cmd("XREADGROUP")
             .arg("GROUP")
-            .arg(GROUP)
+            .arg(group)
             .arg(busy)
             .arg("STREAMS")
             .arg(&stream)
@@ -78,84 +90,74 @@ impl Drop for Scratch {
     }
 }
 
-fn pending_of(consumers: &[ArchiveConsumer], name: &str) -> Option<u64> {
+fn pending_of(consumers: &[FeedConsumer], name: &str) -> Option<u64> {
     consumers.iter().find(|c| c.name == name).map(|c| c.pending)
 }
 
 #[tokio::test]
 async fn a_missing_stream_or_group_has_no_consumers() {
-    let mut s = Scratch::new("no-group");
-    assert!(s.registry.archive_consumers().await.unwrap().is_empty());
-    assert_eq!(
-        s.registry
-            .remove_archive_consumer("8750:gone")
-            .await
-            .unwrap(),
-        ConsumerRemoval::Absent
-    );
-    // A stream with entries but no group yet (no archiver ever started).
-    let _: String = s.on_stream("XADD", &["*", "i", "m"]);
-    assert!(s.registry.archive_consumers().await.unwrap().is_empty());
-    assert_eq!(
-        s.registry
-            .remove_archive_consumer("8750:gone")
-            .await
-            .unwrap(),
-        ConsumerRemoval::Absent
-    );
+    for feed in Feed::ALL {
+        let mut s = Scratch::new("no-group", feed);
+        assert!(s.consumers().await.unwrap().is_empty());
+        assert_eq!(
+            s.remove("8750:gone").await.unwrap(),
+            ConsumerRemoval::Absent
+        );
+        // A stream with entries but no group yet (no consumer ever started).
+        let _: String = s.on_stream("XADD", &["*", "i", "m"]);
+        assert!(s.consumers().await.unwrap().is_empty());
+        assert_eq!(
+            s.remove("8750:gone").await.unwrap(),
+            ConsumerRemoval::Absent
+        );
+    }
 }
 
 #[tokio::test]
 async fn consumers_are_listed_with_their_pending_entries() {
-    let mut s = Scratch::new("list");
-    let (idle, busy) = (consumer_name(8750, "a"), consumer_name(8760, "b"));
-    s.group(&idle, &busy, 3);
-    let consumers = s.registry.archive_consumers().await.unwrap();
-    assert_eq!(consumers.len(), 2, "{consumers:?}");
-    assert_eq!(pending_of(&consumers, &idle), Some(0));
-    assert_eq!(pending_of(&consumers, &busy), Some(3));
-    assert!(
-        consumers.iter().all(|c| c.idle_ms < 60_000),
-        "{consumers:?}"
-    );
+    for feed in Feed::ALL {
+        let mut s = Scratch::new("list", feed);
+        let (idle, busy) = (consumer_name(8750, "a"), consumer_name(8760, "b"));
+        s.group(&idle, &busy, 3);
+        let consumers = s.consumers().await.unwrap();
+        assert_eq!(consumers.len(), 2, "{feed:?}: {consumers:?}");
+        assert_eq!(pending_of(&consumers, &idle), Some(0));
+        assert_eq!(pending_of(&consumers, &busy), Some(3));
+        assert!(
+            consumers.iter().all(|c| c.idle_ms < 60_000),
+            "{consumers:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_consumer_is_removed_only_once_its_entries_are_claimed_by_another() {
-    let mut s = Scratch::new("remove");
+    for feed in Feed::ALL {
+        consumer_removal(Scratch::new("remove", feed)).await;
+    }
+}
+
+async fn consumer_removal(mut s: Scratch) {
     let (idle, busy) = (consumer_name(8750, "a"), consumer_name(8760, "b"));
     s.group(&idle, &busy, 2);
-    let r = &s.registry;
-    assert_eq!(
-        r.remove_archive_consumer(&idle).await.unwrap(),
-        ConsumerRemoval::Removed
-    );
-    assert_eq!(
-        r.remove_archive_consumer(&busy).await.unwrap(),
-        ConsumerRemoval::Pending(2)
-    );
-    let left = r.archive_consumers().await.unwrap();
+    assert_eq!(s.remove(&idle).await.unwrap(), ConsumerRemoval::Removed);
+    assert_eq!(s.remove(&busy).await.unwrap(), ConsumerRemoval::Pending(2));
+    let left = s.consumers().await.unwrap();
     assert_eq!(pending_of(&left, &busy), Some(2), "kept with its entries");
     assert_eq!(pending_of(&left, &idle), None);
 
-    // A live archiver takes the entries over (as after the claim timeout)
+    // A live consumer takes the entries over (as after the claim timeout)
     // and acknowledges them: now the gone consumer can go.
     let live = consumer_name(8770, "c");
-    let _: redis::Value = s.on_stream("XAUTOCLAIM", &[GROUP, &live, "0", "0"]);
-    let r = &s.registry;
-    assert_eq!(
-        r.remove_archive_consumer(&busy).await.unwrap(),
-        ConsumerRemoval::Removed
-    );
-    let left = r.archive_consumers().await.unwrap();
+    let group = s.feed.group();
+    let _: redis::Value = s.on_stream("XAUTOCLAIM", &[group, &live, "0", "0"]);
+    assert_eq!(s.remove(&busy).await.unwrap(), ConsumerRemoval::Removed);
+    let left = s.consumers().await.unwrap();
     assert_eq!(
         pending_of(&left, &live),
         Some(2),
         "the claimed entries are kept"
     );
     assert_eq!(pending_of(&left, &busy), None);
-    assert_eq!(
-        r.remove_archive_consumer(&busy).await.unwrap(),
-        ConsumerRemoval::Absent
-    );
+    assert_eq!(s.remove(&busy).await.unwrap(), ConsumerRemoval::Absent);
 }

@@ -82,13 +82,17 @@ pub struct Push {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Webhook {
-    /// The receiver: `url` or `urlSecretRef` (set exactly one), a plain
-    /// `http://host[:port]/path` URL (an in-cluster receiver, or a TLS
-    /// proxy in front of an https one).
+    /// The receiver: `url` or `urlSecretRef` (set exactly one), an
+    /// `http://` or `https://` URL with a host.
     #[serde(flatten)]
     pub endpoint: BackendRef,
     /// Secret key holding the HMAC-SHA256 key of `X-Parley-Signature`.
     pub secret_ref: SecretKeyRef,
+    /// PEM certificate authorities an `https` receiver is checked against
+    /// (a private CA), mounted into the pods as a file. Unset: the Mozilla
+    /// root certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<KeyFileRef>,
     /// Seconds a push is retried with backoff before it counts as failed
     /// (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,8 +1,8 @@
 //! Talking to the backends for garbage collection: check they answer,
 //! observe what runs left behind, carry out a plan, and wipe a cluster on
 //! deletion. Queues are deleted with `if-unused`: a queue with a consumer
-//! cannot be deleted, whatever the plan believes; nor can an archive
-//! consumer that holds pending entries.
+//! cannot be deleted, whatever the plan believes; nor can a feed consumer
+//! (archive or push) that holds pending entries.
 //!
 //! A `Backends` keeps its connections (the operator caches one per
 //! ChatCluster): Redis through a reconnecting connection manager, RabbitMQ
@@ -17,7 +17,7 @@ use lapin::options::{ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOpti
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use parley_cluster::archive::{consumer_name, parse_consumer};
-use parley_cluster::gc::ConsumerRemoval;
+use parley_cluster::gc::{ConsumerRemoval, Feed};
 use parley_cluster::names::{exchange_name, queue_name};
 use parley_cluster::{NodeRecord, PortFormula, Registry, RegistryError};
 
@@ -172,20 +172,18 @@ impl Backends {
             let queue = snapshot.queue_ports.contains(&port);
             ports.insert(port, PortState { runs, queue });
         }
-        let archive_consumers = self
-            .redis
-            .archive_consumers()
-            .await?
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
+        let mut feed_consumers = BTreeSet::new();
+        for feed in Feed::ALL {
+            let names = self.redis.feed_consumers(feed).await?;
+            feed_consumers.extend(names.into_iter().map(|c| c.name));
+        }
         Ok(Observed {
             replicas,
             formula,
             pods,
             fresh_runs,
             ports,
-            archive_consumers,
+            feed_consumers,
         })
     }
 
@@ -231,11 +229,13 @@ impl Backends {
                 Action::ForgetPort { port } => self.redis.forget_port(*port).await?,
                 Action::DeleteConsumer { port, instance } => {
                     let name = consumer_name(*port, instance);
-                    match self.redis.remove_archive_consumer(&name).await? {
-                        ConsumerRemoval::Removed => done.consumers += 1,
-                        ConsumerRemoval::Absent => {}
-                        ConsumerRemoval::Pending(n) => {
-                            done.skipped.push((action.clone(), pending_entries(n)))
+                    for feed in Feed::ALL {
+                        match self.redis.remove_feed_consumer(feed, &name).await? {
+                            ConsumerRemoval::Removed => done.consumers += 1,
+                            ConsumerRemoval::Absent => {}
+                            ConsumerRemoval::Pending(n) => done
+                                .skipped
+                                .push((action.clone(), pending_entries(feed, n))),
                         }
                     }
                 }
@@ -281,14 +281,17 @@ impl Backends {
         for pattern in ["presence:*", "node:*", "ports", "queues"] {
             done.registry += self.redis.delete_matching(pattern).await?;
         }
-        // Every run has stopped: its archive consumer goes, unless it still
-        // holds entries (they stay in the feed for the next archivers of
-        // this cluster id to claim; with `delete_data` the feed goes too).
-        for c in self.redis.archive_consumers().await? {
-            if parse_consumer(&c.name).is_some()
-                && self.redis.remove_archive_consumer(&c.name).await? == ConsumerRemoval::Removed
-            {
-                done.consumers += 1;
+        // Every run has stopped: its feed consumers go, unless they still
+        // hold entries (they stay in the feed for the next nodes of this
+        // cluster id to claim; with `delete_data` the feeds go too).
+        for feed in Feed::ALL {
+            for c in self.redis.feed_consumers(feed).await? {
+                if parse_consumer(&c.name).is_some()
+                    && self.redis.remove_feed_consumer(feed, &c.name).await?
+                        == ConsumerRemoval::Removed
+                {
+                    done.consumers += 1;
+                }
             }
         }
         if delete_data {
@@ -298,10 +301,14 @@ impl Backends {
     }
 }
 
-/// Why an archive consumer was kept.
-fn pending_entries(n: u64) -> String {
+/// Why a feed consumer was kept.
+fn pending_entries(feed: Feed, n: u64) -> String {
     let entries = if n == 1 { "entry" } else { "entries" };
-    format!("{n} archive {entries} pending; live archivers claim them after the claim timeout")
+    let (what, who) = match feed {
+        Feed::Archive => ("archive", "archivers"),
+        Feed::Push => ("push", "pushers"),
+    };
+    format!("{n} {what} {entries} pending; live {who} claim them after the claim timeout")
 }
 
 enum QueueDeleted {

@@ -11,14 +11,15 @@
 //! - a port whose pod exists keeps the pod's own run untouched; runs of that
 //!   port other than the pod's (a previous run that died) are reset;
 //! - a run whose heartbeat is fresh counts as alive, like a pod's;
-//! - the archive consumer `<port>:<instance>` of every run that is not alive
-//!   is deleted, whatever its port (a run's consumer is never reused: a run
+//! - the feed consumers `<port>:<instance>` (of the archive feed and of the
+//!   offline push feed) of every run that is not alive are deleted,
+//!   whatever their port (a run's consumer is never reused: a run
 //!   that comes back is a new instance with a new consumer); consumers with
 //!   any other name are not a node run's and are left alone.
 //!
 //! Every Redis action names the run (instance id) judged gone, and is
-//! carried out by compare-and-delete on it; an archive consumer only while
-//! it holds no pending entries.
+//! carried out by compare-and-delete on it; a feed consumer only while it
+//! holds no pending entries.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,8 +48,8 @@ pub struct Observed {
     pub fresh_runs: BTreeSet<String>,
     /// Ports the registry or the queue list knows of.
     pub ports: BTreeMap<u16, PortState>,
-    /// Names of the consumers of the archive feed's group.
-    pub archive_consumers: BTreeSet<String>,
+    /// Names of the consumers of the archive and push feeds' groups.
+    pub feed_consumers: BTreeSet<String>,
 }
 
 /// One step of a plan.
@@ -62,8 +63,9 @@ pub enum Action {
     ResetRun { port: u16, instance: String },
     /// Drop the port from the queue list (after its queue is gone).
     ForgetPort { port: u16 },
-    /// Delete run `instance`'s archive consumer if it holds no pending
-    /// entries (else live archivers claim them first; a later pass retries).
+    /// Delete run `instance`'s consumers of the archive and push feeds
+    /// where they hold no pending entries (else live nodes claim them
+    /// first; a later pass retries).
     DeleteConsumer { port: u16, instance: String },
 }
 
@@ -90,7 +92,7 @@ impl Action {
             }
             Action::ForgetPort { port } => format!("queue record of node {port}"),
             Action::DeleteConsumer { port, instance } => {
-                format!("archive consumer {}", consumer_name(*port, instance))
+                format!("feed consumers {}", consumer_name(*port, instance))
             }
         }
     }
@@ -134,7 +136,7 @@ pub fn plan(o: &Observed) -> Vec<Action> {
         }
     }
     out.extend(
-        o.archive_consumers
+        o.feed_consumers
             .iter()
             .filter_map(|name| parse_consumer(name))
             .filter(|(_, instance)| !live.contains(instance))
@@ -169,12 +171,12 @@ mod tests {
             pods: pods.iter().map(|(o, u)| (*o, u.to_string())).collect(),
             fresh_runs: BTreeSet::new(),
             ports: ports.iter().cloned().collect(),
-            archive_consumers: BTreeSet::new(),
+            feed_consumers: BTreeSet::new(),
         }
     }
 
     fn consumers(o: &mut Observed, names: &[&str]) {
-        o.archive_consumers = names.iter().map(|n| n.to_string()).collect();
+        o.feed_consumers = names.iter().map(|n| n.to_string()).collect();
     }
 
     fn consumer_actions(p: &[Action]) -> Vec<&Action> {
@@ -311,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn archive_consumers_of_live_runs_are_kept_and_of_gone_runs_deleted() {
+    fn feed_consumers_of_live_runs_are_kept_and_of_gone_runs_deleted() {
         // Pod 1 was replaced (u1a -> u1b) and pod 2 scaled away; the
         // consumers of the gone runs go, whatever their port.
         let mut o = observed(2, &[(0, "u0"), (1, "u1b")], &[]);
@@ -352,14 +354,14 @@ mod tests {
     }
 
     #[test]
-    fn archive_consumers_not_named_after_a_run_are_never_touched() {
+    fn feed_consumers_not_named_after_a_run_are_never_touched() {
         let mut o = observed(1, &[(0, "u0")], &[]);
         consumers(&mut o, &["backfill", "node:x", "0:x", "8750:", "replay-1"]);
         assert!(plan(&o).is_empty());
     }
 
     #[test]
-    fn archive_consumers_come_after_every_port() {
+    fn feed_consumers_come_after_every_port() {
         // Scaled 2 -> 1: the gone node's queue and registry, then its consumer.
         let mut o = observed(1, &[(0, "u0")], &[(8760, state(&["u1"], true))]);
         consumers(&mut o, &["8750:u0", "8760:u1"]);
@@ -372,9 +374,6 @@ mod tests {
             })
         );
         assert_eq!(consumer_actions(&p).len(), 1);
-        assert_eq!(
-            p.last().unwrap().describe("prod"),
-            "archive consumer 8760:u1"
-        );
+        assert_eq!(p.last().unwrap().describe("prod"), "feed consumers 8760:u1");
     }
 }

@@ -1,6 +1,6 @@
 //! What the nodes get of `spec.auth` and `spec.push`: environment
-//! variables (secrets by reference, never copied) and the JWT key files,
-//! mounted from their Secret or ConfigMap. A whole-directory mount (not a
+//! variables (secrets by reference, never copied) and the JWT key files
+//! and the webhook's CA, mounted from their Secret or ConfigMap. A whole-directory mount (not a
 //! `subPath`) so an updated JWKS reaches the running pods, which re-read it.
 
 use k8s_openapi::api::core::v1::{
@@ -17,6 +17,9 @@ pub const PUBLIC_KEY_FILE: &str = "public.pem";
 /// Where the JWKS is mounted, and its file name there.
 pub const JWKS_DIR: &str = "/etc/parley/jwt-jwks";
 pub const JWKS_FILE: &str = "jwks.json";
+/// Where the push webhook's CA is mounted, and its file name there.
+pub const PUSH_CA_DIR: &str = "/etc/parley/push-ca";
+pub const PUSH_CA_FILE: &str = "ca.pem";
 
 /// The environment of `spec.auth.jwt` and `spec.push.webhook`.
 pub fn env_vars(cc: &ChatCluster) -> Vec<EnvVar> {
@@ -47,29 +50,42 @@ pub fn env_vars(cc: &ChatCluster) -> Vec<EnvVar> {
         if let Some(s) = hook.retry_seconds {
             e.push(env(var::PUSH_RETRY_S, s));
         }
+        if hook.ca.is_some() {
+            e.push(env(
+                var::PUSH_WEBHOOK_CA,
+                format!("{PUSH_CA_DIR}/{PUSH_CA_FILE}"),
+            ));
+        }
     }
     e
 }
 
-/// The volumes and mounts of the JWT key files.
+/// The volumes and mounts of the JWT key files and the webhook's CA.
 pub fn key_files(cc: &ChatCluster) -> (Vec<Volume>, Vec<VolumeMount>) {
-    let Some(jwt) = cc.spec.auth.as_ref().and_then(|a| a.jwt.as_ref()) else {
-        return (Vec::new(), Vec::new());
-    };
+    let jwt = cc.spec.auth.as_ref().and_then(|a| a.jwt.as_ref());
+    let hook = cc.spec.push.as_ref().and_then(|p| p.webhook.as_ref());
     [
         (
             "jwt-public-key",
-            &jwt.public_key,
+            jwt.and_then(|j| j.public_key.as_ref()),
             PUBLIC_KEY_DIR,
             PUBLIC_KEY_FILE,
         ),
-        ("jwt-jwks", &jwt.jwks, JWKS_DIR, JWKS_FILE),
+        (
+            "jwt-jwks",
+            jwt.and_then(|j| j.jwks.as_ref()),
+            JWKS_DIR,
+            JWKS_FILE,
+        ),
+        (
+            "push-ca",
+            hook.and_then(|h| h.ca.as_ref()),
+            PUSH_CA_DIR,
+            PUSH_CA_FILE,
+        ),
     ]
     .into_iter()
-    .filter_map(|(name, r, dir, file)| {
-        let r = r.as_ref()?;
-        Some((volume(name, r, file), mount(name, dir)))
-    })
+    .filter_map(|(name, r, dir, file)| Some((volume(name, r?, file), mount(name, dir))))
     .unzip()
 }
 
@@ -243,6 +259,7 @@ mod tests {
                 endpoint,
                 secret_ref: secret("push", "hmac"),
                 retry_seconds: Some(60),
+                ca: None,
             }),
         };
         let sts = build(&cc(
@@ -277,6 +294,71 @@ mod tests {
                 .value
                 .as_deref(),
             Some("http://pn.app:8080/hook")
+        );
+        assert!(env_of(&sts, var::PUSH_WEBHOOK_CA).is_none());
+        assert!(
+            pod(&sts)
+                .volumes
+                .iter()
+                .flatten()
+                .all(|v| v.name != "push-ca")
+        );
+    }
+
+    #[test]
+    fn a_webhook_ca_is_mounted_and_named_to_the_nodes() {
+        let mut push = Push {
+            webhook: Some(Webhook {
+                endpoint: BackendRef {
+                    url: Some("https://pn.example/hook".into()),
+                    url_secret_ref: None,
+                },
+                secret_ref: secret("push", "hmac"),
+                retry_seconds: None,
+                ca: Some(KeyFileRef {
+                    secret_ref: None,
+                    config_map_ref: Some(ConfigMapKeyRef {
+                        name: "pn-ca".into(),
+                        key: "bundle.pem".into(),
+                    }),
+                }),
+            }),
+        };
+        let sts = build(&cc(None, Some(push.clone())));
+        assert_eq!(
+            env_of(&sts, var::PUSH_WEBHOOK_CA).unwrap().value.as_deref(),
+            Some("/etc/parley/push-ca/ca.pem")
+        );
+        let volume = pod(&sts)
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "push-ca")
+            .expect("the CA volume");
+        let cm = volume.config_map.as_ref().expect("from the ConfigMap");
+        assert_eq!(cm.name, "pn-ca");
+        let item = &cm.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            ("bundle.pem", "ca.pem")
+        );
+        let mounted = pod(&sts).containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| {
+                m.name == "push-ca" && m.mount_path == PUSH_CA_DIR && m.read_only == Some(true)
+            });
+        assert!(mounted);
+        // Without JWT key files the CA is the only volume of these.
+        push.webhook.as_mut().unwrap().ca = None;
+        let sts = build(&cc(None, Some(push)));
+        assert!(
+            pod(&sts)
+                .volumes
+                .iter()
+                .flatten()
+                .all(|v| v.name != "push-ca")
         );
     }
 }

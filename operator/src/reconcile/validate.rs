@@ -79,12 +79,18 @@ fn app_problem(cc: &ChatCluster) -> Option<String> {
         }
     }
     let hook = cc.spec.push.as_ref().and_then(|p| p.webhook.as_ref())?;
+    if let Some(ca) = &hook.ca
+        && ca.secret_ref.is_some() == ca.config_map_ref.is_some()
+    {
+        return Some("push.webhook.ca: set exactly one of secretRef and configMapRef".into());
+    }
     backend_ref_problem("push.webhook", &hook.endpoint).or_else(|| {
         let url = hook.endpoint.url.as_deref()?;
-        (!url.starts_with("http://")).then(|| {
-            "push.webhook: the URL must start with http:// (put a TLS proxy in front of an https receiver)"
-                .to_owned()
-        })
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Some("push.webhook: the URL must start with http:// or https://".into());
+        }
+        (hook.ca.is_some() && !url.starts_with("https://"))
+            .then(|| "push.webhook.ca is for an https:// URL".to_owned())
     })
 }
 
@@ -269,7 +275,7 @@ mod tests {
     }
 
     #[test]
-    fn jwt_without_a_key_and_webhooks_without_plain_http_are_refused() {
+    fn jwt_without_a_key_and_webhooks_without_http_or_https_are_refused() {
         use crate::crd::{Auth, ConfigMapKeyRef, Jwt, KeyFileRef, Push, Webhook};
         let mut c = cc("ns", "chat");
         c.spec.auth = Some(Auth {
@@ -311,12 +317,30 @@ mod tests {
                     key: "hmac".into(),
                 },
                 retry_seconds: None,
+                ca: None,
             }),
         };
-        c.spec.push = Some(hook("https://pn.example/hook"));
+        c.spec.push = Some(hook("ftp://pn.example/hook"));
         assert!(check(&c).unwrap().contains("http://"));
         c.spec.push = Some(hook("http://pn:8080/hook"));
         assert_eq!(check(&c), None);
+        c.spec.push = Some(hook("https://pn.example/hook"));
+        assert_eq!(check(&c), None);
+        // A CA: one source, and only for https.
+        let ca = KeyFileRef {
+            secret_ref: None,
+            config_map_ref: Some(ConfigMapKeyRef {
+                name: "pn-ca".into(),
+                key: "ca.pem".into(),
+            }),
+        };
+        c.spec.push.as_mut().unwrap().webhook.as_mut().unwrap().ca = Some(ca.clone());
+        assert_eq!(check(&c), None);
+        c.spec.push = Some(hook("http://pn:8080/hook"));
+        c.spec.push.as_mut().unwrap().webhook.as_mut().unwrap().ca = Some(ca);
+        assert!(check(&c).unwrap().contains("https"));
+        c.spec.push.as_mut().unwrap().webhook.as_mut().unwrap().ca = Some(KeyFileRef::default());
+        assert!(check(&c).unwrap().contains("push.webhook.ca"));
     }
 
     #[test]

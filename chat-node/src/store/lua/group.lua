@@ -2,21 +2,26 @@
 -- atomic step each (DESIGN.md, "Groups, conversation list, recall").
 -- KEYS: 1 group hash, 2 members zset, 3 left hash, 4 conversation list,
 --       5 conversation seq counter, 6 archive stream, 7 client-id key
---       (send only)
+--       (send only), 8 push feed stream
 -- ARGV: 1 op (send|create|add|remove|leave), 2 group id, 3 actor, 4 ts ms,
 --       5 key prefix, 6 client-id ttl ms, 7 retention entries,
 --       8 retention cutoff ms, 9 '1' with an archive, 10 most archive lag,
 --       11 most members, 12 first message id, 13 second message id,
---       14 '1' to return the recipients' presence,
---       then for send: 15 kind, 16 body, 17 media JSON or '', 18 '1' for voice;
---       for create: 15 name, then the members;
---       for add and remove: from 15 the users.
+--       14 '1' to return the recipients' presence, 15 most push feed
+--       entries ('0': no push webhook),
+--       then for send: 16 kind, 17 body, 18 media JSON or '', 19 '1' for voice;
+--       for create: 16 name, then the members;
+--       for add and remove: from 16 the users.
 -- Returns {'not_found'}, {'forbidden', why}, {'too_many'}, {'invalid', why},
 -- {'lag', n}, {'dup', HGETALL of the first message} (a retried client id),
 -- or {'ok', {name, owner, created} or {} once the group is gone, members,
 --        {user, HGETALL of their presence, ...} for every recipient when
 --        asked (read in this same step, like send.lua's), else {},
+--        pushes dropped (the push feed was full),
 --        then per stored message {HGETALL, {user, pts, user, pts, ...}}}.
+--
+-- A send (not a system message) gives every member but the sender with no
+-- live session anywhere a push feed entry, as send.lua does.
 --
 -- Every member's inbox gets a message once, with that member's own pts
 -- (write diffusion, bounded by the member limit); unread counts (field
@@ -92,10 +97,11 @@ end
 
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local stored = {}
+local push_dropped = 0
 if op == 'send' then
-  local fields = {'kind', ARGV[15], 'body', ARGV[16]}
-  if ARGV[17] ~= '' then fields[#fields + 1] = 'media'; fields[#fields + 1] = ARGV[17] end
-  if ARGV[18] == '1' then fields[#fields + 1] = 'played'; fields[#fields + 1] = '0' end
+  local fields = {'kind', ARGV[16], 'body', ARGV[17]}
+  if ARGV[18] ~= '' then fields[#fields + 1] = 'media'; fields[#fields + 1] = ARGV[18] end
+  if ARGV[19] == '1' then fields[#fields + 1] = 'played'; fields[#fields + 1] = '0' end
   local r = store(ARGV[12], fields, members(), true)
   stored[1] = r
   local spts = 0
@@ -103,20 +109,33 @@ if op == 'send' then
     if r[2][i] == actor then spts = r[2][i + 1] end
   end
   redis.call('SET', KEYS[7], ARGV[12] .. ':' .. spts .. ':0', 'PX', ARGV[6])
+  local max_push = tonumber(ARGV[15])
+  if max_push > 0 then
+    for i = 1, #r[2], 2 do
+      local u = r[2][i]
+      if u ~= actor and redis.call('EXISTS', P .. 'presence:' .. u) == 0 then
+        if redis.call('XLEN', KEYS[8]) < max_push then
+          redis.call('XADD', KEYS[8], '*', 'u', u, 'i', ARGV[12])
+        else
+          push_dropped = push_dropped + 1
+        end
+      end
+    end
+  end
 elseif op == 'create' then
   if redis.call('EXISTS', KEYS[1]) == 1 then return {'invalid', 'group id taken'} end
   local all, others = {actor}, {}
-  for i = 16, #ARGV do
+  for i = 17, #ARGV do
     if ARGV[i] ~= actor then all[#all + 1] = ARGV[i]; others[#others + 1] = ARGV[i] end
   end
   if #all > max_members then return {'too_many'} end
-  redis.call('HSET', KEYS[1], 'name', ARGV[15], 'owner', actor, 'created', ts, 'joins', 0)
+  redis.call('HSET', KEYS[1], 'name', ARGV[16], 'owner', actor, 'created', ts, 'joins', 0)
   for i = 1, #all do join(all[i]) end
   stored[1] = store(ARGV[12], sys_fields('created', others), all, false)
 elseif op == 'add' then
   if owner ~= actor then return {'forbidden', "only the group's owner may add members"} end
   local new = {}
-  for i = 15, #ARGV do
+  for i = 16, #ARGV do
     if not is_member(ARGV[i]) then new[#new + 1] = ARGV[i] end
   end
   if redis.call('ZCARD', KEYS[2]) + #new > max_members then return {'too_many'} end
@@ -127,7 +146,7 @@ elseif op == 'add' then
 elseif op == 'remove' then
   if owner ~= actor then return {'forbidden', "only the group's owner may remove members"} end
   local gone = {}
-  for i = 15, #ARGV do
+  for i = 16, #ARGV do
     if ARGV[i] == owner then return {'invalid', 'the owner leaves with group_leave'} end
     if is_member(ARGV[i]) then gone[#gone + 1] = ARGV[i] end
   end
@@ -172,6 +191,6 @@ if ARGV[14] == '1' then
     end
   end
 end
-local out = {'ok', info(), members(), routes}
+local out = {'ok', info(), members(), routes, push_dropped}
 for i = 1, #stored do out[#out + 1] = stored[i] end
 return out

@@ -4,15 +4,18 @@
 --       6 receiver inbox list, 7 receiver pts counter, 8 receiver unread hash,
 --       9 sender presence hash, 10 receiver presence hash,
 --       11 conversation seq counter, 12 archive stream,
---       13 sender's conversation list, 14 receiver's conversation list
+--       13 sender's conversation list, 14 receiver's conversation list,
+--       15 push feed stream
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
 --       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
 --       12 message key prefix, 13 '1' for voice, 14 '1' to return presence,
---       15 '1' when an archive is configured, 16 most archive lag (entries)
+--       15 '1' when an archive is configured, 16 most archive lag (entries),
+--       17 most push feed entries ('0': no push webhook)
 -- Returns {1, HGETALL of the first message, its sender pts, its receiver pts
--- or 0} for a known client id (the retry is answered and delivered again
--- with the same positions, so devices drop what they already have), else
--- {0, seq, sender pts, receiver pts or 0}, or {-1, lag} (nothing stored)
+-- or 0, 0} for a known client id (the retry is answered and delivered again
+-- with the same positions, so devices drop what they already have, and is
+-- not pushed again), else {0, seq, sender pts, receiver pts or 0, pushes
+-- dropped (0 or 1)}, or {-1, lag} (nothing stored)
 -- when the archive feed holds the most entries allowed; either followed, when asked for,
 -- by HGETALL of the sender's and the receiver's presence (read in this same
 -- atomic step, so a session opening concurrently is listed or sees the
@@ -32,7 +35,11 @@
 -- once it has left Redis.
 --
 -- With an archive, the message is also appended to the archive feed, in
--- this same step: no acknowledged message can miss the archive.
+-- this same step: no acknowledged message can miss the archive. With a push
+-- webhook, a receiver with no live session anywhere (an empty presence
+-- hash, read in this step) gets a push feed entry, unless the feed is full
+-- (then the push is dropped and counted, and the message stored all the
+-- same): pushers deliver it at least once, whatever node crashes.
 local function presence(reply)
   if ARGV[14] == '1' then
     reply[#reply + 1] = redis.call('HGETALL', KEYS[9])
@@ -47,7 +54,7 @@ if first then
   -- answered but not delivered again.
   local id, spts, rpts = string.match(first, '^([^:]+):(%d+):(%d+)$')
   if not id then id, spts, rpts = first, 0, 0 end
-  return presence({1, redis.call('HGETALL', ARGV[12] .. id), tonumber(spts), tonumber(rpts)})
+  return presence({1, redis.call('HGETALL', ARGV[12] .. id), tonumber(spts), tonumber(rpts), 0})
 end
 
 local archive = ARGV[15] == '1'
@@ -106,11 +113,20 @@ end
 
 local sender_pts = append(KEYS[4], KEYS[5])
 local receiver_pts = 0
+local push_dropped = 0
 if ARGV[3] ~= ARGV[4] then
   receiver_pts = append(KEYS[6], KEYS[7])
   redis.call('HINCRBY', KEYS[8], ARGV[3], 1)
   redis.call('ZADD', KEYS[14], 'GT', ARGV[8], ARGV[2])
+  local max_push = tonumber(ARGV[17])
+  if max_push > 0 and redis.call('HLEN', KEYS[10]) == 0 then
+    if redis.call('XLEN', KEYS[15]) < max_push then
+      redis.call('XADD', KEYS[15], '*', 'u', ARGV[4], 'i', ARGV[1])
+    else
+      push_dropped = 1
+    end
+  end
 end
 redis.call('ZADD', KEYS[13], 'GT', ARGV[8], ARGV[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. sender_pts .. ':' .. receiver_pts, 'PX', ARGV[9])
-return presence({0, seq, sender_pts, receiver_pts})
+return presence({0, seq, sender_pts, receiver_pts, push_dropped})

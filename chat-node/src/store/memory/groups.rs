@@ -180,6 +180,7 @@ impl State {
             inboxes,
             duplicate: false,
             routes: None,
+            push_dropped: 0,
         }
     }
 
@@ -309,6 +310,7 @@ impl MemoryStore {
                     inboxes: vec![],
                     duplicate: true,
                     routes: None,
+                    push_dropped: 0,
                 }))),
                 Some(Err(e)) => Err(e),
             }
@@ -337,6 +339,7 @@ impl MemoryStore {
                     inboxes: vec![],
                     duplicate: true,
                     routes: None,
+                    push_dropped: 0,
                 }));
             }
         }
@@ -357,6 +360,8 @@ impl MemoryStore {
         if routes {
             stored.routes = Some(st.routes_of_users(members.iter()));
         }
+        stored.push_dropped = st.queue_pushes(members.iter(), &stored.msg);
+        self.push_ready.notify_one();
         let pts = stored
             .inboxes
             .iter()

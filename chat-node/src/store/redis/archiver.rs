@@ -23,7 +23,10 @@ use parley_cluster::archive::GROUP;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::decode::{as_array, as_string, as_u64, corrupt, maybe_message};
+use super::decode::{
+    StreamEntry, as_array, as_string, as_u64, corrupt, maybe_message, read_group_entries,
+    stream_entries, stream_id_ms,
+};
 use super::{Scripts, unavailable};
 use crate::archive::Archive;
 use crate::ids::now_ms;
@@ -185,23 +188,7 @@ impl Archiver {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        // Nil when nothing came; else [[stream, [[id, [field, value…]]…]]].
-        let streams = match reply {
-            Value::Nil => return Ok(Vec::new()),
-            Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
-            v => as_array(v)?
-                .into_iter()
-                .map(|s| {
-                    as_array(s)
-                        .and_then(|mut kv| kv.pop().ok_or_else(|| corrupt("empty stream reply")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        };
-        let mut out = Vec::new();
-        for s in streams {
-            out.extend(entries(s)?);
-        }
-        Ok(out)
+        Ok(read_group_entries(reply)?.into_iter().map(entry).collect())
     }
 
     /// Entries pending under any consumer for longer than the claim
@@ -223,7 +210,7 @@ impl Archiver {
         let claimed = parts
             .nth(1)
             .ok_or_else(|| corrupt("short XAUTOCLAIM reply"))?;
-        let claimed = entries(claimed)?;
+        let claimed: Vec<Entry> = stream_entries(claimed)?.into_iter().map(entry).collect();
         if !claimed.is_empty() {
             tracing::info!(
                 entries = claimed.len(),
@@ -385,9 +372,9 @@ impl Archiver {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(unavailable)?;
-        let oldest_ms = entries(oldest)?
+        let oldest_ms = stream_entries(oldest)?
             .first()
-            .and_then(|e| e.stream_id.split('-').next()?.parse::<u64>().ok());
+            .and_then(|(id, _)| stream_id_ms(id));
         let seconds = oldest_ms.map_or(0, |ms| now_ms().saturating_sub(ms) / 1000);
         Ok((len, seconds))
     }
@@ -408,33 +395,11 @@ fn rev_of(v: &Value) -> String {
         .unwrap_or_else(|| "0".into())
 }
 
-/// Stream entries `[[id, [field, value…]]…]` as [`Entry`]s.
-fn entries(v: Value) -> Result<Vec<Entry>, StoreError> {
-    let mut out = Vec::new();
-    let list = match v {
-        Value::Nil => return Ok(out),
-        v => as_array(v)?,
-    };
-    for item in list {
-        let mut parts = as_array(item)?.into_iter();
-        let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let stream_id = as_string(&id)?;
-        let fields = match fields {
-            Value::Nil => continue,
-            f => as_array(f)?,
-        };
-        // An entry without a message id (no parley code writes one) is
-        // acknowledged all the same, as naming no message.
-        let msg_id = fields
-            .chunks(2)
-            .find_map(|kv| match kv {
-                [k, v] if as_string(k).ok().as_deref() == Some("i") => as_string(v).ok(),
-                _ => None,
-            })
-            .unwrap_or_default();
-        out.push(Entry { stream_id, msg_id });
+/// A feed entry as an [`Entry`]. One without a message id (no parley code
+/// writes one) is acknowledged all the same, as naming no message.
+fn entry((stream_id, mut fields): StreamEntry) -> Entry {
+    Entry {
+        stream_id,
+        msg_id: fields.remove("i").unwrap_or_default(),
     }
-    Ok(out)
 }

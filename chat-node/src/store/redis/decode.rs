@@ -198,6 +198,56 @@ pub(super) fn token_from_fields(
     }))
 }
 
+/// One stream entry: its id and its fields.
+pub(super) type StreamEntry = (String, HashMap<String, String>);
+
+/// Stream entries `[[id, [field, value…]]…]` (as XRANGE, XAUTOCLAIM and
+/// each stream of XREADGROUP give them); an entry deleted while pending
+/// (fields nil) is left out.
+pub(super) fn stream_entries(v: Value) -> Result<Vec<StreamEntry>, StoreError> {
+    let list = match v {
+        Value::Nil => return Ok(Vec::new()),
+        v => as_array(v)?,
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let mut parts = as_array(item)?.into_iter();
+        let (Some(id), Some(fields)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if fields == Value::Nil {
+            continue;
+        }
+        out.push((as_string(&id)?, as_fields(fields)?));
+    }
+    Ok(out)
+}
+
+/// The entries of an `XREADGROUP` reply: nil when nothing came, else one
+/// `[stream, entries]` per stream (a map in RESP3).
+pub(super) fn read_group_entries(reply: Value) -> Result<Vec<StreamEntry>, StoreError> {
+    let streams = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Map(m) => m.into_iter().map(|(_, v)| v).collect(),
+        v => as_array(v)?
+            .into_iter()
+            .map(|s| {
+                as_array(s).and_then(|mut kv| kv.pop().ok_or_else(|| corrupt("empty stream reply")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let mut out = Vec::new();
+    for s in streams {
+        out.extend(stream_entries(s)?);
+    }
+    Ok(out)
+}
+
+/// The milliseconds a stream id starts with (the time it was added).
+pub(super) fn stream_id_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,7 @@ impl RedisStore {
             .key(k.conv_seq(&conv))
             .key(k.archive_stream())
             .key(k.client_id(actor, client_id.unwrap_or("-")))
+            .key(k.push_stream())
             .arg(op)
             .arg(group)
             .arg(actor)
@@ -94,7 +95,8 @@ impl RedisStore {
             .arg(max_members)
             .arg(msg_ids[0])
             .arg(msg_ids[1])
-            .arg(if routes { "1" } else { "0" });
+            .arg(if routes { "1" } else { "0" })
+            .arg(self.push_max);
         for a in extra {
             inv.arg(a);
         }
@@ -130,6 +132,7 @@ impl RedisStore {
             .map(as_string)
             .collect::<Result<Vec<_>, _>>()?;
         let presence = as_array(next()?)?;
+        let push_dropped = as_u64(&next()?)?;
         let _ = next;
         let routes = if with_routes {
             let mut r: Routes = Vec::new();
@@ -154,6 +157,8 @@ impl RedisStore {
                 inboxes,
                 duplicate: false,
                 routes: None,
+                // A send stores one message: the drops are its.
+                push_dropped,
             });
         }
         let view = match info.as_slice() {
@@ -264,6 +269,7 @@ impl RedisStore {
                 inboxes: vec![],
                 duplicate: true,
                 routes: None,
+                push_dropped: 0,
             }));
         }
         Ok(match Self::group_reply(parts, routes)? {

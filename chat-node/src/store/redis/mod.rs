@@ -14,6 +14,7 @@ use parley_cluster::{Keys, Registry};
 pub mod archiver;
 mod decode;
 mod groups;
+pub mod push;
 
 use self::decode::{
     InboxRef, as_array, as_i64, as_string, as_u64, corrupt, inbox_event, maybe_message,
@@ -81,6 +82,9 @@ pub struct RedisStore {
     /// With an archive: messages leave Redis once archived and beyond the
     /// hot window, and reads go through to SQL for them.
     archive: Option<Feed>,
+    /// With a push webhook: the most entries the push feed may hold (0:
+    /// no webhook, no entries).
+    push_max: u64,
 }
 
 /// The archive side of a Redis store.
@@ -111,7 +115,16 @@ impl RedisStore {
             client_id_ttl_ms: CLIENT_ID_TTL_MS,
             scripts: Arc::new(Scripts::new()),
             archive: None,
+            push_max: 0,
         })
+    }
+
+    /// Feeds the offline push webhook: the send scripts append an entry
+    /// for each receiver with no live session while the feed holds fewer
+    /// than `max_entries`, and [`RedisStore::push_feed`] reads them.
+    pub fn with_push(mut self, max_entries: u64) -> Self {
+        self.push_max = max_entries.max(1);
+        self
     }
 
     /// Archives every message to `sql`: the send script appends it to the
@@ -155,6 +168,25 @@ impl RedisStore {
             settings,
             consumer,
             metrics,
+        )))
+    }
+
+    /// The push feed as pusher `consumer` reads it, taking over entries
+    /// other pushers held idle for `claim_after`; `None` without a webhook.
+    pub fn push_feed(
+        &self,
+        consumer: String,
+        claim_after: Duration,
+    ) -> Result<Option<push::RedisPushFeed>, StoreError> {
+        if self.push_max == 0 {
+            return Ok(None);
+        }
+        let conn = parley_cluster::registry::connect(&self.url, self.timeout + push::BLOCK)?;
+        Ok(Some(push::RedisPushFeed::new(
+            conn,
+            self.keys.clone(),
+            consumer,
+            claim_after,
         )))
     }
 
@@ -383,6 +415,7 @@ impl Store for RedisStore {
             .key(k.archive_stream())
             .key(k.convs(&new.from))
             .key(k.convs(&new.to))
+            .key(k.push_stream())
             .arg(&new.id)
             .arg(&new.conv)
             .arg(&new.from)
@@ -399,6 +432,7 @@ impl Store for RedisStore {
             .arg(if routes { "1" } else { "0" })
             .arg(if self.archive.is_some() { "1" } else { "0" })
             .arg(self.archive.as_ref().map_or(0, |f| f.max_lag))
+            .arg(self.push_max)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -438,7 +472,7 @@ impl Store for RedisStore {
                 .and_then(|v| as_u64(&v))
         };
         let seq = if duplicate { 0 } else { number()? };
-        let (sender_pts, receiver_pts) = (number()?, number()?);
+        let (sender_pts, receiver_pts, push_dropped) = (number()?, number()?, number()?);
         let msg = match first {
             Some(m) => m,
             None => new.into_message(seq),
@@ -466,6 +500,7 @@ impl Store for RedisStore {
             receiver_pts: (!self_message && receiver_pts > 0).then_some(receiver_pts),
             duplicate,
             routes,
+            push_dropped,
         })
     }
 
