@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::TcpListener;
+use parley_cluster::testing::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,14 +102,6 @@ async fn drain_sends_reconnect_then_closes_4009(b: Backend) {
             .await
             .is_err()
     );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A chat-node child process; killed when dropped.

@@ -180,6 +180,15 @@ async fn metrics(node: &TestNode) -> String {
     node.get("/metrics").await.1
 }
 
+/// Waits until `series` of the node's metrics reads `value`.
+async fn metric_reaches(node: &TestNode, what: &str, series: &str, value: f64) {
+    eventually(what, STEP, async || {
+        let m = metrics(node).await;
+        (metric_value(&m, series) == Some(value)).then_some(())
+    })
+    .await;
+}
+
 both_stores!(
     only_receivers_with_no_live_session_get_a_signed_push,
     group_members_offline_get_a_push_each,
@@ -336,10 +345,12 @@ async fn a_push_past_its_retry_time_fails_and_a_4xx_is_not_retried() {
     let node = node_pushing_to(Backend::Memory, hook, |c| c.push_retry_s = 1).await;
     let mut alice = node.session("alice").await;
     alice.send_text("bob", "c-1", "never accepted").await;
-    eventually("the push is given up", STEP, async || {
-        let m = metrics(&node).await;
-        (metric_value(&m, r#"chat_push_webhook_total{result="failed"}"#) == Some(1.0)).then_some(())
-    })
+    metric_reaches(
+        &node,
+        "the push is given up",
+        r#"chat_push_webhook_total{result="failed"}"#,
+        1.0,
+    )
     .await;
     let attempts = got.len();
     assert!(attempts >= 2, "retried before giving up: {attempts}");
@@ -351,10 +362,12 @@ async fn a_push_past_its_retry_time_fails_and_a_4xx_is_not_retried() {
     let node = node_pushing_to(Backend::Memory, hook, |_| {}).await;
     let mut alice = node.session("alice").await;
     alice.send_text("bob", "c-1", "refused").await;
-    eventually("the refusal counted", STEP, async || {
-        let m = metrics(&node).await;
-        (metric_value(&m, r#"chat_push_webhook_total{result="failed"}"#) == Some(1.0)).then_some(())
-    })
+    metric_reaches(
+        &node,
+        "the refusal counted",
+        r#"chat_push_webhook_total{result="failed"}"#,
+        1.0,
+    )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(got.len(), 1, "a 4xx is not retried");
@@ -507,11 +520,12 @@ async fn a_message_recalled_before_its_push_goes_out_is_not_pushed(b: Backend) {
     let mid = sent["msg"]["id"].as_str().unwrap().to_owned();
     let r = alice.request(json!({"type":"recall","msg": mid})).await;
     assert_eq!(r["type"], "ok", "{r}");
-    eventually("the recalled message counted skipped", STEP, async || {
-        let m = metrics(&node).await;
-        (metric_value(&m, r#"chat_push_webhook_total{result="skipped"}"#) == Some(1.0))
-            .then_some(())
-    })
+    metric_reaches(
+        &node,
+        "the recalled message counted skipped",
+        r#"chat_push_webhook_total{result="skipped"}"#,
+        1.0,
+    )
     .await;
     let bodies: Vec<Value> = got
         .all()
@@ -523,11 +537,7 @@ async fn a_message_recalled_before_its_push_goes_out_is_not_pushed(b: Backend) {
         [json!("first"), json!("first")],
         "the retry, never the recalled message"
     );
-    eventually("the feed is empty", STEP, async || {
-        let m = metrics(&node).await;
-        (metric_value(&m, "chat_push_queue") == Some(0.0)).then_some(())
-    })
-    .await;
+    metric_reaches(&node, "the feed is empty", "chat_push_queue", 0.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -615,10 +625,12 @@ async fn an_https_receiver_is_checked_against_the_configured_ca() {
     .await;
     let mut alice = refused.session("alice").await;
     alice.send_text("bob", "c-1", "not to an unknown CA").await;
-    eventually("the push is given up", STEP, async || {
-        let m = metrics(&refused).await;
-        (metric_value(&m, r#"chat_push_webhook_total{result="failed"}"#) == Some(1.0)).then_some(())
-    })
+    metric_reaches(
+        &refused,
+        "the push is given up",
+        r#"chat_push_webhook_total{result="failed"}"#,
+        1.0,
+    )
     .await;
     assert_eq!(got.len(), 0, "no request reached the receiver");
 

@@ -17,6 +17,7 @@
 //! - [`archive`]: the archive feed's consumer group and consumer names.
 //! - [`push`]: the offline push feed's consumer group.
 //! - [`gc`]: what the operator reads and removes after node runs that are gone.
+//! - [`testing`]: test support the crates' tests share (free ports).
 
 pub mod archive;
 pub mod env;
@@ -27,6 +28,7 @@ pub mod names;
 pub mod ports;
 pub mod push;
 pub mod registry;
+pub mod testing;
 
 pub use keys::Keys;
 pub use ports::PortFormula;

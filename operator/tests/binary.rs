@@ -13,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use kube::api::Api;
 use kube_fake_client::ClientBuilder;
+use parley_cluster::testing::free_port;
 use parley_operator::crd::{BackendRef, ChatCluster, ChatClusterSpec};
 
 mod support;
@@ -307,14 +308,6 @@ async fn without_the_crd_the_operator_refuses_to_start_with_the_fix() {
         stderr.contains("kubectl apply -f crds/chatcluster.yaml"),
         "{stderr}"
     );
-}
-
-/// A free TCP port on 127.0.0.1 (for the operator's own HTTP).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// Starts the operator binary as `identity` against the double at `config`.

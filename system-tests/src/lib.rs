@@ -61,14 +61,7 @@ fn chat_node_bin() -> std::path::PathBuf {
     target.join("debug").join("chat-node")
 }
 
-/// A port free on 127.0.0.1 now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use parley_cluster::testing::free_port;
 
 /// Three consecutive free ports.
 pub fn free_base() -> u16 {

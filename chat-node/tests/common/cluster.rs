@@ -15,13 +15,7 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use parley_cluster::testing::free_port;
 
 /// Deletes a cluster's exchange and the queues of the given ports.
 pub async fn delete_cluster_bus(url: &str, cluster: &str, ports: &[u16]) {

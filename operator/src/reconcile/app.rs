@@ -166,6 +166,10 @@ mod tests {
         sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
     }
 
+    fn volume_named<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a Volume> {
+        pod(sts).volumes.iter().flatten().find(|v| v.name == name)
+    }
+
     fn env_of<'a>(sts: &'a StatefulSet, name: &str) -> Option<&'a EnvVar> {
         pod(sts).containers[0]
             .env
@@ -296,13 +300,7 @@ mod tests {
             Some("http://pn.app:8080/hook")
         );
         assert!(env_of(&sts, var::PUSH_WEBHOOK_CA).is_none());
-        assert!(
-            pod(&sts)
-                .volumes
-                .iter()
-                .flatten()
-                .all(|v| v.name != "push-ca")
-        );
+        assert!(volume_named(&sts, "push-ca").is_none());
     }
 
     #[test]
@@ -329,12 +327,7 @@ mod tests {
             env_of(&sts, var::PUSH_WEBHOOK_CA).unwrap().value.as_deref(),
             Some("/etc/parley/push-ca/ca.pem")
         );
-        let volume = pod(&sts)
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == "push-ca")
-            .expect("the CA volume");
+        let volume = volume_named(&sts, "push-ca").expect("the CA volume");
         let cm = volume.config_map.as_ref().expect("from the ConfigMap");
         assert_eq!(cm.name, "pn-ca");
         let item = &cm.items.as_ref().unwrap()[0];
@@ -350,15 +343,9 @@ mod tests {
                 m.name == "push-ca" && m.mount_path == PUSH_CA_DIR && m.read_only == Some(true)
             });
         assert!(mounted);
-        // Without JWT key files the CA is the only volume of these.
+        // No CA, no CA volume.
         push.webhook.as_mut().unwrap().ca = None;
         let sts = build(&cc(None, Some(push)));
-        assert!(
-            pod(&sts)
-                .volumes
-                .iter()
-                .flatten()
-                .all(|v| v.name != "push-ca")
-        );
+        assert!(volume_named(&sts, "push-ca").is_none());
     }
 }
