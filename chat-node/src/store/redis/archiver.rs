@@ -24,9 +24,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::decode::{
-    StreamEntry, as_array, as_string, as_u64, corrupt, maybe_message, read_group_entries,
-    stream_entries, stream_id_ms,
+    StreamEntry, as_array, as_string, as_u64, maybe_message, stream_entries, stream_id_ms,
 };
+use super::group_reader::GroupReader;
 use super::{Scripts, unavailable};
 use crate::archive::Archive;
 use crate::ids::now_ms;
@@ -75,7 +75,8 @@ pub struct Archiver {
     scripts: Arc<Scripts>,
     sql: Arc<Archive>,
     settings: ArchiverSettings,
-    consumer: String,
+    /// This archiver as a consumer of the feed's group.
+    reader: GroupReader,
     metrics: ArchiverMetrics,
 }
 
@@ -96,13 +97,18 @@ impl Archiver {
         consumer: String,
         metrics: ArchiverMetrics,
     ) -> Self {
+        let reader = GroupReader {
+            stream: keys.archive_stream(),
+            group: GROUP,
+            consumer,
+        };
         Archiver {
             conn,
             keys,
             scripts,
             sql,
             settings,
-            consumer,
+            reader,
             metrics,
         }
     }
@@ -158,59 +164,23 @@ impl Archiver {
 
     /// Creates the stream and the group when missing.
     async fn create_group(&self) -> Result<(), StoreError> {
-        let r: Result<(), _> = ::redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.archive_stream())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn.clone())
-            .await;
-        match r {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            r => r.map_err(unavailable),
-        }
+        self.reader.create(&self.conn).await
     }
 
     /// New entries for this consumer (waits up to [`BLOCK`] for some).
     async fn read(&self) -> Result<Vec<Entry>, StoreError> {
-        let reply: Value = ::redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(self.settings.batch)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(self.keys.archive_stream())
-            .arg(">")
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(read_group_entries(reply)?.into_iter().map(entry).collect())
+        let read = self.reader.read(&self.conn, self.settings.batch, BLOCK);
+        Ok(read.await?.into_iter().map(entry).collect())
     }
 
     /// Entries pending under any consumer for longer than the claim
     /// timeout, now this consumer's (one page of them).
     async fn claim(&self) -> Result<Vec<Entry>, StoreError> {
-        let reply: Value = ::redis::cmd("XAUTOCLAIM")
-            .arg(self.keys.archive_stream())
-            .arg(GROUP)
-            .arg(&self.consumer)
-            .arg(self.settings.claim_after.as_millis() as u64)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(self.settings.batch)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
-        // [next cursor, [[id, [field, value…]]…], deleted ids]
-        let mut parts = as_array(reply)?.into_iter();
-        let claimed = parts
-            .nth(1)
-            .ok_or_else(|| corrupt("short XAUTOCLAIM reply"))?;
-        let claimed: Vec<Entry> = stream_entries(claimed)?.into_iter().map(entry).collect();
+        let claimed = self
+            .reader
+            .claim(&self.conn, self.settings.claim_after, self.settings.batch)
+            .await?;
+        let claimed: Vec<Entry> = claimed.into_iter().map(entry).collect();
         if !claimed.is_empty() {
             tracing::info!(
                 entries = claimed.len(),

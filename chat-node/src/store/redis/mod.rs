@@ -13,6 +13,7 @@ use parley_cluster::{Keys, Registry};
 
 pub mod archiver;
 mod decode;
+mod group_reader;
 mod groups;
 pub mod push;
 

@@ -20,9 +20,8 @@ use async_trait::async_trait;
 use parley_cluster::Keys;
 use parley_cluster::push::GROUP;
 
-use super::decode::{
-    StreamEntry, as_array, corrupt, maybe_message, read_group_entries, stream_entries, stream_id_ms,
-};
+use super::decode::{StreamEntry, maybe_message, stream_id_ms};
+use super::group_reader::GroupReader;
 use super::unavailable;
 use crate::store::{PushEntry, PushFeed, StoreError};
 
@@ -35,7 +34,8 @@ pub struct RedisPushFeed {
     /// multiplexed on the store's.
     conn: ConnectionManager,
     keys: Keys,
-    consumer: String,
+    /// This pusher as a consumer of the feed's group.
+    reader: GroupReader,
     claim_after: Duration,
     group_ready: AtomicBool,
 }
@@ -47,10 +47,15 @@ impl RedisPushFeed {
         consumer: String,
         claim_after: Duration,
     ) -> Self {
+        let reader = GroupReader {
+            stream: keys.push_stream(),
+            group: GROUP,
+            consumer,
+        };
         RedisPushFeed {
             conn,
             keys,
-            consumer,
+            reader,
             claim_after,
             group_ready: AtomicBool::new(false),
         }
@@ -60,25 +65,13 @@ impl RedisPushFeed {
         self.conn.clone()
     }
 
-    /// Creates the stream and the group when missing; from the stream's
-    /// start, so entries written before any pusher ran are delivered.
+    /// Creates the stream and the group when missing (once, until Redis
+    /// loses them).
     async fn ensure_group(&self) -> Result<(), StoreError> {
-        if self.group_ready.load(Ordering::Acquire) {
-            return Ok(());
+        if !self.group_ready.load(Ordering::Acquire) {
+            self.reader.create(&self.conn).await?;
+            self.group_ready.store(true, Ordering::Release);
         }
-        let r: Result<(), _> = ::redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(self.keys.push_stream())
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn())
-            .await;
-        match r {
-            Err(e) if e.code() != Some("BUSYGROUP") => return Err(unavailable(e)),
-            _ => {}
-        }
-        self.group_ready.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -125,25 +118,9 @@ impl RedisPushFeed {
 impl PushFeed for RedisPushFeed {
     async fn take(&self, max: usize, claim: bool) -> Result<Vec<PushEntry>, StoreError> {
         self.ensure_group().await?;
-        let stream = self.keys.push_stream();
         let entries = if claim {
-            // [next cursor, [[id, fields]…], deleted ids]
-            let reply: Value = ::redis::cmd("XAUTOCLAIM")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg(self.claim_after.as_millis() as u64)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(max.max(1))
-                .query_async(&mut self.conn())
-                .await
-                .map_err(|e| self.on_error(unavailable(e)))?;
-            let claimed = as_array(reply)?
-                .into_iter()
-                .nth(1)
-                .ok_or_else(|| corrupt("short XAUTOCLAIM reply"))?;
-            let claimed = stream_entries(claimed)?;
+            let claimed = self.reader.claim(&self.conn, self.claim_after, max).await;
+            let claimed = claimed.map_err(|e| self.on_error(e))?;
             if !claimed.is_empty() {
                 tracing::info!(
                     entries = claimed.len(),
@@ -152,30 +129,17 @@ impl PushFeed for RedisPushFeed {
             }
             claimed
         } else {
-            let reply: Value = ::redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&self.consumer)
-                .arg("COUNT")
-                .arg(max.max(1))
-                .arg("BLOCK")
-                .arg(BLOCK.as_millis() as u64)
-                .arg("STREAMS")
-                .arg(&stream)
-                .arg(">")
-                .query_async(&mut self.conn())
-                .await
-                .map_err(|e| self.on_error(unavailable(e)))?;
-            read_group_entries(reply)?
+            let read = self.reader.read(&self.conn, max, BLOCK).await;
+            read.map_err(|e| self.on_error(e))?
         };
         self.with_messages(entries).await
     }
 
     async fn hold(&self, key: &str) -> Result<(), StoreError> {
         let _: Value = ::redis::cmd("XCLAIM")
-            .arg(self.keys.push_stream())
-            .arg(GROUP)
-            .arg(&self.consumer)
+            .arg(&self.reader.stream)
+            .arg(self.reader.group)
+            .arg(&self.reader.consumer)
             .arg(0)
             .arg(key)
             .arg("JUSTID")
@@ -186,15 +150,15 @@ impl PushFeed for RedisPushFeed {
     }
 
     async fn done(&self, key: &str) -> Result<(), StoreError> {
-        let stream = self.keys.push_stream();
+        let stream = &self.reader.stream;
         let _: Value = ::redis::pipe()
             .atomic()
             .cmd("XACK")
-            .arg(&stream)
-            .arg(GROUP)
+            .arg(stream)
+            .arg(self.reader.group)
             .arg(key)
             .cmd("XDEL")
-            .arg(&stream)
+            .arg(stream)
             .arg(key)
             .query_async(&mut self.conn())
             .await
@@ -204,7 +168,7 @@ impl PushFeed for RedisPushFeed {
 
     async fn backlog(&self) -> Result<u64, StoreError> {
         ::redis::cmd("XLEN")
-            .arg(self.keys.push_stream())
+            .arg(&self.reader.stream)
             .query_async(&mut self.conn())
             .await
             .map_err(unavailable)
