@@ -130,15 +130,19 @@ pub const RESULTS: [&str; 5] = ["sent", "retried", "dropped", "failed", "skipped
 
 impl PushMetrics {
     fn count(&self, result: &'static str) {
-        self.results.get_or_create(&ResultLabel { result }).inc();
+        self.count_n(result, 1);
+    }
+
+    fn count_n(&self, result: &'static str, n: u64) {
+        self.results
+            .get_or_create(&ResultLabel { result })
+            .inc_by(n);
     }
 
     /// Counts pushes the full feed refused.
     pub fn dropped(&self, n: u64) {
         if n > 0 {
-            self.results
-                .get_or_create(&ResultLabel { result: "dropped" })
-                .inc_by(n);
+            self.count_n("dropped", n);
         }
     }
 }

@@ -394,8 +394,7 @@ impl MemoryStore {
             .or_default()
             .push(key);
         let routes = routes.then(|| st.routes_of(&msg));
-        let push_dropped = st.queue_pushes(std::iter::once(&msg.to), &msg);
-        self.push_ready.notify_one();
+        let push_dropped = self.queue_pushes(st, std::iter::once(&msg.to), &msg);
         Stored {
             msg,
             sender_pts,

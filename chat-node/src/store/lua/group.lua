@@ -111,11 +111,13 @@ if op == 'send' then
   redis.call('SET', KEYS[7], ARGV[12] .. ':' .. spts .. ':0', 'PX', ARGV[6])
   local max_push = tonumber(ARGV[15])
   if max_push > 0 then
+    local room = max_push - redis.call('XLEN', KEYS[8])
     for i = 1, #r[2], 2 do
       local u = r[2][i]
       if u ~= actor and redis.call('EXISTS', P .. 'presence:' .. u) == 0 then
-        if redis.call('XLEN', KEYS[8]) < max_push then
+        if room > 0 then
           redis.call('XADD', KEYS[8], '*', 'u', u, 'i', ARGV[12])
+          room = room - 1
         else
           push_dropped = push_dropped + 1
         end

@@ -360,8 +360,7 @@ impl MemoryStore {
         if routes {
             stored.routes = Some(st.routes_of_users(members.iter()));
         }
-        stored.push_dropped = st.queue_pushes(members.iter(), &stored.msg);
-        self.push_ready.notify_one();
+        stored.push_dropped = self.queue_pushes(&mut st, members.iter(), &stored.msg);
         let pts = stored
             .inboxes
             .iter()

@@ -79,30 +79,36 @@ impl PushQueue {
     }
 }
 
-impl State {
-    /// Queues a push for each of `users` with no live session; the number
-    /// the full queue refused.
+impl MemoryStore {
+    /// Queues a push for each of `users` (not the sender) with no live
+    /// session, waking the pusher when one was queued; the number the full
+    /// queue refused.
     pub(super) fn queue_pushes<'a>(
-        &mut self,
+        &self,
+        st: &mut State,
         users: impl Iterator<Item = &'a String>,
         msg: &Message,
     ) -> u64 {
-        let mut dropped = 0;
+        let Some(q) = st.push.as_mut() else {
+            return 0;
+        };
+        let (mut queued, mut dropped) = (0, 0);
         for u in users {
-            if *u == msg.from || self.presence.get(u).is_some_and(|p| !p.is_empty()) {
+            if *u == msg.from || st.presence.get(u).is_some_and(|p| !p.is_empty()) {
                 continue;
             }
-            if let Some(q) = self.push.as_mut()
-                && !q.offer(u, msg)
-            {
+            if q.offer(u, msg) {
+                queued += 1;
+            } else {
                 dropped += 1;
             }
         }
+        if queued > 0 {
+            self.push_ready.notify_one();
+        }
         dropped
     }
-}
 
-impl MemoryStore {
     /// Up to `max` waiting entries, each with the message as memory holds
     /// it now (recalled, say), and whether memory still holds it.
     fn take_now(&self, max: usize) -> Vec<(PushEntry, bool)> {
@@ -110,9 +116,8 @@ impl MemoryStore {
         let Some(q) = st.push.as_mut() else {
             return Vec::new();
         };
-        let mut taken = q.take(max);
-        taken
-            .drain(..)
+        q.take(max)
+            .into_iter()
             .map(|mut e| {
                 let current = st.messages.get(&e.msg_id).cloned();
                 let held = current.is_some();
