@@ -87,22 +87,22 @@ pub enum ConsumerRemoval {
     Pending(u64),
 }
 
-/// The archive consumer scripts, each with the shared group reader first.
-struct ArchiveScripts {
+/// The feed consumer scripts, each with the shared group reader first.
+struct FeedScripts {
     consumers: Script,
     remove: Script,
 }
 
-fn archive_scripts() -> &'static ArchiveScripts {
-    static SCRIPTS: OnceLock<ArchiveScripts> = OnceLock::new();
-    SCRIPTS.get_or_init(|| ArchiveScripts {
+fn feed_scripts() -> &'static FeedScripts {
+    static SCRIPTS: OnceLock<FeedScripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| FeedScripts {
         consumers: Script::new(concat!(
-            include_str!("lua/archive_group.lua"),
-            include_str!("lua/archive_consumers.lua")
+            include_str!("lua/feed_group.lua"),
+            include_str!("lua/feed_consumers.lua")
         )),
         remove: Script::new(concat!(
-            include_str!("lua/archive_group.lua"),
-            include_str!("lua/remove_archive_consumer.lua")
+            include_str!("lua/feed_group.lua"),
+            include_str!("lua/remove_feed_consumer.lua")
         )),
     })
 }
@@ -111,7 +111,7 @@ impl Registry {
     /// The consumers of a feed's group; none when the stream or the group
     /// does not exist (no archive or webhook, or nothing sent yet).
     pub async fn feed_consumers(&self, feed: Feed) -> Result<Vec<FeedConsumer>, RegistryError> {
-        let rows: Vec<(String, u64, u64)> = archive_scripts()
+        let rows: Vec<(String, u64, u64)> = feed_scripts()
             .consumers
             .key(feed.stream(self.keys()))
             .arg(feed.group())
@@ -135,7 +135,7 @@ impl Registry {
         feed: Feed,
         name: &str,
     ) -> Result<ConsumerRemoval, RegistryError> {
-        let (outcome, pending): (String, u64) = archive_scripts()
+        let (outcome, pending): (String, u64) = feed_scripts()
             .remove
             .key(feed.stream(self.keys()))
             .arg(feed.group())

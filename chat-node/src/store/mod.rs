@@ -311,7 +311,6 @@ pub fn recalled_event(msg: &Message, by: &str) -> InboxEvent {
 
 pub use parley_cluster::NodeRecord;
 
-/// The store seam.
 /// One entry of the offline push feed: a push owed to `user` for a message
 /// stored while they had no live session (DESIGN.md, "Offline push").
 #[derive(Debug, Clone)]
@@ -344,6 +343,7 @@ pub trait PushFeed: Send + Sync + 'static {
     async fn backlog(&self) -> Result<u64, StoreError>;
 }
 
+/// The store seam.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the backend does.

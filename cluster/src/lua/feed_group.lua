@@ -1,7 +1,7 @@
--- Shared by the archive consumer scripts (prepended to each): the consumers
+-- Shared by the feed consumer scripts (prepended to each): the consumers
 -- of group `group` of stream `stream` as tables {name=, pending=, idle=},
 -- or an empty list when the stream or the group does not exist.
-local function archive_consumers(stream, group)
+local function group_consumers(stream, group)
   local function fields(flat)
     local f = {}
     for i = 1, #flat, 2 do
