@@ -193,6 +193,7 @@ both_stores!(
     only_receivers_with_no_live_session_get_a_signed_push,
     group_members_offline_get_a_push_each,
     a_message_recalled_before_its_push_goes_out_is_not_pushed,
+    a_group_send_to_a_nearly_full_feed_pushes_what_fits_and_counts_the_rest,
 );
 
 async fn only_receivers_with_no_live_session_get_a_signed_push(b: Backend) {
@@ -650,4 +651,39 @@ async fn an_https_receiver_is_checked_against_the_configured_ca() {
     let _ = std::fs::remove_file(&ca_file);
     assert_signed(&hook);
     assert_eq!(hook.json()["msg"], sent["msg"]);
+}
+
+async fn a_group_send_to_a_nearly_full_feed_pushes_what_fits_and_counts_the_rest(b: Backend) {
+    // Room for one entry; the receiver never answers, so it stays there.
+    let (hook, got) = receiver(|_| Answer::Hang).await;
+    let node = node_pushing_to(b, hook, |c| {
+        c.push_queue = 1;
+        c.push_timeout_ms = 600_000;
+        c.push_claim_s = 1300;
+    })
+    .await;
+    let mut alice = node.session("alice").await;
+    let r = alice
+        .request(json!({"type":"group_create","name":"Team","members":["bob","carol","dave"]}))
+        .await;
+    let group = r["group"]["id"].as_str().unwrap().to_owned();
+    let r = alice
+        .request(
+            json!({"type":"send","id":"g-1","group": group,"kind":"text","body":"three offline"}),
+        )
+        .await;
+    assert_eq!(r["type"], "sent", "{r}");
+    // Three members offline, one entry of room: one pushed, two dropped.
+    metric_reaches(
+        &node,
+        "the two that did not fit counted",
+        r#"chat_push_webhook_total{result="dropped"}"#,
+        2.0,
+    )
+    .await;
+    metric_reaches(&node, "one entry in the feed", "chat_push_queue", 1.0).await;
+    eventually("the one that fit is attempted", STEP, async || {
+        (got.len() == 1).then_some(())
+    })
+    .await;
 }
