@@ -5,15 +5,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chat_node::protocol::ErrorCode;
 
+/// The maps the readers touch for every frame, keyed by message id:
+/// foldhash rather than SipHash (the ids come from the nodes under test,
+/// not from an adversary), a measurable part of the generator's CPU.
+pub type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 /// Shared counters of one run (behind a mutex: a few operations per frame).
 #[derive(Debug, Default)]
 pub struct Stats {
     /// End-to-end latencies (send to `msg`) of messages sent in the window, in µs.
     pub latencies_us: Vec<u64>,
     /// Deliveries seen per message id.
-    pub deliveries: HashMap<String, u32>,
+    pub deliveries: IdMap<u32>,
     /// Acknowledged message ids with how many deliveries each must get.
-    pub acked: HashMap<String, u32>,
+    pub acked: IdMap<u32>,
     /// `msg` frames received inside the measuring window.
     pub delivered_in_window: u64,
     /// Sends acknowledged inside the measuring window.
@@ -35,8 +40,8 @@ impl Stats {
     pub fn with_capacity(messages: usize) -> Stats {
         Stats {
             latencies_us: Vec::with_capacity(messages),
-            deliveries: HashMap::with_capacity(messages),
-            acked: HashMap::with_capacity(messages),
+            deliveries: IdMap::with_capacity_and_hasher(messages, Default::default()),
+            acked: IdMap::with_capacity_and_hasher(messages, Default::default()),
             ..Default::default()
         }
     }
