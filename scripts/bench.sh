@@ -6,7 +6,9 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive|redis-send [--quick]
+# redis-send: Redis CPU and memory per send measured alone (chat-redis-send,
+# no node): <out>/redis-send/<label>-{50,2000}[-feed].json (SENDS=n sends each).
 # groups: three nodes on Redis and RabbitMQ, 3000 users, two runs: groups of
 # 10 (RATE, default 1000 messages/s) and groups of 500 (RATE/25), members
 # spread over the nodes; <out>/groups-10.json and groups-500.json report
@@ -31,7 +33,7 @@
 # not replace the published ones: RATE=100 OUT=/tmp/b scripts/bench.sh redis --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive [--quick]}
+scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive|redis-send [--quick]}
 quick=${2:-}
 if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
   for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
@@ -155,6 +157,35 @@ print(f"drain of {r['sessions']} sessions: told from {r['told_first_s']:.2f} s t
       f"missing {r['missing']}, repeated pts {r['repeated_pts']}, untold {r['closed_untold']}, errors {len(r['errors'])}")
 PY
     echo "wrote $out/drain/$label.json"
+    exit 0
+    ;;
+  redis-send)
+    # What one send costs Redis alone: chat-redis-send drives the Redis
+    # store's own send (no node, no WebSocket) at a private Redis (port
+    # 16392, flushed first), 64 calls in flight, between random pairs of 50
+    # users (1,225 conversations: the per-message cost) and of 2,000 (most
+    # sends open a conversation), each alone and with the archive feed.
+    rport=16392
+    redis-server --bind 127.0.0.1 --port $rport --save '' --appendonly no \
+      --logfile /tmp/parley-bench-redis-send.log &
+    pids+=($!); names+=(redis)
+    for _ in $(seq 50); do redis-cli -p $rport ping >/dev/null 2>&1 && break; sleep 0.1; done
+    mkdir -p "$out/redis-send"
+    for users in 50 2000; do
+      for feed in "" --archive-feed; do
+        name="$label-$users${feed:+-feed}"
+        "$bin/chat-redis-send" --redis "redis://127.0.0.1:$rport/0" --users "$users" \
+          --sends "${SENDS:-200000}" $feed --label "$name" --json "$out/redis-send/$name.json" >/dev/null
+        python3 - "$out/redis-send/$name.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{r['label']}: {r['redis_cpu_us_per_send']:.1f} us of Redis CPU and "
+      f"{r['used_memory_bytes_per_send']:.0f} bytes of Redis memory per send "
+      f"({r['sends']} sends, {r['users']} users, {r['sends_per_s']:.0f} sends/s)")
+PY
+      done
+    done
+    redis-cli -p $rport FLUSHALL >/dev/null
     exit 0
     ;;
   archive)
