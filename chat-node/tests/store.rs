@@ -325,3 +325,56 @@ async fn deregistering_spares_a_node_that_came_back(b: Backend) {
     assert!(f.store.deregister_node(8760, "new").await.unwrap());
     assert!(f.store.nodes().await.unwrap().is_empty());
 }
+
+/// Redis keeps client ids in one hash per sender and time bucket (a
+/// bucket is the ttl long): a retry is recognised across a bucket
+/// boundary for at least the ttl, and a client id two buckets old is
+/// forgotten. The times are the messages' own, so no test waits a day.
+#[tokio::test]
+async fn a_client_id_is_remembered_across_a_bucket_boundary_on_redis() {
+    let cluster = unique_cluster("store");
+    let ttl_ms = 3_600_000;
+    let store = RedisStore::new(&redis_url(), &cluster, KEEP_ALL, Duration::from_secs(2))
+        .unwrap()
+        .with_client_id_ttl(Duration::from_millis(ttl_ms));
+    let f = Fixture {
+        store: Arc::new(store),
+        cluster,
+        redis: true,
+    };
+    let boundary = now_ms() / ttl_ms * ttl_ms;
+    let first = f
+        .store
+        .send(msg("m1", "alice", "bob", boundary - 1), "c-1", false)
+        .await
+        .unwrap();
+    assert!(!first.duplicate);
+    // The last millisecond of the ttl, in the next bucket.
+    let again = f
+        .store
+        .send(
+            msg("m2", "alice", "bob", boundary - 2 + ttl_ms),
+            "c-1",
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.msg.id, "m1");
+    assert_eq!(again.sender_pts, first.sender_pts);
+    // Another user's same client id is theirs.
+    let other = f
+        .store
+        .send(msg("m3", "bob", "alice", boundary), "c-1", false)
+        .await
+        .unwrap();
+    assert!(!other.duplicate);
+    // Two buckets on, the first is forgotten: a new message.
+    let later = f
+        .store
+        .send(msg("m4", "alice", "bob", boundary + ttl_ms), "c-1", false)
+        .await
+        .unwrap();
+    assert!(!later.duplicate);
+    assert_eq!(later.msg.id, "m4");
+}

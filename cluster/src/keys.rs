@@ -94,9 +94,11 @@ impl Keys {
     pub fn read_marks(&self, user: &str) -> String {
         format!("{}read:{user}", self.prefix)
     }
-    /// String: message id stored for a client id (expires after 24 h).
-    pub fn client_id(&self, user: &str, client_id: &str) -> String {
-        format!("{}cid:{user}:{client_id}", self.prefix)
+    /// Hash: client id -> what was stored for it, for the client ids `user`
+    /// sent in time bucket `bucket` (see [`client_id_buckets`]); the key
+    /// expires one bucket after its own ends.
+    pub fn client_ids(&self, user: &str, bucket: u64) -> String {
+        format!("{}cid:{user}:{bucket}", self.prefix)
     }
     /// Hash: port -> instance, one field per node holding sessions of the user.
     pub fn presence(&self, user: &str) -> String {
@@ -143,6 +145,19 @@ impl Keys {
     }
 }
 
+/// The client-id buckets a send at `ts_ms` reads (its own, then the one
+/// before) and when its own expires, for client ids remembered `ttl_ms`:
+/// bucket `b` holds the client ids sent in `[b, b + 1) x ttl_ms` and expires
+/// at `(b + 2) x ttl_ms`, so a client id is remembered at least `ttl_ms`
+/// and at most twice that. One hash per user and bucket rather than one
+/// key per client id: a hash field costs Redis less than a key with its
+/// own expiry.
+pub fn client_id_buckets(ts_ms: u64, ttl_ms: u64) -> (u64, u64, u64) {
+    let ttl = ttl_ms.max(1);
+    let b = ts_ms / ttl;
+    (b, b.saturating_sub(1), (b + 2) * ttl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,7 +169,7 @@ mod tests {
         assert_eq!(k.node(8760), "chat:prod:node:8760");
         assert_eq!(k.inbox("alice"), "chat:prod:inbox:alice");
         assert_eq!(k.conv("dm:alice:bob"), "chat:prod:conv:dm:alice:bob");
-        assert!(k.client_id("alice", "c-1").starts_with(k.prefix()));
+        assert_eq!(k.client_ids("alice", 7), "chat:prod:cid:alice:7");
         assert_eq!(k.archive_stream(), "chat:prod:archive");
         assert_eq!(k.push_stream(), "chat:prod:push");
         assert_eq!(k.conv_seq("dm:a:b"), "chat:prod:conv:dm:a:b:seq");
@@ -167,5 +182,21 @@ mod tests {
         assert_eq!(k.unread("bob"), "chat:prod:unread:bob");
         assert_eq!(k.read_marks("bob"), "chat:prod:read:bob");
         assert_eq!(k.inbox_pts("bob"), "chat:prod:inbox:bob:pts");
+    }
+
+    #[test]
+    fn a_client_id_is_kept_at_least_its_ttl_and_at_most_twice_that() {
+        let ttl = 1000;
+        for sent in [0u64, 1, 999, 1000, 5_432, 5_999] {
+            let (own, _, expires) = client_id_buckets(sent, ttl);
+            assert!(expires >= sent + ttl && expires <= sent + 2 * ttl, "{sent}");
+            // Every later send within the ttl reads the bucket it went to.
+            for later in [sent, sent + 1, sent + ttl - 1] {
+                let (now, before, _) = client_id_buckets(later, ttl);
+                assert!(own == now || own == before, "{sent} then {later}");
+            }
+        }
+        assert_eq!(client_id_buckets(5_432, 1000), (5, 4, 7000));
+        assert_eq!(client_id_buckets(10, 0), (10, 9, 12));
     }
 }

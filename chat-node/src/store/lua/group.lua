@@ -1,15 +1,18 @@
 -- Creates a group, changes its members, or stores a message to it: one
 -- atomic step each (DESIGN.md, "Groups, conversation list, recall").
 -- KEYS: 1 group hash, 2 members zset, 3 left hash, 4 conversation list,
---       5 conversation seq counter, 6 archive stream, 7 client-id key
---       (send only), 8 push feed stream
+--       5 conversation seq counter, 6 archive stream, 7 client-id hash
+--       of this bucket (send only), 8 push feed stream, 9 client-id hash
+--       of the bucket before (send only; see send.lua)
 -- ARGV: 1 op (send|create|add|remove|leave), 2 group id, 3 actor, 4 ts ms,
---       5 key prefix, 6 client-id ttl ms, 7 retention entries,
+--       5 key prefix, 6 when this bucket's client-id hash expires (ms
+--       since the epoch), 7 retention entries,
 --       8 retention cutoff ms, 9 '1' with an archive, 10 most archive lag,
 --       11 most members, 12 first message id, 13 second message id,
 --       14 '1' to return the recipients' presence, 15 most push feed
 --       entries ('0': no push webhook),
---       then for send: 16 kind, 17 body, 18 media JSON or '', 19 '1' for voice;
+--       then for send: 16 kind, 17 body, 18 media JSON or '', 19 '1' for
+--       voice, 20 client id;
 --       for create: 16 name, then the members;
 --       for add and remove: from 16 the users.
 -- Returns {'not_found'}, {'forbidden', why}, {'too_many'}, {'invalid', why},
@@ -83,7 +86,7 @@ end
 if op == 'send' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found'} end
   if not is_member(actor) then return {'forbidden', 'only members may write to a group'} end
-  local first = redis.call('GET', KEYS[7])
+  local first = redis.call('HGET', KEYS[7], ARGV[20]) or redis.call('HGET', KEYS[9], ARGV[20])
   if first then
     local id = string.match(first, '^([^:]+)')
     return {'dup', redis.call('HGETALL', P .. 'msg:' .. id)}
@@ -108,7 +111,8 @@ if op == 'send' then
   for i = 1, #r[2], 2 do
     if r[2][i] == actor then spts = r[2][i + 1] end
   end
-  redis.call('SET', KEYS[7], ARGV[12] .. ':' .. spts .. ':0', 'PX', ARGV[6])
+  redis.call('HSET', KEYS[7], ARGV[20], ARGV[12] .. ':' .. spts .. ':0')
+  redis.call('PEXPIREAT', KEYS[7], ARGV[6])
   local max_push = tonumber(ARGV[15])
   if max_push > 0 then
     local room = max_push - redis.call('XLEN', KEYS[8])

@@ -1,16 +1,17 @@
 -- Stores one message atomically, or recognises a retried client id.
--- KEYS: 1 client-id key, 2 conversation list, 3 message hash,
+-- KEYS: 1 client-id hash of this bucket, 2 conversation list, 3 message hash,
 --       4 sender inbox list, 5 sender pts counter,
 --       6 receiver inbox list, 7 receiver pts counter, 8 receiver unread hash,
 --       9 sender presence hash, 10 receiver presence hash,
 --       11 conversation seq counter, 12 archive stream,
 --       13 sender's conversation list, 14 receiver's conversation list,
---       15 push feed stream
+--       15 push feed stream, 16 client-id hash of the bucket before
 -- ARGV: 1 id, 2 conv, 3 from, 4 to, 5 kind, 6 body, 7 media JSON or '',
---       8 ts ms, 9 client-id ttl ms, 10 retention entries, 11 retention cutoff ms,
+--       8 ts ms, 9 when this bucket's client-id hash expires (ms since
+--       the epoch), 10 retention entries, 11 retention cutoff ms,
 --       12 message key prefix, 13 '1' for voice, 14 '1' to return presence,
 --       15 '1' when an archive is configured, 16 most archive lag (entries),
---       17 most push feed entries ('0': no push webhook)
+--       17 most push feed entries ('0': no push webhook), 18 client id
 -- Returns {1, HGETALL of the first message, its sender pts, its receiver pts
 -- or 0, 0} for a known client id (the retry is answered and delivered again
 -- with the same positions, so devices drop what they already have, and is
@@ -21,7 +22,9 @@
 -- atomic step, so a session opening concurrently is listed or sees the
 -- message in its starting pts).
 --
--- The client-id key holds '<message id>:<sender pts>:<receiver pts>'.
+-- A client id is looked up in its sender's hash of this time bucket and of
+-- the one before (cluster/src/keys.rs, client_id_buckets), and recorded in
+-- this bucket's as '<message id>:<sender pts>:<receiver pts>'.
 --
 -- Conversations and inboxes are lists, appended to and trimmed only from the
 -- front, so positions follow from lengths (cheaper and smaller than zsets):
@@ -48,7 +51,7 @@ local function presence(reply)
   return reply
 end
 
-local first = redis.call('GET', KEYS[1])
+local first = redis.call('HGET', KEYS[1], ARGV[18]) or redis.call('HGET', KEYS[16], ARGV[18])
 if first then
   -- A value without positions (written before they were kept) is
   -- answered but not delivered again.
@@ -128,5 +131,6 @@ if ARGV[3] ~= ARGV[4] then
   end
 end
 redis.call('ZADD', KEYS[13], 'GT', ARGV[8], ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. sender_pts .. ':' .. receiver_pts, 'PX', ARGV[9])
+redis.call('HSET', KEYS[1], ARGV[18], ARGV[1] .. ':' .. sender_pts .. ':' .. receiver_pts)
+redis.call('PEXPIREAT', KEYS[1], ARGV[9])
 return presence({0, seq, sender_pts, receiver_pts, push_dropped})

@@ -73,6 +73,7 @@ impl RedisStore {
         let k = &self.keys;
         let conv = group_conv(group);
         let cutoff = ts.saturating_sub(self.retention.max_age_ms);
+        let (bucket, before, expires) = client_id_buckets(ts, self.client_id_ttl_ms);
         let mut inv = self.scripts.group.prepare_invoke();
         inv.key(k.group(group))
             .key(k.group_members(group))
@@ -80,14 +81,15 @@ impl RedisStore {
             .key(k.conv(&conv))
             .key(k.conv_seq(&conv))
             .key(k.archive_stream())
-            .key(k.client_id(actor, client_id.unwrap_or("-")))
+            .key(k.client_ids(actor, bucket))
             .key(k.push_stream())
+            .key(k.client_ids(actor, before))
             .arg(op)
             .arg(group)
             .arg(actor)
             .arg(ts)
             .arg(k.prefix())
-            .arg(self.client_id_ttl_ms)
+            .arg(expires)
             .arg(self.retention.max_entries)
             .arg(cutoff)
             .arg(if self.archive.is_some() { "1" } else { "0" })
@@ -99,6 +101,9 @@ impl RedisStore {
             .arg(self.push_max);
         for a in extra {
             inv.arg(a);
+        }
+        if let Some(client_id) = client_id {
+            inv.arg(client_id);
         }
         let reply: Value = inv
             .invoke_async(&mut self.conn())
@@ -257,8 +262,7 @@ impl RedisStore {
             let msg = match maybe_message(first)? {
                 Some(m) => m,
                 None => {
-                    let key = self.keys.client_id(&new.from, client_id);
-                    let id = super::client_id_message(&self.conn(), &key).await?;
+                    let id = self.client_id_message(&new.from, client_id, new.ts).await?;
                     self.archived_message(&id)
                         .await?
                         .ok_or_else(|| corrupt(format!("message {id} is nowhere")))?

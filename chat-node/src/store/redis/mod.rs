@@ -9,6 +9,7 @@ use std::time::Duration;
 use ::redis::aio::ConnectionManager;
 use ::redis::{AsyncCommands, Script, Value};
 use async_trait::async_trait;
+use parley_cluster::keys::client_id_buckets;
 use parley_cluster::{Keys, Registry};
 
 pub mod archiver;
@@ -191,6 +192,29 @@ impl RedisStore {
         )))
     }
 
+    /// The message id recorded for `user`'s `client_id` by a send at `ts`
+    /// (in the buckets that send read), for a retry whose first message
+    /// has left Redis since.
+    async fn client_id_message(
+        &self,
+        user: &str,
+        client_id: &str,
+        ts: u64,
+    ) -> Result<String, StoreError> {
+        let (bucket, before, _) = client_id_buckets(ts, self.client_id_ttl_ms);
+        let mut conn = self.conn();
+        for b in [bucket, before] {
+            let v: Option<String> = conn
+                .hget(self.keys.client_ids(user, b), client_id)
+                .await
+                .map_err(unavailable)?;
+            if let Some(v) = v {
+                return Ok(v.split(':').next().unwrap_or_default().to_owned());
+            }
+        }
+        Err(corrupt("client id expired while read"))
+    }
+
     /// The archive, or the error a read of a message that left Redis gets
     /// without one (it cannot happen: nothing leaves Redis without an archive).
     fn sql(&self) -> Result<&Archive, StoreError> {
@@ -285,11 +309,6 @@ impl RedisStore {
 }
 
 /// The message id a client-id key names (`id:spts:rpts`, or a bare id).
-async fn client_id_message(conn: &ConnectionManager, key: &str) -> Result<String, StoreError> {
-    let v: Option<String> = conn.clone().get(key).await.map_err(unavailable)?;
-    let v = v.ok_or_else(|| corrupt("client id expired while read"))?;
-    Ok(v.split(':').next().unwrap_or_default().to_owned())
-}
 
 #[async_trait]
 impl Store for RedisStore {
@@ -399,10 +418,11 @@ impl Store for RedisStore {
             None => String::new(),
         };
         let cutoff = new.ts.saturating_sub(self.retention.max_age_ms);
+        let (bucket, before, expires) = client_id_buckets(new.ts, self.client_id_ttl_ms);
         let reply: Value = self
             .scripts
             .send
-            .key(k.client_id(&new.from, client_id))
+            .key(k.client_ids(&new.from, bucket))
             .key(k.conv(&new.conv))
             .key(k.msg(&new.id))
             .key(k.inbox(&new.from))
@@ -417,6 +437,7 @@ impl Store for RedisStore {
             .key(k.convs(&new.from))
             .key(k.convs(&new.to))
             .key(k.push_stream())
+            .key(k.client_ids(&new.from, before))
             .arg(&new.id)
             .arg(&new.conv)
             .arg(&new.from)
@@ -425,7 +446,7 @@ impl Store for RedisStore {
             .arg(&new.body)
             .arg(media)
             .arg(new.ts)
-            .arg(self.client_id_ttl_ms)
+            .arg(expires)
             .arg(self.retention.max_entries)
             .arg(cutoff)
             .arg(k.msg_prefix())
@@ -434,6 +455,7 @@ impl Store for RedisStore {
             .arg(if self.archive.is_some() { "1" } else { "0" })
             .arg(self.archive.as_ref().map_or(0, |f| f.max_lag))
             .arg(self.push_max)
+            .arg(client_id)
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
@@ -454,8 +476,7 @@ impl Store for RedisStore {
                 Some(m) => Some(m),
                 // It left Redis for the archive since.
                 None => {
-                    let id =
-                        client_id_message(&self.conn(), &k.client_id(&new.from, client_id)).await?;
+                    let id = self.client_id_message(&new.from, client_id, new.ts).await?;
                     Some(
                         self.archived_message(&id)
                             .await?
