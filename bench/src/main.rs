@@ -10,7 +10,7 @@ use chat_bench::{Args, finish, run};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// One thread: the traffic loop paces its wake-ups (see `chat_bench::TICK`),
+/// One thread: the traffic loop paces its wake-ups (`--tick-us`),
 /// and a second worker would only add wake-ups between the two.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
