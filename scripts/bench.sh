@@ -6,7 +6,9 @@
 # scripts/bench_report.py turns every JSON there into docs/bench/README.md
 # and docs/bench/latency.png.
 #
-# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive|redis-send [--quick]
+# usage: [RATE=msgs/s] [RUNS=n] [OUT=dir] scripts/bench.sh idle|memory|redis|redis-archive|cluster|groups|drain|archive|redis-send [--quick]
+# redis-archive: one node on Redis with the MariaDB archive on (RATE, default
+# 25000), 2,000 users; the report watches MariaDB's CPU too.
 # redis-send: Redis CPU and memory per send measured alone (chat-redis-send,
 # no node): <out>/redis-send/<label>-{50,2000}[-feed].json (SENDS=n sends each).
 # groups: three nodes on Redis and RabbitMQ, 3000 users, two runs: groups of
@@ -25,6 +27,7 @@
 # database (--quick: 20 s and 40 s). scripts/bench_archive.py samples Redis
 # used_memory, /metrics and the SQL row count every second and writes
 # <out>/archive/{no-archive-defaults,no-archive,archive}.json, README.md and archive.png.
+# CHAT_BENCH=path runs that chat-bench binary instead of the one built here.
 # RATE overrides the scenario's rate; the result is then labelled <scenario>-<rate>.
 # RUNS repeats the whole scenario (fresh nodes each time); run k > 1 is
 # labelled "<label>#k", so the spread between runs shows.
@@ -33,7 +36,7 @@
 # not replace the published ones: RATE=100 OUT=/tmp/b scripts/bench.sh redis --quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scenario=${1:?usage: scripts/bench.sh idle|memory|redis|cluster|groups|drain|archive|redis-send [--quick]}
+scenario=${1:?usage: scripts/bench.sh idle|memory|redis|redis-archive|cluster|groups|drain|archive|redis-send [--quick]}
 quick=${2:-}
 if [ "${RUNS:-1}" -gt 1 ] && [ -z "${RUN:-}" ]; then
   for k in $(seq 1 "$RUNS"); do RUN=$k "$0" "$@"; done
@@ -43,10 +46,14 @@ out=${OUT:-docs/bench}
 mkdir -p "$out"
 cargo build --release -q -p chat-node -p chat-bench --bins
 bin=${CARGO_TARGET_DIR:-target}/release
+# CHAT_BENCH: another chat-bench binary (an older build, to compare generators).
+gen=${CHAT_BENCH:-$bin/chat-bench}
 admin=bench-admin
 cluster="bench-$scenario-$$"
 pids=()
 names=()
+# Processes to watch that the script did not start (and does not stop).
+watch_also=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -80,13 +87,14 @@ bench() {
   local parts=() watch=() i
   # CPU over the measuring window: the nodes, Redis, RabbitMQ, the generators.
   for i in "${!pids[@]}"; do watch+=("${names[$i]}=${pids[$i]}"); done
+  watch+=("${watch_also[@]}")
   local redis rabbit
   redis=$(pgrep -x redis-server | head -1 || true)
   rabbit=$(pgrep -x beam.smp | head -1 || true)
   [ -n "$redis" ] && [ "$scenario" != idle ] && [ "$scenario" != memory ] && watch+=("redis=$redis")
   [ -n "$rabbit" ] && { [ "$scenario" = cluster ] || [ "$scenario" = groups ]; } && watch+=("rabbitmq=$rabbit")
   for i in $(seq 1 "$procs"); do
-    "$bin/chat-bench" --admin-token $admin --label "$label" --prefix "p$i-" \
+    "$gen" --admin-token $admin --label "$label" --prefix "p$i-" \
       --watch "$(IFS=,; echo "${watch[*]}")" --json "$out/.$label.$i.json" "$@" >/dev/null &
     parts+=($!)
   done
@@ -114,6 +122,20 @@ case "$scenario" in
     scripts/services.sh redis
     start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0
     bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200
+    ;;
+  redis-archive)
+    # One node on Redis with the SQL archive on (MariaDB, a fresh database
+    # each run, dropped after): every message also goes to the archive feed
+    # and, batched, to SQL, as in production; the default hot window.
+    scripts/services.sh redis mariadb
+    db=parley_bench_$$
+    sql=(mariadb --protocol=TCP -h127.0.0.1 -uparley --password=parley)
+    "${sql[@]}" -e "CREATE DATABASE $db"
+    trap 'cleanup; "${sql[@]}" -e "DROP DATABASE IF EXISTS $db" || true' EXIT
+    start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_ARCHIVE_URL="mysql://parley:parley@127.0.0.1:3306/$db"
+    mariadb_pid=$(pgrep -x mariadbd | head -1 || pgrep -x mysqld | head -1 || true)
+    [ -n "$mariadb_pid" ] && watch_also+=("mariadb=$mariadb_pid")
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-25000}" --duration-s "$d" --sync-users 200
     ;;
   cluster)
     scripts/services.sh

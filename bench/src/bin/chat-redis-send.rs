@@ -157,7 +157,7 @@ async fn run(args: Args) -> Result<RedisSendReport, String> {
         .map_err(|e| e.to_string())?;
     if args.archive_feed {
         // The pool connects lazily and nothing here reads the archive.
-        let sql = Archive::connect_lazy("sqlite::memory:", Duration::from_secs(5))
+        let sql = Archive::connect_lazy("sqlite://:memory:", Duration::from_secs(5))
             .map_err(|e| e.to_string())?;
         store = store.with_archive(Arc::new(sql), u64::MAX / 2);
     }
