@@ -7,8 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chat_node::protocol::ErrorCode;
-#[cfg(test)]
-use chat_node::protocol::Message;
 use chat_node::protocol::client::{Command, Request};
 use chat_node::protocol::server::InboxEntry;
 use futures_util::{SinkExt, StreamExt};
@@ -190,12 +188,6 @@ impl Frame<'_> {
     }
 }
 
-/// When the generator sent `m` (µs), from the body it wrote.
-#[cfg(test)]
-fn sent_us(m: &Message) -> Option<u64> {
-    m.body.parse().ok()
-}
-
 /// What the counters need of a live frame (`msg`, `sent`, `error`), borrowed
 /// from its text: the readers' hot path. [`Frame`] reads the rest.
 #[derive(Debug, Deserialize)]
@@ -285,9 +277,9 @@ fn record(shared: &Shared, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chat_node::protocol::Kind;
     use chat_node::protocol::client::{Limits, parse};
     use chat_node::protocol::server::ServerFrame;
+    use chat_node::protocol::{Kind, Message};
 
     fn message(body: &str) -> Message {
         Message {
@@ -331,7 +323,6 @@ mod tests {
         ));
         let msg = ServerFrame::Msg { pts: 9, msg: &m }.to_json();
         assert_eq!(seen(&msg), ("msg".into(), fields.clone(), None));
-        assert_eq!(sent_us(&m), Some(1763856000123456));
 
         let sent = ServerFrame::Sent {
             id: "c-1",

@@ -26,6 +26,9 @@ use chat_node::protocol::{Kind, dm_conv};
 use chat_node::store::redis::RedisStore;
 use chat_node::store::{NewMessage, Retention, Store};
 
+/// The cluster name of the store under test: its keys are `chat:rs:...`.
+const CLUSTER: &str = "rs";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "chat-redis-send",
@@ -153,7 +156,7 @@ async fn run(args: Args) -> Result<RedisSendReport, String> {
         max_entries: 10_000,
         max_age_ms: 30 * 86_400_000,
     };
-    let mut store = RedisStore::new(&args.redis, "rs", retention, Duration::from_secs(5))
+    let mut store = RedisStore::new(&args.redis, CLUSTER, retention, Duration::from_secs(5))
         .map_err(|e| e.to_string())?;
     if args.archive_feed {
         // The pool connects lazily and nothing here reads the archive.
@@ -231,9 +234,13 @@ async fn run(args: Args) -> Result<RedisSendReport, String> {
     })
 }
 
-/// The kind of a key: what follows `chat:rs:` up to the next `:`.
+/// The kind of a key: what follows `chat:<cluster>:` up to the next `:`.
 fn kind_of(key: &str) -> String {
-    let rest = key.strip_prefix("chat:rs:").unwrap_or(key);
+    let rest = key
+        .strip_prefix("chat:")
+        .and_then(|k| k.strip_prefix(CLUSTER))
+        .and_then(|k| k.strip_prefix(':'))
+        .unwrap_or(key);
     rest.split(':').next().unwrap_or(rest).to_owned()
 }
 
@@ -246,7 +253,7 @@ async fn breakdown(
     let mut counts: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
     {
         let mut iter: redis::AsyncIter<String> = conn
-            .scan_match("chat:rs:*")
+            .scan_match(format!("chat:{CLUSTER}:*"))
             .await
             .map_err(|e| e.to_string())?;
         while let Some(key) = iter.next_item().await {

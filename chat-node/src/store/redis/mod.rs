@@ -308,8 +308,6 @@ impl RedisStore {
     }
 }
 
-/// The message id a client-id key names (`id:spts:rpts`, or a bare id).
-
 #[async_trait]
 impl Store for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
