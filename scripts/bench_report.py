@@ -11,11 +11,32 @@ import platform
 import sys
 
 
+# chat-bench's rule (bench/src/report.rs, SATURATED_LATE_SHARE): a run fell
+# behind when more than 1 % of its window's messages arrived after the window.
+SATURATED_LATE_SHARE = 0.01
+
+
+def saturated(r):
+    """Whether run r fell behind the offered rate (None: not recorded, a
+    report from before chat-bench counted late deliveries)."""
+    if "delivered_after_window" not in r:
+        return None
+    return r["delivered"] > 0 and r["delivered_after_window"] > SATURATED_LATE_SHARE * r["delivered"]
+
+
+def shown(r):
+    """The run's label, marked when it fell behind."""
+    return r["label"] + (" (saturated)" if saturated(r) else "")
+
+
 def merge(out, parts):
     reports = [json.load(open(p)) for p in parts]
     r = dict(reports[0])
     for k in ("users", "sessions", "sent_acked", "sent_per_s", "delivered", "delivered_per_s", "lost", "duplicated", "backpressure"):
         r[k] = sum(x[k] for x in reports)
+    if all("delivered_after_window" in x for x in reports):
+        r["delivered_after_window"] = sum(x["delivered_after_window"] for x in reports)
+        r["saturated"] = saturated(r)
     r["connect_seconds"] = max(x["connect_seconds"] for x in reports)
     errors = {}
     for x in reports:
@@ -85,7 +106,7 @@ def render(d):
         if cpu:
             cpu_s += f"; **total {sum(c['percent_of_one_core'] for c in cpu):.0f}** of {(os.cpu_count() or 1) * 100}"
         lines.append(
-            f"| {r['label']} | {r['sessions']} | {r['target_rate']} | {r['sent_per_s']:.0f} | {r['delivered_per_s']:.0f} "
+            f"| {shown(r)} | {r['sessions']} | {r['target_rate']} | {r['sent_per_s']:.0f} | {r['delivered_per_s']:.0f} "
             f"| {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['max_ms']:.1f} "
             f"| {r['lost']} | {r['duplicated']} | {errors} | {closed} | {per} | {cpu_s or '-'} |"
         )
@@ -99,7 +120,9 @@ def render(d):
             f"The ceiling is what this machine's {cores} cores could carry at that cost with nothing idle: "
             "latency targets need a rate well below it. "
             "CPU time spent spinning counts as use (RabbitMQ's Erlang schedulers busy-wait before they sleep), "
-            "so where RabbitMQ runs the ceiling is a lower bound.",
+            "so where RabbitMQ runs the ceiling is a lower bound. "
+            "A run marked saturated fell behind (more than 1 % of its window's messages arrived after the window): "
+            "the work on those fell outside the window, so its µs per message are underestimates and its ceiling an overestimate.",
             "",
             "| scenario | delivered msg/s | µs of CPU per message (kernel) | total µs | ceiling msg/s |",
             "|---|---|---|---|---|",
@@ -112,7 +135,7 @@ def render(d):
                 parts.append(f"{c['name']} {us(c['percent_of_one_core']):.0f}" + (f" ({us(kernel):.0f})" if kernel is not None else ""))
             total = sum(us(c["percent_of_one_core"]) for c in r["cpu"])
             lines.append(
-                f"| {r['label']} | {r['delivered_per_s']:.0f} | {', '.join(parts)} | {total:.0f} | {cores * 1e6 / total:,.0f} |"
+                f"| {shown(r)} | {r['delivered_per_s']:.0f} | {', '.join(parts)} | {total:.0f} | {cores * 1e6 / total:,.0f} |"
             )
     synced = [r for r in runs if r.get("sync")]
     if synced:

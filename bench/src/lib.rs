@@ -313,6 +313,8 @@ pub async fn run(args: Args) -> Result<Report, String> {
         sent_per_s: st.acked_in_window as f64 / window,
         delivered: st.delivered_in_window,
         delivered_per_s: st.delivered_in_window as f64 / window,
+        delivered_after_window: st.delivered_after_window,
+        saturated: report::saturated(st.delivered_in_window, st.delivered_after_window),
         latency: Latency::from_us(&mut st.latencies_us),
         lost,
         duplicated,

@@ -52,6 +52,18 @@ pub struct NodeMemory {
     pub bytes_per_session: f64,
 }
 
+/// The share of a window's messages delivered after it closed beyond which
+/// a run is reported as saturated. A run that keeps up delivers all but
+/// the last few milliseconds' messages inside the window (well under 1 %
+/// of a 20-second window).
+pub const SATURATED_LATE_SHARE: f64 = 0.01;
+
+/// Whether a run fell behind: more than [`SATURATED_LATE_SHARE`] of the
+/// `delivered` messages sent in the window arrived after it.
+pub fn saturated(delivered: u64, delivered_after_window: u64) -> bool {
+    delivered > 0 && delivered_after_window as f64 > SATURATED_LATE_SHARE * delivered as f64
+}
+
 /// The JSON report of one load-generator process.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -68,6 +80,14 @@ pub struct Report {
     pub sent_per_s: f64,
     pub delivered: u64,
     pub delivered_per_s: f64,
+    /// Of `delivered`: messages sent in the window and delivered after it
+    /// closed.
+    pub delivered_after_window: u64,
+    /// More than [`SATURATED_LATE_SHARE`] of the window's messages were
+    /// delivered after it: the servers fell behind the offered rate, the
+    /// latencies measure the queue, and CPU per message (the window's CPU
+    /// over the window's messages) is an underestimate.
+    pub saturated: bool,
     pub latency: Latency,
     /// Acknowledged messages' deliveries that never arrived.
     pub lost: u64,
@@ -124,5 +144,13 @@ mod tests {
             (50.0, 90.0, 99.0, 100.0, 100)
         );
         assert_eq!(Latency::from_us(&mut []).p99_ms, 0.0);
+    }
+
+    #[test]
+    fn a_run_is_saturated_when_more_than_one_percent_arrives_after_the_window() {
+        assert!(!saturated(0, 0));
+        assert!(!saturated(200_000, 2_000));
+        assert!(saturated(200_000, 2_001));
+        assert!(saturated(100, 100));
     }
 }

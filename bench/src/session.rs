@@ -46,6 +46,14 @@ impl Shared {
         let end = self.window_end_us.load(Relaxed);
         start > 0 && t_us >= start && (end == 0 || t_us < end)
     }
+
+    /// Whether the measuring window had closed by `t_us`.
+    fn window_closed_before(&self, t_us: u64) -> bool {
+        let end = self
+            .window_end_us
+            .load(std::sync::atomic::Ordering::Relaxed);
+        end > 0 && t_us >= end
+    }
 }
 
 /// A client WebSocket to a node.
@@ -238,6 +246,9 @@ fn record(shared: &Shared, text: &str) {
             if let Some(sent) = in_window {
                 st.latencies_us.push(now.saturating_sub(sent));
                 st.delivered_in_window += 1;
+                if shared.window_closed_before(now) {
+                    st.delivered_after_window += 1;
+                }
             }
         }
         ("sent", Some(m)) => {
@@ -377,6 +388,30 @@ mod tests {
             Frame::read(&connected).expect("connected").kind,
             "connected"
         );
+    }
+
+    #[test]
+    fn deliveries_after_the_window_closed_are_counted_late() {
+        let sent = now_us() - 1_000;
+        let shared = Shared {
+            stats: Mutex::new(Stats::default()),
+            window_start_us: (sent - 1).into(),
+            window_end_us: 0.into(),
+            expected_per_message: 1,
+            sampled: Default::default(),
+            sampled_groups: Default::default(),
+        };
+        let m = message(&sent.to_string());
+        let frame = ServerFrame::Msg { pts: 1, msg: &m }.to_json();
+        record(&shared, &frame);
+        // The window closes a microsecond after the send: the same frame
+        // received now arrived after it.
+        shared
+            .window_end_us
+            .store(sent + 1, std::sync::atomic::Ordering::Relaxed);
+        record(&shared, &frame);
+        let st = shared.stats.lock().expect("stats");
+        assert_eq!((st.delivered_in_window, st.delivered_after_window), (2, 1));
     }
 
     #[test]

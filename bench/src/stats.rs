@@ -23,6 +23,10 @@ pub struct Stats {
     pub delivered_in_window: u64,
     /// Sends acknowledged inside the measuring window.
     pub acked_in_window: u64,
+    /// Of `delivered_in_window`: messages sent in the window whose `msg`
+    /// arrived after it closed (the servers' work on them fell outside the
+    /// CPU measured over the window).
+    pub delivered_after_window: u64,
     /// `error` frames received, by code.
     pub errors: HashMap<ErrorCode, u64>,
     /// Sends that could not be queued because a session's writer was full.
