@@ -10,7 +10,8 @@
 # redis-archive: one node on Redis with the MariaDB archive on (RATE, default
 # 25000), 2,000 users; the report watches MariaDB's CPU too.
 # redis-send: Redis CPU and memory per send measured alone (chat-redis-send,
-# no node): <out>/redis-send/<label>-{50,2000}[-feed].json (SENDS=n sends each).
+# no node): <out>/redis-send/<label>-{50,2000}[-feed].json (SENDS=n sends each,
+# CONCURRENCY=n calls in flight, default 64).
 # groups: three nodes on Redis and RabbitMQ, 3000 users, two runs: groups of
 # 10 (RATE, default 1000 messages/s) and groups of 500 (RATE/25), members
 # spread over the nodes; <out>/groups-10.json and groups-500.json report
@@ -197,7 +198,8 @@ PY
       for feed in "" --archive-feed; do
         name="$label-$users${feed:+-feed}"
         "$bin/chat-redis-send" --redis "redis://127.0.0.1:$rport/0" --users "$users" \
-          --sends "${SENDS:-200000}" $feed --label "$name" --json "$out/redis-send/$name.json" >/dev/null
+          --sends "${SENDS:-200000}" --concurrency "${CONCURRENCY:-64}" $feed --label "$name" \
+          --json "$out/redis-send/$name.json" >/dev/null
         python3 - "$out/redis-send/$name.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
