@@ -185,7 +185,7 @@ PY
   redis-send)
     # What one send costs Redis alone: chat-redis-send drives the Redis
     # store's own send (no node, no WebSocket) at a private Redis (port
-    # 16392, flushed first), 64 calls in flight, between random pairs of 50
+    # 16392, flushed first), CONCURRENCY calls in flight (64), between random pairs of 50
     # users (1,225 conversations: the per-message cost) and of 2,000 (most
     # sends open a conversation), each alone and with the archive feed.
     rport=16392
