@@ -188,6 +188,7 @@ PY
     # 16392, flushed first), CONCURRENCY calls in flight (64), between random pairs of 50
     # users (1,225 conversations: the per-message cost) and of 2,000 (most
     # sends open a conversation), each alone and with the archive feed.
+    scripts/services.sh redis # installs redis-server when missing
     rport=16392
     redis-server --bind 127.0.0.1 --port $rport --save '' --appendonly no \
       --logfile /tmp/parley-bench-redis-send.log &
@@ -213,7 +214,7 @@ PY
     exit 0
     ;;
   archive)
-    scripts/services.sh mariadb
+    scripts/services.sh redis mariadb # redis: installs redis-server when missing
     rport=16391
     redis-server --bind 127.0.0.1 --port $rport --save '' --appendonly no \
       --logfile /tmp/parley-bench-archive-redis.log &
