@@ -106,7 +106,16 @@ bench() {
 
 d=20; [ "$quick" = --quick ] && d=5
 label=$scenario; [ -n "${RATE:-}" ] && label="$scenario-$RATE"
+# CONTACTS=k: one-to-one messages go to one of each user's k contacts
+# (chat-bench --contacts) instead of to anyone.
+pattern=()
+if [ -n "${CONTACTS:-}" ]; then pattern=(--contacts "$CONTACTS"); label="$label-contacts$CONTACTS"; fi
 if [ "${RUN:-1}" -gt 1 ]; then label="$label#$RUN"; fi
+# The command that makes this run again, recorded in its report.
+BENCH_AGAIN="${RATE:+RATE=$RATE }${CONTACTS:+CONTACTS=$CONTACTS }"
+if [ "${RUN:-1}" -gt 1 ]; then BENCH_AGAIN+="RUNS=$RUN "; fi
+BENCH_AGAIN+="scripts/bench.sh $scenario${quick:+ $quick}"
+export BENCH_AGAIN
 case "$scenario" in
   idle)
     # As many idle sessions as one node holds here: a process may open at
@@ -117,12 +126,12 @@ case "$scenario" in
     ;;
   memory)
     start_node 0
-    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200 "${pattern[@]}"
     ;;
   redis)
     scripts/services.sh redis
     start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0
-    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-20000}" --duration-s "$d" --sync-users 200 "${pattern[@]}"
     ;;
   redis-archive)
     # One node on Redis with the SQL archive on (MariaDB, a fresh database
@@ -136,7 +145,7 @@ case "$scenario" in
     start_node 0 CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_ARCHIVE_URL="mysql://parley:parley@127.0.0.1:3306/$db"
     mariadb_pid=$(pgrep -x mariadbd | head -1 || pgrep -x mysqld | head -1 || true)
     [ -n "$mariadb_pid" ] && watch_also+=("mariadb=$mariadb_pid")
-    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-25000}" --duration-s "$d" --sync-users 200
+    bench 1 "$label" --nodes 127.0.0.1:18750 --users 2000 --rate "${RATE:-25000}" --duration-s "$d" --sync-users 200 "${pattern[@]}"
     ;;
   cluster)
     scripts/services.sh
@@ -144,7 +153,7 @@ case "$scenario" in
       start_node "$o" CHAT_REDIS_URL=redis://127.0.0.1:6379/0 CHAT_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
     done
     bench 1 "$label" --nodes 127.0.0.1:18750,127.0.0.1:18760,127.0.0.1:18770 --users 3000 \
-      --rate "${RATE:-10000}" --cross-node --duration-s "$d" --sync-users 200
+      --rate "${RATE:-10000}" --cross-node --duration-s "$d" --sync-users 200 "${pattern[@]}"
     ;;
   groups)
     scripts/services.sh

@@ -53,6 +53,9 @@ def merge(out, parts):
     cpu = [c for c in reports[0].get("cpu", []) if not c["name"].startswith("chat-bench")]
     cpu += [c for x in reports for c in x.get("cpu", []) if c["name"].startswith("chat-bench")]
     r["cpu"] = cpu
+    # The scripts/bench.sh command line that makes this run again.
+    if os.environ.get("BENCH_AGAIN"):
+        r["again"] = os.environ["BENCH_AGAIN"]
     if len(reports) > 1:
         # Percentiles of separate processes cannot be combined exactly: keep
         # the worst of each, and say so.
@@ -155,11 +158,16 @@ def render(d):
             )
     lines += ["", "Reproduce, machines, and the load generator's own command line:", ""]
     for r in runs:
-        base, _, run = r["label"].partition("#")
-        scenario, _, rate = base.partition("-")
-        again = f"RATE={rate} " if rate else ""
-        again += f"RUNS={run} " if run else ""
-        again += f"scripts/bench.sh {scenario}"
+        again = r.get("again")
+        if not again:
+            # Reports made before bench.sh recorded its command line.
+            base, _, run = r["label"].partition("#")
+            scenario, _, rate = base.partition("-")
+            if base.startswith("redis-archive"):
+                scenario, rate = "redis-archive", base[len("redis-archive") + 1 :]
+            again = f"RATE={rate} " if rate else ""
+            again += f"RUNS={run} " if run else ""
+            again += f"scripts/bench.sh {scenario}"
         lines.append(f"- **{r['label']}**: `{again}` on {r.get('machine', '?')}; ran `{r['command']}`")
     idle = [r for r in runs if r["target_rate"] == 0]
     for r in idle:

@@ -108,6 +108,12 @@ pub struct Args {
     /// Only pair users whose sessions are on different nodes.
     #[arg(long)]
     pub cross_node: bool,
+    /// One-to-one: each user writes to one of its this many contacts (the
+    /// users after it, skipping those on its own node with --cross-node),
+    /// so conversations repeat, as between people who know each other;
+    /// 0: to anyone, so most messages open a new conversation.
+    #[arg(long, default_value_t = 0)]
+    pub contacts: usize,
     /// Prefix of user names and client ids (distinct per process).
     #[arg(long, default_value = "u")]
     pub prefix: String,
@@ -152,6 +158,13 @@ type Opened = ((usize, usize), Result<Writer, String>);
 /// Runs one load-generator process.
 pub async fn run(args: Args) -> Result<Report, String> {
     let n = args.nodes.len();
+    if args.group_size == 0 && args.rate > 0 {
+        check_contacts(
+            args.contacts,
+            args.users,
+            if args.cross_node { n } else { 1 },
+        )?;
+    }
     let node_of = |user: usize, device: usize| (user + device) % n;
     let user_name = |i: usize| format!("{}{i}", args.prefix);
     let mut memory: Vec<NodeMemory> = Vec::new();
@@ -401,11 +414,17 @@ async fn traffic(
             seq += 1;
             let (from, frame) = if groups.is_empty() {
                 let from = rng.random_range(0..users);
-                let mut to = rng.random_range(0..users);
-                // Another user; with --cross-node, one whose first device is elsewhere.
-                while to == from || (args.cross_node && n > 1 && to % n == from % n) {
-                    to = rng.random_range(0..users);
-                }
+                let stride = if args.cross_node { n } else { 1 };
+                let to = if args.contacts > 0 {
+                    contact(from, rng.random_range(0..args.contacts), users, stride)
+                } else {
+                    let mut to = rng.random_range(0..users);
+                    // Another user; with --cross-node, one whose first device is elsewhere.
+                    while to == from || (stride > 1 && to % n == from % n) {
+                        to = rng.random_range(0..users);
+                    }
+                    to
+                };
                 (from, send_frame(&args.prefix, seq, Target::User(to)))
             } else {
                 let (id, members) = &groups[rng.random_range(0..groups.len())];
@@ -435,6 +454,36 @@ async fn traffic(
     }
     shared.window_end_us.store(now_us(), Ordering::Relaxed);
     (queued, snapshot.map(|s| s.since()).unwrap_or_default())
+}
+
+/// The `k`-th (from 0) contact of user `from` among `users`: the users after
+/// it, wrapping around, leaving out those whose first session is on the
+/// node of `from`'s (user `u`'s is on node `u % stride`) when `stride` is
+/// above 1 (--cross-node: the number of nodes). `check_contacts` makes
+/// sure there are `k + 1` of them.
+fn contact(from: usize, k: usize, users: usize, stride: usize) -> usize {
+    (1..users)
+        .map(|o| (from + o) % users)
+        .filter(|to| stride <= 1 || to % stride != from % stride)
+        .nth(k)
+        .expect("check_contacts bounds k")
+}
+
+/// Whether every user has `contacts` contacts (see `contact`).
+pub fn check_contacts(contacts: usize, users: usize, stride: usize) -> Result<(), String> {
+    // The users off a node's: all but the most that share one.
+    let others = if stride > 1 {
+        users - users.div_ceil(stride)
+    } else {
+        users.saturating_sub(1)
+    };
+    if contacts > others {
+        return Err(format!(
+            "--contacts {contacts}: each user has only {others} others{}",
+            if stride > 1 { " on other nodes" } else { "" }
+        ));
+    }
+    Ok(())
 }
 
 /// Whom a benchmark message goes to.
@@ -527,5 +576,36 @@ mod tests {
         assert!(send.body.parse::<u64>().is_ok_and(|t| t > 0), "{frame}");
         // Nothing but what a send needs goes on the wire.
         assert!(!frame.contains("null"), "{frame}");
+    }
+
+    #[test]
+    fn contacts_are_other_users_and_off_the_senders_node_with_a_stride() {
+        for (users, stride, contacts) in [
+            (10, 1, 3),
+            (10, 1, 9),
+            (2000, 3, 10),
+            (12, 3, 8),
+            (11, 3, 7),
+        ] {
+            check_contacts(contacts, users, stride).unwrap();
+            for from in 0..users {
+                let peers: std::collections::BTreeSet<usize> = (0..contacts)
+                    .map(|k| contact(from, k, users, stride))
+                    .collect();
+                assert_eq!(peers.len(), contacts, "distinct: {users} {stride} {from}");
+                for &to in &peers {
+                    assert!(to < users && to != from);
+                    if stride > 1 {
+                        assert_ne!(to % stride, from % stride, "{from} -> {to}");
+                    }
+                }
+            }
+        }
+        // More contacts than there are other users (on other nodes): refused.
+        assert!(check_contacts(10, 10, 1).is_err());
+        assert!(check_contacts(9, 12, 3).is_err());
+        assert!(check_contacts(7, 11, 3).is_ok());
+        assert!(check_contacts(8, 11, 3).is_err());
+        assert!(check_contacts(0, 2, 1).is_ok());
     }
 }
