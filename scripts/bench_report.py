@@ -125,10 +125,13 @@ def render(d):
             "CPU time spent spinning counts as use (RabbitMQ's Erlang schedulers busy-wait before they sleep), "
             "so where RabbitMQ runs the ceiling is a lower bound. "
             "A run marked saturated fell behind (more than 1 % of its window's messages arrived after the window): "
-            "the work on those fell outside the window, so its µs per message are underestimates and its ceiling an overestimate.",
+            "the work on those fell outside the window, so its µs per message are underestimates and its ceiling an overestimate. "
+            "The server columns leave the generator out (every process but chat-bench): what the server alone costs "
+            "per message, and about what the same cores could carry if the generator ran elsewhere (about: on loopback "
+            "each side's writes carry part of the other's receive work).",
             "",
-            "| scenario | delivered msg/s | µs of CPU per message (kernel) | total µs | ceiling msg/s |",
-            "|---|---|---|---|---|",
+            "| scenario | delivered msg/s | µs of CPU per message (kernel) | total µs | ceiling msg/s | server µs | server ceiling msg/s |",
+            "|---|---|---|---|---|---|---|",
         ]
         for r in costed:
             us = lambda pct: pct / 100 / r["delivered_per_s"] * 1e6
@@ -137,8 +140,10 @@ def render(d):
                 kernel = c.get("system_percent_of_one_core")
                 parts.append(f"{c['name']} {us(c['percent_of_one_core']):.0f}" + (f" ({us(kernel):.0f})" if kernel is not None else ""))
             total = sum(us(c["percent_of_one_core"]) for c in r["cpu"])
+            server = sum(us(c["percent_of_one_core"]) for c in r["cpu"] if not c["name"].startswith("chat-bench"))
+            server_s = f"{server:.0f} | {cores * 1e6 / server:,.0f}" if server > 0 else "- | -"
             lines.append(
-                f"| {shown(r)} | {r['delivered_per_s']:.0f} | {', '.join(parts)} | {total:.0f} | {cores * 1e6 / total:,.0f} |"
+                f"| {shown(r)} | {r['delivered_per_s']:.0f} | {', '.join(parts)} | {total:.0f} | {cores * 1e6 / total:,.0f} | {server_s} |"
             )
     synced = [r for r in runs if r.get("sync")]
     if synced:
