@@ -21,7 +21,7 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
   # policy-rc.d 101: the package must not start its service.
   printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
   $sudo chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends prometheus >/dev/null
   $sudo rm -f /usr/sbin/policy-rc.d
 fi
 

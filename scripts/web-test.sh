@@ -21,8 +21,8 @@ fc-list 2>/dev/null | grep -qi emoji || need+=(fonts-noto-color-emoji)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || { log "missing ${need[*]}; install with: sudo apt-get install ${need[*]}"; exit 1; }
   log "installing ${need[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need[@]}" >/dev/null
 fi
 
 # npm ci only when the lock file changed since the last install.

@@ -129,6 +129,11 @@ const RECEIVER_GROUP: i16 = 2;
 /// engine's limit: 15 per row).
 pub const MAX_BATCH: usize = 1000;
 
+/// Longest an archive call (its statements) may take before it gives
+/// `Unavailable`; each statement also waits at most the pool's timeout for
+/// a connection.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection pool onto the archive, connected lazily: a node starts
 /// while the database is down, and the schema is migrated on first use.
 pub struct Archive {
@@ -194,6 +199,85 @@ impl Archive {
         self.engine
     }
 
+    /// Every statement ends within [`STATEMENT_TIMEOUT`]: a database that
+    /// stops answering (a lock wait, a black-holed network) gives
+    /// `Unavailable` instead of holding its caller (a send, a history page,
+    /// the archiver) for ever. The migrations, run once, are not bounded.
+    async fn timed<T>(
+        &self,
+        what: &str,
+        call: impl Future<Output = Result<T, ArchiveError>>,
+    ) -> Result<T, ArchiveError> {
+        match tokio::time::timeout(STATEMENT_TIMEOUT, call).await {
+            Ok(r) => r,
+            Err(_) => Err(ArchiveError::Unavailable(format!(
+                "{what}: no answer within {} s",
+                STATEMENT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Answers when the database does.
+    pub async fn ping(&self) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        self.timed("ping", self.ping_untimed()).await
+    }
+
+    /// Stores messages, each once (see `insert_untimed`).
+    pub async fn insert(&self, msgs: &[Message]) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        self.timed("insert", self.insert_untimed(msgs)).await
+    }
+
+    /// The messages of `conv` with `lo <= seq < hi`, ascending (every one: seqs are gap-free).
+    pub async fn range(&self, conv: &str, lo: u64, hi: u64) -> Result<Vec<Message>, ArchiveError> {
+        self.ready().await?;
+        self.timed("range", self.range_untimed(conv, lo, hi)).await
+    }
+
+    /// The messages with these `(conv, seq)` keys that exist, in any order.
+    pub async fn by_keys(&self, keys: &[(String, u64)]) -> Result<Vec<Message>, ArchiveError> {
+        self.ready().await?;
+        self.timed("by_keys", self.by_keys_untimed(keys)).await
+    }
+
+    /// The messages with these ids that exist, in any order.
+    pub async fn by_ids(&self, ids: &[&str]) -> Result<Vec<Message>, ArchiveError> {
+        self.ready().await?;
+        self.timed("by_ids", self.by_ids_untimed(ids)).await
+    }
+
+    /// The newest `seq` archived for `conv` (0 when none).
+    pub async fn last_seq(&self, conv: &str) -> Result<u64, ArchiveError> {
+        self.ready().await?;
+        self.timed("last_seq", self.last_seq_untimed(conv)).await
+    }
+
+    /// Marks the voice message `id` played.
+    pub async fn mark_played(&self, id: &str) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        self.timed("mark_played", self.mark_played_untimed(id))
+            .await
+    }
+
+    /// Takes the content of message `id` away for good (recall).
+    pub async fn recall(&self, id: &str) -> Result<(), ArchiveError> {
+        self.ready().await?;
+        self.timed("recall", self.recall_untimed(id)).await
+    }
+
+    /// How many messages the archive holds, and how many distinct ids.
+    pub async fn count(&self) -> Result<(u64, u64), ArchiveError> {
+        self.ready().await?;
+        self.timed("count", self.count_untimed()).await
+    }
+
+    /// Every message id the archive holds (tests compare them).
+    pub async fn all_ids(&self) -> Result<Vec<String>, ArchiveError> {
+        self.ready().await?;
+        self.timed("all_ids", self.all_ids_untimed()).await
+    }
+
     /// Applies the migrations once per process (each engine's migrator
     /// takes a lock, so nodes starting together do not race).
     pub async fn ready(&self) -> Result<(), ArchiveError> {
@@ -211,7 +295,7 @@ impl Archive {
     }
 
     /// Answers when the database does.
-    pub async fn ping(&self) -> Result<(), ArchiveError> {
+    async fn ping_untimed(&self) -> Result<(), ArchiveError> {
         self.ready().await?;
         with_pool!(self, |pool, Db| {
             sqlx::query("SELECT 1").execute(pool).await?;
@@ -223,7 +307,7 @@ impl Archive {
     /// except `played` and `recalled`, which become the greater of the two
     /// (and a recalled row loses its content), so writes of one message in
     /// any order converge.
-    pub async fn insert(&self, msgs: &[Message]) -> Result<(), ArchiveError> {
+    async fn insert_untimed(&self, msgs: &[Message]) -> Result<(), ArchiveError> {
         self.ready().await?;
         // MySQL evaluates the assignments in order: content before `recalled`.
         let upsert = match self.engine {
@@ -293,7 +377,12 @@ impl Archive {
 
     /// The messages of `conv` with `lo <= seq < hi`, ascending: every one of
     /// them, since seqs are gap-free; a missing one is `Corrupt`.
-    pub async fn range(&self, conv: &str, lo: u64, hi: u64) -> Result<Vec<Message>, ArchiveError> {
+    async fn range_untimed(
+        &self,
+        conv: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<Message>, ArchiveError> {
         if lo >= hi {
             return Ok(Vec::new());
         }
@@ -320,7 +409,7 @@ impl Archive {
     }
 
     /// The messages with these `(conv, seq)` keys that exist, in any order.
-    pub async fn by_keys(&self, keys: &[(String, u64)]) -> Result<Vec<Message>, ArchiveError> {
+    async fn by_keys_untimed(&self, keys: &[(String, u64)]) -> Result<Vec<Message>, ArchiveError> {
         let mut out = Vec::with_capacity(keys.len());
         if keys.is_empty() {
             return Ok(out);
@@ -343,7 +432,7 @@ impl Archive {
     }
 
     /// The messages with these ids that exist, in any order.
-    pub async fn by_ids(&self, ids: &[&str]) -> Result<Vec<Message>, ArchiveError> {
+    async fn by_ids_untimed(&self, ids: &[&str]) -> Result<Vec<Message>, ArchiveError> {
         let mut out = Vec::with_capacity(ids.len());
         if ids.is_empty() {
             return Ok(out);
@@ -368,7 +457,7 @@ impl Archive {
     }
 
     /// The newest `seq` archived for `conv` (0 when none).
-    pub async fn last_seq(&self, conv: &str) -> Result<u64, ArchiveError> {
+    async fn last_seq_untimed(&self, conv: &str) -> Result<u64, ArchiveError> {
         self.ready().await?;
         let last: Option<i64> = with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new("SELECT MAX(seq) FROM chat_message WHERE conv = ");
@@ -379,7 +468,7 @@ impl Archive {
     }
 
     /// Marks the voice message `id` played.
-    pub async fn mark_played(&self, id: &str) -> Result<(), ArchiveError> {
+    async fn mark_played_untimed(&self, id: &str) -> Result<(), ArchiveError> {
         self.ready().await?;
         with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new("UPDATE chat_message SET played = 1 WHERE id = ");
@@ -390,7 +479,7 @@ impl Archive {
     }
 
     /// Takes the content of message `id` away for good (recall).
-    pub async fn recall(&self, id: &str) -> Result<(), ArchiveError> {
+    async fn recall_untimed(&self, id: &str) -> Result<(), ArchiveError> {
         self.ready().await?;
         with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new(
@@ -405,7 +494,7 @@ impl Archive {
 
     /// How many messages the archive holds, and how many distinct ids (the
     /// same when nothing is stored twice): for tests and benchmarks.
-    pub async fn count(&self) -> Result<(u64, u64), ArchiveError> {
+    async fn count_untimed(&self) -> Result<(u64, u64), ArchiveError> {
         self.ready().await?;
         let (rows, ids): (i64, i64) = with_pool!(self, |pool, Db| {
             let row = sqlx::query("SELECT COUNT(*), COUNT(DISTINCT id) FROM chat_message")
@@ -417,7 +506,7 @@ impl Archive {
     }
 
     /// Every message id the archive holds (tests compare them).
-    pub async fn all_ids(&self) -> Result<Vec<String>, ArchiveError> {
+    async fn all_ids_untimed(&self) -> Result<Vec<String>, ArchiveError> {
         self.ready().await?;
         with_pool!(self, |pool, Db| {
             let rows = sqlx::query("SELECT id FROM chat_message ORDER BY id")

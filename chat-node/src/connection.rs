@@ -349,6 +349,8 @@ where
         s: &SessionCtx,
         incoming: Option<Result<WsMessage, WsError>>,
     ) -> Flow {
+        // A ping costs a token like any frame; tungstenite answers it.
+        let is_binary = matches!(incoming, Some(Ok(WsMessage::Binary(_))));
         let text = match incoming {
             None | Some(Ok(WsMessage::Close(_))) => return Flow::Close,
             Some(Err(e)) => {
@@ -359,7 +361,6 @@ where
             Some(Ok(WsMessage::Binary(_))) | Some(Ok(WsMessage::Ping(_))) => None,
             Some(Ok(_)) => return Flow::Continue,
         };
-        let is_binary = text.is_none();
         // Every frame costs a token before it is even parsed.
         let verdict = self.limiter.check(std::time::Instant::now());
         if let Some(flow) = self

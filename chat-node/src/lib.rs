@@ -59,6 +59,7 @@ mod session;
 mod settings;
 pub mod shutdown;
 pub mod store;
+mod unanswered;
 mod web;
 
 pub use config::Config;

@@ -14,6 +14,7 @@ use crate::session::Sessions;
 use crate::settings::Settings;
 use crate::shutdown::Listener;
 use crate::store::{NodeRecord, Store, StoreError, TokenRecord};
+use crate::unanswered::Unanswered;
 
 /// How long the registry and readiness are kept between reads.
 const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -50,6 +51,9 @@ pub struct Node {
     presence_locks: Vec<tokio::sync::Mutex<()>>,
     /// Checks JWT connect tokens, when a JWT key is configured.
     pub jwt: Option<JwtVerifier>,
+    /// One-to-one sends this node answered `unavailable` (their retries are
+    /// delivered, no other retry is).
+    pub unanswered: Unanswered,
 }
 
 impl Node {
@@ -81,6 +85,7 @@ impl Node {
             backends_ready: Cached::new(CACHE_TTL),
             presence_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             jwt: None,
+            unanswered: Unanswered::default(),
         }
     }
 

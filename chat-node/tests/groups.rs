@@ -253,7 +253,15 @@ async fn membership_changes_are_messages_and_the_removed_get_nothing_more(b: Bac
         assert_eq!(system_event(&m["msg"]), ("added", "alice", vec!["dave"]));
     }
 
-    // carol is removed: she gets the removal message, then nothing more.
+    // An unread message for carol, then carol is removed: she gets the
+    // removal message, then nothing more, and the group's unread count
+    // (which she can no longer clear with `read`) goes.
+    gsend(&mut alice, &id, "before", "carol sees this").await;
+    msg(&mut bob).await;
+    msg(&mut carol).await;
+    let key = format!("g:{id}");
+    let r = carol.request(json!({"type":"unread"})).await;
+    assert_eq!(r["counts"], json!({ key.clone(): 1 }), "{r}");
     let r = alice
         .request(json!({"type":"group_remove","group":id,"users":["carol"]}))
         .await;
@@ -272,7 +280,9 @@ async fn membership_changes_are_messages_and_the_removed_get_nothing_more(b: Bac
     carol.expect_silence(QUIET).await;
     let entries = carol.sync_all(0).await;
     assert_eq!(entries.last().unwrap()["msg"]["id"], removal["msg"]["id"]);
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 4);
+    let r = carol.request(json!({"type":"unread"})).await;
+    assert_eq!(r["counts"], json!({}), "{r}");
     // history, send and read in that group are forbidden to her now.
     let r = carol.request(json!({"type":"history","group":id})).await;
     assert_eq!(r["code"], "forbidden", "{r}");
@@ -301,9 +311,17 @@ async fn membership_changes_are_messages_and_the_removed_get_nothing_more(b: Bac
             None => e["msg"]["body"].as_str().unwrap().to_owned(),
         })
         .collect();
-    assert_eq!(kinds, ["added", "removed", "carol must not see this"]);
+    assert_eq!(
+        kinds,
+        [
+            "added",
+            "carol sees this",
+            "removed",
+            "carol must not see this"
+        ]
+    );
     let pts: Vec<u64> = entries.iter().map(|e| e["pts"].as_u64().unwrap()).collect();
-    assert_eq!(pts, [1, 2, 3]);
+    assert_eq!(pts, [1, 2, 3, 4]);
     // Re-adding brings her back.
     let r = alice
         .request(json!({"type":"group_add","group":id,"users":["carol"]}))
@@ -346,11 +364,18 @@ async fn the_owner_leaving_hands_the_group_on_and_the_last_ends_it(b: Backend) {
         .await;
     assert_eq!(r["code"], "forbidden", "{r}");
 
+    // carol leaves with a message unread: its count goes with her.
+    gsend(&mut bob, &id, "b1", "hi").await;
     let mut carol = node.session("carol").await;
+    let key = format!("g:{id}");
+    let r = carol.request(json!({"type":"unread"})).await;
+    assert_eq!(r["counts"], json!({ key: 1 }), "{r}");
     let r = carol
         .request(json!({"type":"group_leave","group":id}))
         .await;
     assert_eq!(r["type"], "ok", "{r}");
+    let r = carol.request(json!({"type":"unread"})).await;
+    assert_eq!(r["counts"], json!({}), "{r}");
     assert_eq!(system_event(&msg(&mut bob).await["msg"]).0, "left");
     let r = bob.request(json!({"type":"group_leave","group":id})).await;
     assert_eq!(r["type"], "ok", "{r}");

@@ -293,3 +293,47 @@ async fn recall_reaches_messages_past_the_hot_window_redis() {
 async fn recall_reaches_messages_past_the_hot_window_memory() {
     recall_reaches_messages_past_the_hot_window(Backend::Memory).await;
 }
+
+/// A group event of over 64 KiB (1,100 members with long ids: `created`
+/// lists them all) is archived whole on every engine (MySQL's TEXT would
+/// refuse it, and its archiver retry the batch for ever).
+async fn a_large_group_event_is_archived_whole(kind: Option<SqlKind>) {
+    let db = TestDb::new(kind);
+    let url = db.url.clone();
+    let node = TestNode::start(Backend::Redis, |c| {
+        c.archive_url = Some(url);
+        c.max_group_members = 1200;
+        c.max_frame_bytes = 256 * 1024;
+    })
+    .await;
+    let members: Vec<String> = (0..1100)
+        .map(|i| format!("member-{i:04}-{}", "x".repeat(50)))
+        .collect();
+    let mut alice = node.session("alice").await;
+    let r = alice
+        .request(json!({"type":"group_create","name":"Big","members":members}))
+        .await;
+    assert_eq!(r["type"], "group", "{r}");
+    let created = alice.sync_all(0).await;
+    let id = created[0]["msg"]["id"].as_str().unwrap().to_owned();
+    let archive = db.archive();
+    let row = eventually(
+        "the created event is archived",
+        Duration::from_secs(20),
+        async || archived(&archive, &id).await,
+    )
+    .await;
+    let event = row.system.expect("a system event");
+    assert_eq!((event.event.as_str(), event.users), ("created", members));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_event_is_archived_whole_mariadb() {
+    a_large_group_event_is_archived_whole(Some(SqlKind::MariaDb)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_event_is_archived_whole_postgres() {
+    a_large_group_event_is_archived_whole(Some(SqlKind::Postgres)).await;
+}

@@ -306,12 +306,15 @@ async fn a_hung_redis_gives_unavailable_in_time_then_recovers() {
 /// PROTOCOL.md: `unavailable` means "nothing was changed". With a hung (not
 /// a dead) Redis the send script is already on its way when the node gives
 /// up waiting; Redis runs it once it wakes, so the message is stored after
-/// all, and the client's retry with the same id is answered as a duplicate,
-/// which is never delivered: bob's live session never gets it (sync does).
+/// all, and the client's retry with the same id is answered as a duplicate.
+/// Its first attempt was delivered to nobody, and this node knows it (it
+/// answered that attempt `unavailable`), so the retry is delivered: bob's
+/// live session gets it, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_retried_after_a_redis_hang_reaches_live_sessions() {
     let (node, _redis, _alice, mut bob) = send_through_a_redis_hang().await;
     assert_eq!(bob.recv().await["msg"]["body"], "two");
+    bob.expect_silence(Duration::from_millis(300)).await;
     node.stop().await;
 }
 

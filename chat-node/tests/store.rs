@@ -150,7 +150,8 @@ async fn send_reads_the_routes_of_both_users(b: Backend) {
         .send(msg("m4", "alice", "bob", now), "c1", true)
         .await
         .unwrap();
-    // A retry is routed (and delivered) again, with its first positions.
+    // A retry comes back with its first positions and its routes (the node
+    // delivers it only when it answered the first attempt `unavailable`).
     assert!(retry.duplicate);
     assert_eq!(retry.msg.id, "m1");
     assert_eq!((retry.sender_pts, retry.receiver_pts), (1, Some(1)));

@@ -88,6 +88,9 @@ const STABLE_AFTER: Duration = Duration::from_secs(10);
 /// while consuming (lapin has no timeout of its own): a broker that stops
 /// answering means a new connection, not a stuck supervisor.
 const BROKER_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection attempt may take, with its declarations, purge,
+/// consumer and publishing channel (lapin bounds none of them).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The arguments every node declares its queue with (they must match on
 /// every re-declaration).
@@ -262,6 +265,7 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
     };
     let exchange = exchange_name(&shared.cfg.cluster);
     let mut pending = Vec::with_capacity(messages.len());
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
     for (port, envelope) in &messages {
         let n = envelope.events.len() as u64;
         let payload = match serde_json::to_vec(envelope) {
@@ -272,24 +276,31 @@ async fn publish_confirmed(shared: &Shared, messages: Vec<(u16, Envelope)>, metr
                 continue;
             }
         };
-        let published = ch
-            .basic_publish(
+        // Bounded: a broker under a memory or disk alarm blocks publishers,
+        // and this task publishes for every session of the node.
+        let published = tokio::time::timeout_at(
+            deadline,
+            ch.basic_publish(
                 exchange.as_str().into(),
                 routing_key(*port).as_str().into(),
                 BasicPublishOptions::default(),
                 &payload,
                 BasicProperties::default(),
-            )
-            .await;
+            ),
+        )
+        .await;
         match published {
-            Ok(confirm) => pending.push((*port, n, confirm)),
-            Err(e) => {
+            Ok(Ok(confirm)) => pending.push((*port, n, confirm)),
+            Ok(Err(e)) => {
                 metrics.errors.inc_by(n);
                 tracing::warn!(error = %e, port, "cannot publish to node");
             }
+            Err(_) => {
+                metrics.errors.inc_by(n);
+                tracing::warn!(port, "the broker did not take a publish in time");
+            }
         }
     }
-    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
     for (port, n, confirm) in pending {
         let failure = match tokio::time::timeout_at(deadline, confirm).await {
             Ok(Ok(Confirmation::Ack(_))) | Ok(Ok(Confirmation::NotRequested)) => {
@@ -321,7 +332,17 @@ async fn supervise(shared: Arc<Shared>, inbound: Arc<dyn Inbound>, mut stop: Lis
     let mut first = true;
     let mut backoff = MIN_BACKOFF;
     loop {
-        match connect(&shared.cfg, first).await {
+        // Bounded like every other answer of the broker: one that takes the
+        // TCP connection and then says nothing gets a fresh attempt.
+        let connected = tokio::select! {
+            c = tokio::time::timeout(CONNECT_TIMEOUT, connect(&shared.cfg, first)) => c,
+            _ = stop.wait() => return,
+        };
+        let connected = match connected {
+            Ok(c) => c.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+        };
+        match connected {
             Ok(link) => {
                 first = false;
                 backoff = MIN_BACKOFF;

@@ -30,6 +30,23 @@ fn fitting<'a, T: Serialize + 'a>(order: impl Iterator<Item = &'a T>, budget: us
     n
 }
 
+/// How many `"key":count` entries of a JSON object, taken in `order`, fit
+/// in `budget` bytes (the keys are ids, which need no escaping).
+pub fn fitting_entries<'a>(order: impl Iterator<Item = (&'a String, u64)>, budget: usize) -> usize {
+    let budget = budget.saturating_sub(FRAME_OVERHEAD);
+    let mut used: usize = 0;
+    let mut n = 0;
+    for (key, count) in order {
+        let digits = count.checked_ilog10().unwrap_or(0) as usize + 1;
+        used = used.saturating_add(json_len(key) + 2 + digits);
+        if used > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
 /// Keeps the oldest items that fit (a `sync` page: the client goes on
 /// after the last one). Returns whether any were cut.
 pub fn keep_first<T: Serialize>(items: &mut Vec<T>, budget: usize) -> bool {

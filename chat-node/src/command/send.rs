@@ -31,11 +31,15 @@ pub async fn apply(
         ts: ids::now_ms(),
         system: None,
     };
-    let stored = node
-        .store
-        .send(new, &req.id, node.wants_routes())
-        .await
-        .map_err(|e| Failure::from(e).with_id(&req.id))?;
+    let stored = match node.store.send(new, &req.id, node.wants_routes()).await {
+        Ok(stored) => stored,
+        Err(e) => {
+            // It may have been stored all the same (a Redis timeout).
+            node.unanswered.remember(&s.user, &req.id);
+            return Err(Failure::from(e).with_id(&req.id));
+        }
+    };
+    let answered_unavailable = node.unanswered.answered(&s.user, &req.id);
     let reply = ServerFrame::Sent {
         id: &req.id,
         msg: &stored.msg,
@@ -46,10 +50,14 @@ pub async fn apply(
         node.metrics.messages_stored.inc();
         node.metrics.push.dropped(stored.push_dropped);
     }
-    // A retry (duplicate) is delivered again with the first positions: its
-    // first attempt may have been stored while its reply was lost (a Redis
-    // timeout), so nobody got it live; a device that did drops the `pts` it
-    // already has.
+    // A retry (duplicate) is delivered to nobody (PROTOCOL.md: nobody
+    // receives it twice), unless this node answered its first attempt
+    // `unavailable`: that one may have been stored (a Redis timeout) and
+    // delivered to nobody, so it is delivered now, with its first positions
+    // (crate::unanswered).
+    if stored.duplicate && !answered_unavailable {
+        return Ok(Outcome::reply(reply));
+    }
     let msg = &stored.msg;
     let mut deliveries = Vec::with_capacity(2);
     if let Some(pts) = stored.receiver_pts {

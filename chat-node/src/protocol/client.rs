@@ -406,6 +406,11 @@ impl Obj<'_> {
                 limits.max_body_bytes
             ));
         }
+        // Not every archive can hold it (PostgreSQL's text cannot), and no
+        // client means it.
+        if body.contains('\0') {
+            return Err("body must not contain U+0000".into());
+        }
         let media = if kind.has_media() {
             Some(self.media(kind)?)
         } else {
@@ -443,6 +448,7 @@ impl Obj<'_> {
                     Err(format!("media.{name} is longer than {MAX_URL_BYTES} bytes"))
                 }
                 Some("") => Err(format!("media.{name} must not be empty")),
+                Some(u) if u.contains('\0') => Err(format!("media.{name} must not contain U+0000")),
                 u => Ok(u.map(str::to_owned)),
             }
         };
@@ -623,6 +629,15 @@ mod tests {
         // body limit is in bytes
         bad(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"ééééééééé"}"#);
         ok(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"éééééééé"}"#);
+        // NUL, which PostgreSQL's text cannot hold, is refused; other
+        // control characters are fine.
+        let e = bad(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"a\u0000b"}"#);
+        assert!(e.error.message.contains("U+0000"), "{}", e.error.message);
+        ok(r#"{"type":"send","id":"c","to":"bob","kind":"text","body":"a\u0001\tb"}"#);
+        bad(r#"{"type":"send","id":"c","to":"bob","kind":"image","media":{"url":"u\u0000"}}"#);
+        bad(
+            r#"{"type":"send","id":"c","to":"bob","kind":"video","media":{"url":"u","cover_url":"\u0000"}}"#,
+        );
     }
 
     #[test]

@@ -118,6 +118,10 @@ pub enum ServerFrame<'a> {
     },
     Unread {
         counts: &'a BTreeMap<String, u64>,
+        /// Counts were left out to keep the reply within its byte budget
+        /// (the largest are kept).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         rid: Option<&'a str>,
     },
@@ -220,6 +224,7 @@ mod tests {
         assert_eq!(
             ServerFrame::Unread {
                 counts: &counts,
+                more: false,
                 rid: None
             }
             .to_json(),

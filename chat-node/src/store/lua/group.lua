@@ -29,7 +29,9 @@
 -- Every member's inbox gets a message once, with that member's own pts
 -- (write diffusion, bounded by the member limit); unread counts (field
 -- 'g:<id>') rise for every member but the sender, and not for system
--- messages; every recipient's conversation list is touched.
+-- messages; every recipient's conversation list is touched. A member who
+-- is removed or leaves loses the group's unread count (they can no longer
+-- `read` it).
 local P = ARGV[5]
 local op, gid, actor, ts = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local conv = 'g:' .. gid
@@ -161,7 +163,11 @@ elseif op == 'remove' then
     for i = 1, #gone do redis.call('ZREM', KEYS[2], gone[i]) end
     local r, seq = store(ARGV[12], sys_fields('removed', gone), before, false)
     stored[1] = r
-    for i = 1, #gone do redis.call('HSET', KEYS[3], gone[i], seq) end
+    for i = 1, #gone do
+      redis.call('HSET', KEYS[3], gone[i], seq)
+      -- A former member cannot `read` the group: its unread count goes.
+      redis.call('HDEL', P .. 'unread:' .. gone[i], conv)
+    end
   end
 elseif op == 'leave' then
   if not is_member(actor) then return {'forbidden', 'not a member of this group'} end
@@ -170,6 +176,7 @@ elseif op == 'leave' then
   local r, seq = store(ARGV[12], sys_fields('left', {actor}), before, false)
   stored[1] = r
   redis.call('HSET', KEYS[3], actor, seq)
+  redis.call('HDEL', P .. 'unread:' .. actor, conv)
   if redis.call('ZCARD', KEYS[2]) == 0 then
     redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
   elseif owner == actor then

@@ -255,10 +255,24 @@ impl MemoryStore {
         }
         let mut st = self.lock();
         let view = plan.group.as_ref().map(|g| g.view(&c.group));
-        match plan.group {
+        let now_members: std::collections::HashSet<String> = plan
+            .group
+            .iter()
+            .flat_map(|g| g.members.iter().cloned())
+            .collect();
+        let before = match plan.group {
             Some(g) => st.groups.insert(c.group.clone(), g),
             None => st.groups.remove(&c.group),
         };
+        // A member who was removed or left cannot `read` the group: its
+        // unread count goes (as in group.lua).
+        for u in before.iter().flat_map(|g| &g.members) {
+            if !now_members.contains(u)
+                && let Some(counts) = st.unread.get_mut(u)
+            {
+                counts.remove(&conv);
+            }
+        }
         let mut messages = Vec::new();
         for (msg, to) in plan.messages {
             Self::start_conv(&mut st, &conv, msg.seq);
