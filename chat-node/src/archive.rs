@@ -62,6 +62,11 @@ pub enum ArchiveError {
     /// A row the code cannot read back.
     #[error("archive row unreadable: {0}")]
     Corrupt(String),
+    /// The database refused the data itself (SQLSTATE class 22, a data
+    /// exception: a value its column cannot hold): trying the same rows
+    /// again cannot help.
+    #[error("archive refused the data: {0}")]
+    Refused(String),
 }
 
 impl From<sqlx::Error> for ArchiveError {
@@ -71,6 +76,9 @@ impl From<sqlx::Error> for ArchiveError {
             | sqlx::Error::ColumnNotFound(_)
             | sqlx::Error::Decode(_)
             | sqlx::Error::TypeNotFound { .. } => ArchiveError::Corrupt(e.to_string()),
+            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("22")) => {
+                ArchiveError::Refused(e.to_string())
+            }
             e => ArchiveError::Unavailable(e.to_string()),
         }
     }

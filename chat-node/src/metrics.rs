@@ -135,6 +135,11 @@ impl Metrics {
             a.errors.clone(),
         );
         r.register(
+            "archive_rejected",
+            "Messages SQL refused for their data (each time): they stay in Redis, their feed entries pending",
+            a.rejected.clone(),
+        );
+        r.register(
             "archive_trimmed",
             "Archived messages that left Redis (beyond the hot window)",
             a.trimmed.clone(),

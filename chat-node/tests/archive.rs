@@ -275,6 +275,90 @@ async fn a_lagging_archive_refuses_sends_instead_of_filling_redis() {
     node.stop().await;
 }
 
+/// A message SQL refuses for its data (a NUL in its body, which
+/// PostgreSQL's text cannot hold, as an older build let through) holds up
+/// only itself: the messages after it are archived, it stays in Redis with
+/// its feed entry pending, and `/metrics` counts it.
+#[tokio::test]
+async fn a_message_sql_refuses_holds_up_only_itself() {
+    let db = TestDb::new(Engine::Postgres);
+    let url = db.url.clone();
+    let node = TestNode::start(Backend::Redis, |c| {
+        c.archive_url = Some(url);
+        c.archive_claim_s = 2;
+    })
+    .await;
+    // The refused message, written first, as a send script does.
+    let keys = parley_cluster::Keys::new(&node.cluster);
+    let bad = "01JZZZZZZZZZZZZZZZZZZZZZZZ";
+    let mut r = redis();
+    let _: () = redis::cmd("HSET")
+        .arg(keys.msg(bad))
+        .arg(&[
+            ("id", bad),
+            ("conv", "dm:alice:mallory"),
+            ("seq", "1"),
+            ("from", "mallory"),
+            ("to", "alice"),
+            ("kind", "text"),
+            ("body", "a\0b"),
+            ("ts", "1763856000123"),
+        ])
+        .query(&mut r)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(keys.archive_stream())
+        .arg("*")
+        .arg(&[("i", bad), ("c", "dm:alice:mallory"), ("s", "1")])
+        .query(&mut r)
+        .unwrap();
+    let mut alice = node.session("alice").await;
+    let mut good = Vec::new();
+    for i in 0..3 {
+        let sent = alice.send_text("bob", &format!("c-{i}"), "fine").await;
+        good.push(sent["msg"]["id"].as_str().unwrap().to_owned());
+    }
+    let archive = db.archive();
+    eventually(
+        "the messages after it are archived",
+        Duration::from_secs(20),
+        async || (archive.count().await.ok()? == (3, 3)).then_some(()),
+    )
+    .await;
+    let mut ids = archive.all_ids().await.unwrap();
+    ids.sort();
+    good.sort();
+    assert_eq!(ids, good);
+    eventually(
+        "the refusal is counted",
+        Duration::from_secs(10),
+        async || {
+            let (_, text) = node.get("/metrics").await;
+            (metric_value(&text, "chat_archive_rejected_total")? >= 1.0).then_some(())
+        },
+    )
+    .await;
+    // It is still in Redis, its entry still in the feed (the lag), and the
+    // archiver tries it again after the claim timeout, counted again.
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(keys.msg(bad))
+        .query(&mut r)
+        .unwrap();
+    assert!(exists);
+    let lag: u64 = redis::cmd("XLEN")
+        .arg(keys.archive_stream())
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(lag, 1);
+    eventually("tried again", Duration::from_secs(20), async || {
+        let (_, text) = node.get("/metrics").await;
+        (metric_value(&text, "chat_archive_rejected_total")? >= 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(archive.count().await.unwrap(), (3, 3));
+    node.stop().await;
+}
+
 /// The in-memory store with `sqlite://` keeps history across a restart,
 /// and numbering goes on where it stopped.
 #[tokio::test]

@@ -28,7 +28,7 @@ use super::decode::{
 };
 use super::group_reader::GroupReader;
 use super::{Scripts, unavailable};
-use crate::archive::Archive;
+use crate::archive::{Archive, ArchiveError};
 use crate::ids::now_ms;
 use crate::protocol::Message;
 use crate::shutdown::Listener;
@@ -54,6 +54,10 @@ pub struct ArchiverMetrics {
     pub archived: Counter,
     /// Batches SQL refused (retried).
     pub errors: Counter,
+    /// Messages SQL refused for their data, each time it did: they stay in
+    /// Redis and their entries pending (tried again after the claim
+    /// timeout), so that they hold up nothing else.
+    pub rejected: Counter,
     /// Messages that left Redis.
     pub trimmed: Counter,
     /// Feed entries not yet archived, and the age of the oldest, in seconds.
@@ -203,6 +207,21 @@ impl Archiver {
                     self.metrics.archived.inc_by(rows.len() as u64);
                     return self.acknowledge(batch, &msgs).await;
                 }
+                Err(ArchiveError::Refused(why)) => {
+                    self.metrics.errors.inc();
+                    tracing::warn!(error = %why, entries = batch.len(), "archiver: SQL refused a batch for its data; writing its messages one by one");
+                    match self.archive_one_by_one(batch, &msgs).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "archiver: SQL failed meanwhile; retrying the batch");
+                            tokio::select! {
+                                _ = tokio::time::sleep(backoff) => {}
+                                _ = stop.wait() => return Ok(()),
+                            }
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
                 Err(e) => {
                     self.metrics.errors.inc();
                     tracing::warn!(error = %e, entries = batch.len(), "archiver: SQL refused a batch; retrying");
@@ -215,6 +234,45 @@ impl Archiver {
                 }
             }
         }
+    }
+
+    /// A batch SQL refused for its data: each message is written alone, so
+    /// one that SQL can never hold (a value from an older build, say) holds
+    /// up only itself. What SQL took is acknowledged; a refused message's
+    /// entry stays pending (claimed and tried again after the claim
+    /// timeout, logged and counted each time) and the message stays in
+    /// Redis. An error other than a refusal leaves the whole batch pending.
+    async fn archive_one_by_one(
+        &self,
+        batch: &[Entry],
+        msgs: &[Option<(Message, String)>],
+    ) -> Result<(), ArchiveError> {
+        let mut taken = Vec::with_capacity(batch.len());
+        let mut taken_msgs = Vec::with_capacity(batch.len());
+        for (e, m) in batch.iter().zip(msgs) {
+            if let Some((msg, _)) = m {
+                match self.sql.insert(std::slice::from_ref(msg)).await {
+                    Ok(()) => {
+                        self.metrics.archived.inc();
+                    }
+                    Err(ArchiveError::Refused(why)) => {
+                        self.metrics.rejected.inc();
+                        tracing::error!(message = %e.msg_id, conv = %msg.conv, error = %why,
+                            "archiver: SQL refuses this message; it stays in Redis, its feed entry pending");
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            taken.push(e.clone());
+            taken_msgs.push(m.clone());
+        }
+        if !taken.is_empty() {
+            self.acknowledge(&taken, &taken_msgs)
+                .await
+                .map_err(|e| ArchiveError::Unavailable(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// The messages the entries name, each with the `rev` it was read at;
