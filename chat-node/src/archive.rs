@@ -210,7 +210,9 @@ impl Archive {
     /// Every statement ends within [`STATEMENT_TIMEOUT`]: a database that
     /// stops answering (a lock wait, a black-holed network) gives
     /// `Unavailable` instead of holding its caller (a send, a history page,
-    /// the archiver) for ever. The migrations, run once, are not bounded.
+    /// the archiver) for ever. The public methods check what needs no
+    /// database, then run the migrations ([`Archive::ready`], once, not
+    /// bounded), then their `*_untimed` statements through this.
     async fn timed<T>(
         &self,
         what: &str,
@@ -239,18 +241,27 @@ impl Archive {
 
     /// The messages of `conv` with `lo <= seq < hi`, ascending (every one: seqs are gap-free).
     pub async fn range(&self, conv: &str, lo: u64, hi: u64) -> Result<Vec<Message>, ArchiveError> {
+        if lo >= hi {
+            return Ok(Vec::new());
+        }
         self.ready().await?;
         self.timed("range", self.range_untimed(conv, lo, hi)).await
     }
 
     /// The messages with these `(conv, seq)` keys that exist, in any order.
     pub async fn by_keys(&self, keys: &[(String, u64)]) -> Result<Vec<Message>, ArchiveError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         self.ready().await?;
         self.timed("by_keys", self.by_keys_untimed(keys)).await
     }
 
     /// The messages with these ids that exist, in any order.
     pub async fn by_ids(&self, ids: &[&str]) -> Result<Vec<Message>, ArchiveError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         self.ready().await?;
         self.timed("by_ids", self.by_ids_untimed(ids)).await
     }
@@ -304,7 +315,6 @@ impl Archive {
 
     /// Answers when the database does.
     async fn ping_untimed(&self) -> Result<(), ArchiveError> {
-        self.ready().await?;
         with_pool!(self, |pool, Db| {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
@@ -316,7 +326,6 @@ impl Archive {
     /// (and a recalled row loses its content), so writes of one message in
     /// any order converge.
     async fn insert_untimed(&self, msgs: &[Message]) -> Result<(), ArchiveError> {
-        self.ready().await?;
         // MySQL evaluates the assignments in order: content before `recalled`.
         let upsert = match self.engine {
             Engine::Mysql => {
@@ -391,10 +400,6 @@ impl Archive {
         lo: u64,
         hi: u64,
     ) -> Result<Vec<Message>, ArchiveError> {
-        if lo >= hi {
-            return Ok(Vec::new());
-        }
-        self.ready().await?;
         with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new(format!(
                 "SELECT {COLUMNS} FROM chat_message WHERE conv = "
@@ -419,10 +424,6 @@ impl Archive {
     /// The messages with these `(conv, seq)` keys that exist, in any order.
     async fn by_keys_untimed(&self, keys: &[(String, u64)]) -> Result<Vec<Message>, ArchiveError> {
         let mut out = Vec::with_capacity(keys.len());
-        if keys.is_empty() {
-            return Ok(out);
-        }
-        self.ready().await?;
         for chunk in keys.chunks(MAX_BATCH) {
             with_pool!(self, |pool, Db| {
                 let mut q = QueryBuilder::<Db>::new(format!(
@@ -442,10 +443,6 @@ impl Archive {
     /// The messages with these ids that exist, in any order.
     async fn by_ids_untimed(&self, ids: &[&str]) -> Result<Vec<Message>, ArchiveError> {
         let mut out = Vec::with_capacity(ids.len());
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        self.ready().await?;
         for chunk in ids.chunks(MAX_BATCH) {
             with_pool!(self, |pool, Db| {
                 let mut q = QueryBuilder::<Db>::new(format!(
@@ -466,7 +463,6 @@ impl Archive {
 
     /// The newest `seq` archived for `conv` (0 when none).
     async fn last_seq_untimed(&self, conv: &str) -> Result<u64, ArchiveError> {
-        self.ready().await?;
         let last: Option<i64> = with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new("SELECT MAX(seq) FROM chat_message WHERE conv = ");
             q.push_bind(conv);
@@ -477,7 +473,6 @@ impl Archive {
 
     /// Marks the voice message `id` played.
     async fn mark_played_untimed(&self, id: &str) -> Result<(), ArchiveError> {
-        self.ready().await?;
         with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new("UPDATE chat_message SET played = 1 WHERE id = ");
             q.push_bind(id).push(" AND msg_type = 'voice'");
@@ -488,7 +483,6 @@ impl Archive {
 
     /// Takes the content of message `id` away for good (recall).
     async fn recall_untimed(&self, id: &str) -> Result<(), ArchiveError> {
-        self.ready().await?;
         with_pool!(self, |pool, Db| {
             let mut q = QueryBuilder::<Db>::new(
                 "UPDATE chat_message SET msg = '', media_url = NULL, media_cover_url = NULL, \
@@ -503,7 +497,6 @@ impl Archive {
     /// How many messages the archive holds, and how many distinct ids (the
     /// same when nothing is stored twice): for tests and benchmarks.
     async fn count_untimed(&self) -> Result<(u64, u64), ArchiveError> {
-        self.ready().await?;
         let (rows, ids): (i64, i64) = with_pool!(self, |pool, Db| {
             let row = sqlx::query("SELECT COUNT(*), COUNT(DISTINCT id) FROM chat_message")
                 .fetch_one(pool)
@@ -515,7 +508,6 @@ impl Archive {
 
     /// Every message id the archive holds (tests compare them).
     async fn all_ids_untimed(&self) -> Result<Vec<String>, ArchiveError> {
-        self.ready().await?;
         with_pool!(self, |pool, Db| {
             let rows = sqlx::query("SELECT id FROM chat_message ORDER BY id")
                 .fetch_all(pool)

@@ -17,29 +17,31 @@ const FRAME_OVERHEAD: usize = 512;
 /// by commas); always at least one, since one item is bounded by the
 /// protocol's body and URL limits, well below the smallest budget.
 fn fitting<'a, T: Serialize + 'a>(order: impl Iterator<Item = &'a T>, budget: usize) -> usize {
-    let budget = budget.saturating_sub(FRAME_OVERHEAD);
-    let mut used: usize = 0;
-    let mut n = 0;
-    for item in order {
-        used = used.saturating_add(json_len(item)).saturating_add(1);
-        if used > budget && n > 0 {
-            break;
-        }
-        n += 1;
-    }
-    n
+    fitting_sizes(order.map(|item| json_len(item) + 1), budget)
 }
 
 /// How many `"key":count` entries of a JSON object, taken in `order`, fit
-/// in `budget` bytes (the keys are ids, which need no escaping).
+/// in `budget` bytes (the keys are ids, which need no escaping); at least
+/// one, like [`fitting`].
 pub fn fitting_entries<'a>(order: impl Iterator<Item = (&'a String, u64)>, budget: usize) -> usize {
+    fitting_sizes(
+        order.map(|(key, count)| {
+            let digits = count.checked_ilog10().unwrap_or(0) as usize + 1;
+            json_len(key) + 2 + digits
+        }),
+        budget,
+    )
+}
+
+/// How many of these sizes (each with its separator) fit in `budget` less
+/// the frame's overhead; always at least one.
+fn fitting_sizes(sizes: impl Iterator<Item = usize>, budget: usize) -> usize {
     let budget = budget.saturating_sub(FRAME_OVERHEAD);
     let mut used: usize = 0;
     let mut n = 0;
-    for (key, count) in order {
-        let digits = count.checked_ilog10().unwrap_or(0) as usize + 1;
-        used = used.saturating_add(json_len(key) + 2 + digits);
-        if used > budget {
+    for size in sizes {
+        used = used.saturating_add(size);
+        if used > budget && n > 0 {
             break;
         }
         n += 1;

@@ -31,9 +31,11 @@ fn keep_largest(counts: &mut BTreeMap<String, u64>, budget: usize) -> bool {
     if kept == counts.len() {
         return false;
     }
-    let keep: std::collections::HashSet<String> =
-        by_count[..kept].iter().map(|(k, _)| (*k).clone()).collect();
-    counts.retain(|k, _| keep.contains(k));
+    let largest = by_count[..kept]
+        .iter()
+        .map(|(k, n)| ((*k).clone(), *n))
+        .collect();
+    *counts = largest;
     true
 }
 

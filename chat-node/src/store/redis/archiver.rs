@@ -202,7 +202,7 @@ impl Archiver {
             // Read the messages anew on every attempt: one may have changed.
             let msgs = self.messages(batch).await?;
             let rows: Vec<Message> = msgs.iter().flatten().map(|(m, _)| m.clone()).collect();
-            match self.sql.insert(&rows).await {
+            let failed = match self.sql.insert(&rows).await {
                 Ok(()) => {
                     self.metrics.archived.inc_by(rows.len() as u64);
                     return self.acknowledge(batch, &msgs).await;
@@ -212,27 +212,21 @@ impl Archiver {
                     tracing::warn!(error = %why, entries = batch.len(), "archiver: SQL refused a batch for its data; writing its messages one by one");
                     match self.archive_one_by_one(batch, &msgs).await {
                         Ok(()) => return Ok(()),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "archiver: SQL failed meanwhile; retrying the batch");
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = stop.wait() => return Ok(()),
-                            }
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
+                        Err(e) => e,
                     }
                 }
                 Err(e) => {
                     self.metrics.errors.inc();
-                    tracing::warn!(error = %e, entries = batch.len(), "archiver: SQL refused a batch; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.wait() => return Ok(()),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    self.tick().await;
+                    e
                 }
+            };
+            tracing::warn!(error = %failed, entries = batch.len(), "archiver: SQL refused a batch; retrying");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait() => return Ok(()),
             }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            self.tick().await;
         }
     }
 
