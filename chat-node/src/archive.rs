@@ -93,6 +93,68 @@ impl From<ArchiveError> for StoreError {
     }
 }
 
+/// Name of the MySQL user lock every parley node takes around its
+/// migrations (`GET_LOCK`; the server drops it with the connection).
+const MYSQL_MIGRATION_LOCK: &str = "parley_migrations";
+
+/// Runs the MySQL/MariaDB migrations, first forgetting any a migrator left
+/// half done. DDL there commits by itself, so sqlx records a migration
+/// (`success = FALSE`) before running it and marks it done after: a node
+/// killed in between, or a server that died under it, leaves a row every
+/// later run refuses with "partially applied", and the archive stays down
+/// until someone edits `_sqlx_migrations` by hand. While this node holds
+/// the lock no other node is migrating, so such a row is a dead
+/// migrator's, and every MySQL migration here is written to run again
+/// safely (`IF NOT EXISTS`, `MODIFY` to its final type): the row is
+/// deleted and the migration runs again. The lock's connection is detached
+/// from the pool, so a caller that gives up mid-way closes it and the
+/// server frees the lock; the migrator runs on another of the pool's.
+async fn migrate_mysql(pool: &sqlx::MySqlPool) -> Result<(), ArchiveError> {
+    use sqlx::migrate::Migrate;
+    fn down(e: impl std::fmt::Display) -> ArchiveError {
+        ArchiveError::Unavailable(format!("migrations: {e}"))
+    }
+    let mut lock = pool.acquire().await.map_err(down)?.detach();
+    // A timeout in seconds, a day: MariaDB answers a negative one (MySQL's
+    // "for ever", what sqlx's own migration lock asks for) with NULL and
+    // takes no lock, so on MariaDB sqlx's lock alone lets nodes migrate
+    // together (one reads the other's unfinished row as half done).
+    let (taken,): (Option<i64>,) = sqlx::query_as("SELECT GET_LOCK(?, 86400)")
+        .bind(MYSQL_MIGRATION_LOCK)
+        .fetch_one(&mut lock)
+        .await
+        .map_err(down)?;
+    if taken != Some(1) {
+        return Err(down(format_args!(
+            "the lock {MYSQL_MIGRATION_LOCK} was not taken (GET_LOCK gave {taken:?})"
+        )));
+    }
+    lock.ensure_migrations_table("_sqlx_migrations")
+        .await
+        .map_err(down)?;
+    let forgotten = sqlx::query("DELETE FROM _sqlx_migrations WHERE success = FALSE")
+        .execute(&mut lock)
+        .await
+        .map_err(down)?
+        .rows_affected();
+    if forgotten > 0 {
+        tracing::warn!(
+            forgotten,
+            "archive: a migration was left half done (its migrator died); running it again"
+        );
+    }
+    sqlx::migrate!("migrations/mysql")
+        .run(pool)
+        .await
+        .map_err(down)?;
+    sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(MYSQL_MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await
+        .map_err(down)?;
+    Ok(())
+}
+
 enum Pools {
     Mysql(sqlx::MySqlPool),
     Postgres(sqlx::PgPool),
@@ -303,7 +365,7 @@ impl Archive {
         self.migrated
             .get_or_try_init(|| async {
                 let run = match &self.pools {
-                    Pools::Mysql(p) => sqlx::migrate!("migrations/mysql").run(p).await,
+                    Pools::Mysql(p) => return migrate_mysql(p).await,
                     Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
                     Pools::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
                 };

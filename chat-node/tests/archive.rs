@@ -2,7 +2,8 @@
 //! PostgreSQL and SQLite: reads span Redis and SQL with no gap or repeat,
 //! Redis keeps only the hot window, a lagging archive refuses sends instead
 //! of filling Redis, the in-memory store keeps history across a restart, and
-//! killed nodes and a restarted SQL server lose and duplicate nothing.
+//! killed nodes and a restarted SQL server lose and duplicate nothing, and
+//! a migration a dead migrator left half done runs again.
 
 mod common;
 
@@ -361,6 +362,83 @@ async fn a_message_sql_refuses_holds_up_only_itself() {
 
 /// The in-memory store with `sqlite://` keeps history across a restart,
 /// and numbering goes on where it stopped.
+/// On MariaDB a migration's DDL commits by itself, so a migrator killed
+/// after it (a node stopped mid-start, the server dying under it) leaves
+/// the migration recorded `success = FALSE`, which sqlx then refuses for
+/// ever ("partially applied"). The next node runs such a migration again,
+/// every one of them, keeping the rows already archived; nodes starting
+/// together take turns.
+#[tokio::test]
+async fn a_migration_left_half_done_runs_again() {
+    use common::sql_server::query;
+    let db = TestDb::new(Engine::MariaDb);
+    let first: chat_node::protocol::Message = serde_json::from_value(json!({
+        "id": "01JKM0000000000000000000AA", "conv": "d:a:b", "seq": 1,
+        "from": "a", "to": "b", "kind": "text", "body": "kept", "ts": 1,
+    }))
+    .unwrap();
+    // Nodes starting together on an empty database take turns.
+    let starting: Vec<Archive> = (0..4).map(|_| db.archive()).collect();
+    for r in futures_util::future::join_all(starting.iter().map(|a| a.ready())).await {
+        r.expect("migrations run by nodes starting together");
+    }
+    db.archive()
+        .insert(std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    let versions = query(
+        &db.url,
+        "SELECT version FROM _sqlx_migrations ORDER BY version",
+    );
+    let versions: Vec<&str> = versions.lines().collect();
+    assert!(versions.len() >= 2, "migrations applied: {versions:?}");
+    let sys_event_type = || {
+        query(
+            &db.url,
+            "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_NAME = 'chat_message' AND COLUMN_NAME = 'sys_event'",
+        )
+    };
+    assert_eq!(sys_event_type().trim(), "mediumtext");
+    for v in &versions {
+        query(
+            &db.url,
+            &format!("UPDATE _sqlx_migrations SET success = FALSE WHERE version = {v}"),
+        );
+        if *v == "2" {
+            // Its DDL rolled back, as a server that crashed mid-ALTER leaves it.
+            query(
+                &db.url,
+                "ALTER TABLE chat_message MODIFY sys_event TEXT NULL",
+            );
+        }
+        let archive = db.archive();
+        archive
+            .ready()
+            .await
+            .unwrap_or_else(|e| panic!("migration {v} left half done: {e}"));
+        let left = query(
+            &db.url,
+            "SELECT COUNT(*) FROM _sqlx_migrations WHERE success = FALSE",
+        );
+        assert_eq!(left.trim(), "0", "after re-running migration {v}");
+        let applied = query(
+            &db.url,
+            "SELECT version FROM _sqlx_migrations ORDER BY version",
+        );
+        assert_eq!(applied.lines().collect::<Vec<_>>(), versions);
+        assert_eq!(
+            sys_event_type().trim(),
+            "mediumtext",
+            "after re-running migration {v}"
+        );
+        assert_eq!(
+            archive.range("d:a:b", 1, 2).await.unwrap(),
+            vec![first.clone()]
+        );
+    }
+}
+
 #[tokio::test]
 async fn memory_store_with_sqlite_keeps_history_across_a_restart() {
     let db = TestDb::new(Engine::Sqlite);
