@@ -93,6 +93,11 @@ impl From<ArchiveError> for StoreError {
     }
 }
 
+/// The archive is down while its migrations cannot run.
+fn unmigrated(e: impl std::fmt::Display) -> ArchiveError {
+    ArchiveError::Unavailable(format!("migrations: {e}"))
+}
+
 /// Name of the MySQL user lock every parley node takes around its
 /// migrations (`GET_LOCK`; the server drops it with the connection).
 const MYSQL_MIGRATION_LOCK: &str = "parley_migrations";
@@ -111,10 +116,7 @@ const MYSQL_MIGRATION_LOCK: &str = "parley_migrations";
 /// server frees the lock; the migrator runs on another of the pool's.
 async fn migrate_mysql(pool: &sqlx::MySqlPool) -> Result<(), ArchiveError> {
     use sqlx::migrate::Migrate;
-    fn down(e: impl std::fmt::Display) -> ArchiveError {
-        ArchiveError::Unavailable(format!("migrations: {e}"))
-    }
-    let mut lock = pool.acquire().await.map_err(down)?.detach();
+    let mut lock = pool.acquire().await.map_err(unmigrated)?.detach();
     // A timeout in seconds, a day: MariaDB answers a negative one (MySQL's
     // "for ever", what sqlx's own migration lock asks for) with NULL and
     // takes no lock, so on MariaDB sqlx's lock alone lets nodes migrate
@@ -123,19 +125,19 @@ async fn migrate_mysql(pool: &sqlx::MySqlPool) -> Result<(), ArchiveError> {
         .bind(MYSQL_MIGRATION_LOCK)
         .fetch_one(&mut lock)
         .await
-        .map_err(down)?;
+        .map_err(unmigrated)?;
     if taken != Some(1) {
-        return Err(down(format_args!(
+        return Err(unmigrated(format_args!(
             "the lock {MYSQL_MIGRATION_LOCK} was not taken (GET_LOCK gave {taken:?})"
         )));
     }
     lock.ensure_migrations_table("_sqlx_migrations")
         .await
-        .map_err(down)?;
+        .map_err(unmigrated)?;
     let forgotten = sqlx::query("DELETE FROM _sqlx_migrations WHERE success = FALSE")
         .execute(&mut lock)
         .await
-        .map_err(down)?
+        .map_err(unmigrated)?
         .rows_affected();
     if forgotten > 0 {
         tracing::warn!(
@@ -146,12 +148,12 @@ async fn migrate_mysql(pool: &sqlx::MySqlPool) -> Result<(), ArchiveError> {
     sqlx::migrate!("migrations/mysql")
         .run(pool)
         .await
-        .map_err(down)?;
+        .map_err(unmigrated)?;
     sqlx::query("SELECT RELEASE_LOCK(?)")
         .bind(MYSQL_MIGRATION_LOCK)
         .execute(&mut lock)
         .await
-        .map_err(down)?;
+        .map_err(unmigrated)?;
     Ok(())
 }
 
@@ -364,12 +366,17 @@ impl Archive {
     pub async fn ready(&self) -> Result<(), ArchiveError> {
         self.migrated
             .get_or_try_init(|| async {
-                let run = match &self.pools {
-                    Pools::Mysql(p) => return migrate_mysql(p).await,
-                    Pools::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await,
-                    Pools::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await,
-                };
-                run.map_err(|e| ArchiveError::Unavailable(format!("migrations: {e}")))
+                match &self.pools {
+                    Pools::Mysql(p) => migrate_mysql(p).await,
+                    Pools::Postgres(p) => sqlx::migrate!("migrations/postgres")
+                        .run(p)
+                        .await
+                        .map_err(unmigrated),
+                    Pools::Sqlite(p) => sqlx::migrate!("migrations/sqlite")
+                        .run(p)
+                        .await
+                        .map_err(unmigrated),
+                }
             })
             .await
             .map(|_| ())
