@@ -15,7 +15,7 @@ import os
 import re
 import sys
 
-CRATES = ["cluster", "chat-node", "operator", "bench", "system-tests"]
+CRATES = ["cluster", "protocol", "chat-node", "operator", "bench", "system-tests"]
 
 
 def strip(src: str) -> str:

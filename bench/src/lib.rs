@@ -5,7 +5,7 @@
 //! of users, and reports delivered messages per second, end-to-end latency
 //! from `send` to the receiver's `msg`, errors by code, each node's memory
 //! per session, and any loss or duplication among acknowledged messages.
-//! It speaks the wire protocol through chat-node's own protocol types, so
+//! It speaks the wire protocol through the node's own protocol types, so
 //! it cannot drift from what the nodes parse and send.
 //!
 //! One process stays under the per-process open-file limit; larger runs

@@ -90,7 +90,7 @@ pub struct Config {
     pub max_reply_bytes: u32,
 
     /// Largest message `body`, in bytes.
-    #[arg(long, env = env::MAX_BODY_BYTES, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    #[arg(long, env = env::MAX_BODY_BYTES, default_value_t = Limits::DEFAULT.max_body_bytes as u32, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
     pub max_body_bytes: u32,
 
     /// Close a connection (4008) that sent no frame of any kind for this many seconds.
@@ -225,7 +225,7 @@ pub struct Config {
 
     /// Most members of a group, owner included (each group message is
     /// written to every member's inbox).
-    #[arg(long, env = env::MAX_GROUP_MEMBERS, default_value_t = 500, value_parser = clap::value_parser!(u32).range(2..=10_000))]
+    #[arg(long, env = env::MAX_GROUP_MEMBERS, default_value_t = Limits::DEFAULT.max_group_members as u32, value_parser = clap::value_parser!(u32).range(2..=10_000))]
     pub max_group_members: u32,
 
     /// How long, in seconds, the sender of a message may recall it; 0

@@ -15,8 +15,9 @@
 //! - [`web`]: the browser client at `/`, files built into the binary.
 //! - [`connection`]: one WebSocket from `connect` to close: auth, rate and
 //!   idle limits, request/reply, deliveries, drain.
-//! - [`protocol`]: the wire format: client frames parsed and validated,
-//!   server frames, the message object, error and close codes. Pure.
+//! - [`protocol`]: the wire format (the `parley-protocol` crate): client
+//!   frames parsed and validated, server frames, the message object, error
+//!   and close codes, the bus envelope. Pure.
 //! - [`command`]: one file per request type (`send`, `sync`, ...): rules,
 //!   store calls, reply and deliveries.
 //! - [`session`]: the sessions this node holds, by user; local delivery.
@@ -50,7 +51,6 @@ pub mod ids;
 pub mod jwt;
 mod metrics;
 mod node;
-pub mod protocol;
 pub mod push;
 mod ratelimit;
 mod serve;
@@ -65,18 +65,7 @@ mod web;
 pub use config::Config;
 pub use error::Error;
 pub use metrics::resident_memory_bytes;
+/// The wire format (the `parley-protocol` crate, shared with chat-bench and
+/// the fuzz targets).
+pub use parley_protocol as protocol;
 pub use server::Server;
-
-/// For the fuzz target `bus_envelope` (fuzz/), not an API: decodes a broker
-/// message as a node does with what it consumes, and panics if one that
-/// decodes does not encode back to the same envelope.
-#[doc(hidden)]
-pub fn fuzz_bus_envelope(bytes: &[u8]) {
-    if let Ok(envelope) = bus::Envelope::decode(bytes) {
-        let again = serde_json::to_vec(&envelope).map(|b| bus::Envelope::decode(&b));
-        assert!(
-            matches!(&again, Ok(Ok(e)) if *e == envelope),
-            "round trip changed {envelope:?} into {again:?}"
-        );
-    }
-}

@@ -16,6 +16,15 @@ pub struct Limits {
     pub max_group_members: usize,
 }
 
+impl Limits {
+    /// A node's limits unless configured otherwise (chat-node's
+    /// `CHAT_MAX_BODY_BYTES` and `CHAT_MAX_GROUP_MEMBERS` default to these).
+    pub const DEFAULT: Limits = Limits {
+        max_body_bytes: 4096,
+        max_group_members: 500,
+    };
+}
+
 /// Most bytes in `rid`, client message ids, `device` and server message ids.
 pub const MAX_ID_BYTES: usize = 64;
 /// Most bytes in a media URL.
@@ -565,7 +574,7 @@ impl Obj<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::ErrorCode;
 
     const LIMITS: Limits = Limits {
         max_body_bytes: 16,

@@ -1,7 +1,13 @@
 //! The wire protocol of PROTOCOL.md: what clients send ([`client`]), what the
 //! node answers ([`server`]), the message object ([`message`]), identities,
-//! and the error codes. Pure: no I/O here, so every rule has a unit test.
+//! and the error codes; and what nodes send each other over the bus
+//! ([`bus`]). Pure: no I/O here, so every rule has a unit test.
+//!
+//! A crate of its own because three programs share it: chat-node, the
+//! chat-bench load generator, and the fuzz targets (whose nightly,
+//! sanitized build then compiles this and serde, not the server).
 
+pub mod bus;
 pub mod client;
 pub mod message;
 pub mod server;
