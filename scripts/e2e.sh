@@ -38,10 +38,11 @@
 # With the local control plane, the test kubelet's own test runs first.
 # Extra arguments go to the e2e test binary.
 #
-# Cargo is run with --workspace throughout, so features unify as in
-# `cargo test --workspace` and the dependencies are built once for this,
-# clippy's neighbour builds and the test suite (with `-p` each package set
-# would build them again with its own features).
+# Cargo is run as `cargo test --workspace` throughout, so features unify as
+# in the test suite and the dependencies are built once for this and the
+# suite: cargo unifies over what it is asked to build, so `-p` or a
+# `cargo build --workspace --bins` (no dev-dependencies, so tokio without
+# test-util) would build them again with other features.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -95,7 +96,8 @@ if [ -z "${KUBECONFIG:-}" ]; then
         *) log "PARLEY_E2E_RUNTIME is podman or process, not $runtime"; exit 2 ;;
     esac
     log "building the workspace's programs (the test kubelet; chat-node and the operator for process pods)"
-    cargo build --locked -q --workspace --bins
+    # The test build makes every package's binaries too (for its tests).
+    cargo test --locked -q --workspace --no-run
     KUBECONFIG=$(scripts/control-plane.sh up)
     export KUBECONFIG
     # The control plane's own kubectl: the same release as the API server.
