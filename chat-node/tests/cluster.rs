@@ -505,6 +505,124 @@ async fn deliveries_cross_nodes_again_after_a_nodes_queue_is_deleted_under_it() 
     assert_eq!(bob.sync_all(0).await.len(), 1 + probes + 5);
 }
 
+/// The arguments an earlier version declared node queues with: a message
+/// TTL and a length cap, no byte bound.
+fn earlier_queue_arguments() -> lapin::types::FieldTable {
+    use lapin::types::{AMQPValue, FieldTable};
+    let mut args = FieldTable::default();
+    args.insert("x-message-ttl".into(), AMQPValue::LongUInt(60_000));
+    args.insert("x-max-length".into(), AMQPValue::LongUInt(100_000));
+    args
+}
+
+/// The arguments a node declares its queue with now: those and at most
+/// 64 MiB of messages.
+fn queue_arguments() -> lapin::types::FieldTable {
+    let mut args = earlier_queue_arguments();
+    args.insert(
+        "x-max-length-bytes".into(),
+        lapin::types::AMQPValue::LongUInt(64 << 20),
+    );
+    args
+}
+
+/// Declares `queue` durable with `args` on a channel of its own; the reply
+/// code when the broker refuses.
+async fn declare_with(
+    conn: &lapin::Connection,
+    queue: &str,
+    args: lapin::types::FieldTable,
+) -> Result<u32, u16> {
+    let ch = conn.create_channel().await.expect("admin channel");
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    match ch.queue_declare(queue.into(), durable, args).await {
+        Ok(q) => {
+            let _ = ch.close(200, "done".into()).await;
+            Ok(q.consumer_count())
+        }
+        Err(e) => match e.kind() {
+            lapin::ErrorKind::ProtocolError(amqp) => Err(amqp.get_id()),
+            other => panic!("declare of {queue}: {other:?}"),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_takes_over_its_queue_from_an_earlier_version_once_unused() {
+    use parley_cluster::names::queue_name;
+    let mut cluster = Cluster::start(2).await;
+    cluster.kill(1).await;
+    let queue = queue_name(&cluster.cluster, cluster.ports[1]);
+    let admin = lapin::Connection::connect(&cluster.amqp, lapin::ConnectionProperties::default())
+        .await
+        .expect("admin connection to RabbitMQ");
+    // Node 1's queue as an earlier version left it, with a run of that
+    // version still consuming it.
+    let ch = admin.create_channel().await.expect("admin channel");
+    ch.queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .expect("queue deleted");
+    assert_eq!(
+        declare_with(&admin, &queue, earlier_queue_arguments()).await,
+        Ok(0)
+    );
+    let no_ack = lapin::options::BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let earlier_run = admin.create_channel().await.expect("consumer channel");
+    // Held: lapin cancels a consumer that is dropped.
+    let _consumer = earlier_run
+        .basic_consume(
+            queue.as_str().into(),
+            "earlier-run".into(),
+            no_ack,
+            Default::default(),
+        )
+        .await
+        .expect("consume");
+
+    // The new node runs but leaves a queue in use alone: not ready, and the
+    // queue is as it was.
+    cluster.spawn(1);
+    common::eventually(
+        "node 1 answers /healthz",
+        Duration::from_secs(30),
+        async || (cluster.get_json_lenient(1, "/healthz").await.0 == 200).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (ready, body) = cluster.get_json_lenient(1, "/readyz").await;
+    assert_eq!(ready, 503, "{body}");
+    assert_eq!(
+        declare_with(&admin, &queue, earlier_queue_arguments()).await,
+        Ok(1)
+    );
+
+    // Once the earlier run is gone, the node deletes the queue and declares
+    // it with its own arguments (the byte bound): the earlier ones are now
+    // refused, and deliveries cross to it.
+    earlier_run
+        .close(200, "gone".into())
+        .await
+        .expect("consumer closed");
+    cluster.wait_ready(1).await;
+    assert_eq!(declare_with(&admin, &queue, queue_arguments()).await, Ok(1));
+    assert_eq!(
+        declare_with(&admin, &queue, earlier_queue_arguments()).await,
+        Err(406)
+    );
+    let _ = admin.close(200, "bye".into()).await;
+    cluster.wait_registered().await;
+    let mut alice = cluster.session(0, "alice").await;
+    let mut bob = cluster.session(1, "bob").await;
+    let probes = deliveries_resume(&cluster, &mut alice, &mut bob).await;
+    assert_eq!(bob.sync_all(0).await.len(), probes + 5);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoking_a_token_kicks_its_sessions_on_every_node() {
     let cluster = Cluster::start(3).await;

@@ -28,7 +28,11 @@
 //!
 //! Deliveries are best effort (the inbox is the truth), so the queue bounds
 //! what can pile up for a node that is gone: messages expire after a minute
-//! and the queue keeps at most 100,000. Publishes are not mandatory: lapin
+//! and the queue keeps at most 100,000 broker messages and 64 MiB of them
+//! (the oldest dropped first). A queue declared by an earlier version,
+//! without the byte bound, refuses the new arguments (406); the node then
+//! deletes it, unless it has a consumer, and declares it again (see
+//! [`connect`]). Publishes are not mandatory: lapin
 //! logs a returned message whole at warn (message bodies in the log) and
 //! keeps the returns of confirms it no longer waits for, so a publish that
 //! reaches no queue (a node gone, a binding not yet back) counts as
@@ -42,7 +46,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions, QueuePurgeOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
@@ -60,8 +64,12 @@ use super::{Bus, BusError, BusMetrics, Envelope, Event, Inbound};
 
 /// How long an undelivered event may wait in a node's queue.
 const MESSAGE_TTL_MS: u32 = 60_000;
-/// Most events a node's queue holds (oldest dropped first).
+/// Most broker messages a node's queue holds (oldest dropped first).
 const MAX_QUEUE_LENGTH: u32 = 100_000;
+/// Most bytes of message bodies a node's queue holds (oldest dropped
+/// first): 100,000 coalesced messages of up to 4 MiB would be 400 GB of
+/// the broker's memory. The same bound as the outbox.
+const MAX_QUEUE_BYTES: u32 = 64 << 20;
 /// How long to wait for the broker to confirm a publish.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envelopes that may wait in the outbox; beyond that the broker is too
@@ -98,6 +106,10 @@ pub fn queue_arguments() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-message-ttl".into(), AMQPValue::LongUInt(MESSAGE_TTL_MS));
     args.insert("x-max-length".into(), AMQPValue::LongUInt(MAX_QUEUE_LENGTH));
+    args.insert(
+        "x-max-length-bytes".into(),
+        AMQPValue::LongUInt(MAX_QUEUE_BYTES),
+    );
     args
 }
 
@@ -508,11 +520,39 @@ fn receive(shared: &Shared, data: &[u8], inbound: &Arc<dyn Inbound>) {
 /// Connects and declares the exchange, this node's queue and its binding;
 /// returns the connection, the consuming channel, the publishing channel
 /// (with confirms) and the consumer.
+///
+/// A queue an earlier version declared with other arguments (before the
+/// byte bound) makes the broker refuse the declaration with 406
+/// PRECONDITION_FAILED and close the channel. The queue is then deleted
+/// with if-unused and declared again: what waits in it is best effort (the
+/// inbox is the truth), and it is dropped on a first connect anyway. A
+/// queue with a consumer (a run of an earlier version still on this port)
+/// is left alone: the delete is refused, the connection fails, and the
+/// supervisor tries again with backoff.
 async fn connect(cfg: &RabbitConfig, first: bool) -> Result<Link, lapin::Error> {
     let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    declare(&ch, cfg).await?;
+    let mut ch = conn.create_channel().await?;
+    declare_exchange(&ch, cfg).await?;
     let queue = queue_name(&cfg.cluster, cfg.port);
+    match declare_queue(&ch, cfg).await {
+        Ok(()) => {}
+        Err(e) if reply_code(&e) == Some(PRECONDITION_FAILED) => {
+            tracing::warn!(
+                queue,
+                error = %e,
+                "the queue was declared with other arguments: deleting it (if unused) and declaring it again"
+            );
+            ch = conn.create_channel().await?;
+            let unused = QueueDeleteOptions {
+                if_unused: true,
+                ..Default::default()
+            };
+            let dropped = ch.queue_delete(queue.as_str().into(), unused).await?;
+            tracing::info!(queue, dropped, "deleted the queue to declare it again");
+            declare_queue(&ch, cfg).await?;
+        }
+        Err(e) => return Err(e),
+    }
     if first {
         // Whatever waits in the queue was meant for a previous run of this
         // node; its sessions are gone and will sync.
@@ -551,19 +591,28 @@ async fn connect(cfg: &RabbitConfig, first: bool) -> Result<Link, lapin::Error> 
 /// Declares the exchange, this node's queue and its binding (idempotent:
 /// the same arguments every time).
 async fn declare(ch: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
-    let exchange = exchange_name(&cfg.cluster);
-    let queue = queue_name(&cfg.cluster, cfg.port);
+    declare_exchange(ch, cfg).await?;
+    declare_queue(ch, cfg).await
+}
+
+async fn declare_exchange(ch: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
     ch.exchange_declare(
-        exchange.as_str().into(),
+        exchange_name(&cfg.cluster).as_str().into(),
         ExchangeKind::Direct,
         durable,
         FieldTable::default(),
     )
-    .await?;
+    .await
+}
+
+/// Declares this node's queue with [`queue_arguments`] and binds it.
+async fn declare_queue(ch: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
+    let exchange = exchange_name(&cfg.cluster);
+    let queue = queue_name(&cfg.cluster, cfg.port);
     let q = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -578,6 +627,18 @@ async fn declare(ch: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
         FieldTable::default(),
     )
     .await
+}
+
+/// AMQP 0-9-1's reply code for arguments that do not match what exists
+/// (and for an if-unused delete of a queue in use).
+const PRECONDITION_FAILED: u16 = 406;
+
+/// The broker's reply code of a channel or connection error, if it sent one.
+fn reply_code(e: &lapin::Error) -> Option<u16> {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
 }
 
 /// A new publishing channel on `conn`, after declaring the topology again

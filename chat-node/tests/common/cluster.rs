@@ -291,7 +291,7 @@ impl Cluster {
     }
 
     /// Like `get_json`, but a node that does not answer is a 0 status.
-    async fn get_json_lenient(&self, i: usize, path: &str) -> (u16, Value) {
+    pub async fn get_json_lenient(&self, i: usize, path: &str) -> (u16, Value) {
         match self.http.get(self.url(i, path)).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
