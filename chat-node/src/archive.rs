@@ -98,9 +98,21 @@ fn unmigrated(e: impl std::fmt::Display) -> ArchiveError {
     ArchiveError::Unavailable(format!("migrations: {e}"))
 }
 
-/// Name of the MySQL user lock every parley node takes around its
-/// migrations (`GET_LOCK`; the server drops it with the connection).
-const MYSQL_MIGRATION_LOCK: &str = "parley_migrations";
+/// [`MYSQL_MIGRATION_LOCK`] as a literal, for `concat!` (sqlx takes only
+/// static SQL without a wrapper that vouches for it).
+macro_rules! mysql_migration_lock {
+    () => {
+        "CONCAT('parley_migrations:', SHA1(DATABASE()))"
+    };
+}
+
+/// The name of the MySQL user lock every parley node takes around the
+/// migrations of its database (`GET_LOCK`; the server drops it with the
+/// connection), as an SQL expression. User locks are named per server, so
+/// the name carries the database's (hashed: a name may have 64 characters,
+/// a database name alone as many): clusters archiving to other databases of
+/// the same server migrate without waiting for each other.
+pub const MYSQL_MIGRATION_LOCK: &str = mysql_migration_lock!();
 
 /// Runs the MySQL/MariaDB migrations, first forgetting any a migrator left
 /// half done. DDL there commits by itself, so sqlx records a migration
@@ -121,14 +133,19 @@ async fn migrate_mysql(pool: &sqlx::MySqlPool) -> Result<(), ArchiveError> {
     // "for ever", what sqlx's own migration lock asks for) with NULL and
     // takes no lock, so on MariaDB sqlx's lock alone lets nodes migrate
     // together (one reads the other's unfinished row as half done).
-    let (taken,): (Option<i64>,) = sqlx::query_as("SELECT GET_LOCK(?, 86400)")
-        .bind(MYSQL_MIGRATION_LOCK)
-        .fetch_one(&mut lock)
-        .await
-        .map_err(unmigrated)?;
+    let (name, taken): (Option<String>, Option<i64>) = sqlx::query_as(concat!(
+        "SELECT ",
+        mysql_migration_lock!(),
+        ", GET_LOCK(",
+        mysql_migration_lock!(),
+        ", 86400)"
+    ))
+    .fetch_one(&mut lock)
+    .await
+    .map_err(unmigrated)?;
     if taken != Some(1) {
         return Err(unmigrated(format_args!(
-            "the lock {MYSQL_MIGRATION_LOCK} was not taken (GET_LOCK gave {taken:?})"
+            "the lock {name:?} was not taken (GET_LOCK gave {taken:?}; is a database named in the URL?)"
         )));
     }
     lock.ensure_migrations_table("_sqlx_migrations")
@@ -149,11 +166,14 @@ async fn migrate_mysql(pool: &sqlx::MySqlPool) -> Result<(), ArchiveError> {
         .run(pool)
         .await
         .map_err(unmigrated)?;
-    sqlx::query("SELECT RELEASE_LOCK(?)")
-        .bind(MYSQL_MIGRATION_LOCK)
-        .execute(&mut lock)
-        .await
-        .map_err(unmigrated)?;
+    sqlx::query(concat!(
+        "SELECT RELEASE_LOCK(",
+        mysql_migration_lock!(),
+        ")"
+    ))
+    .execute(&mut lock)
+    .await
+    .map_err(unmigrated)?;
     Ok(())
 }
 

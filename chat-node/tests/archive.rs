@@ -360,8 +360,6 @@ async fn a_message_sql_refuses_holds_up_only_itself() {
     node.stop().await;
 }
 
-/// The in-memory store with `sqlite://` keeps history across a restart,
-/// and numbering goes on where it stopped.
 /// On MariaDB a migration's DDL commits by itself, so a migrator killed
 /// after it (a node stopped mid-start, the server dying under it) leaves
 /// the migration recorded `success = FALSE`, which sqlx then refuses for
@@ -439,6 +437,52 @@ async fn a_migration_left_half_done_runs_again() {
     }
 }
 
+/// MySQL user locks are named per server: nodes on one database take turns
+/// migrating, but a node archiving to another database of the same server
+/// waits for none of them.
+#[tokio::test]
+async fn migrations_wait_only_for_nodes_of_the_same_database() {
+    use chat_node::archive::MYSQL_MIGRATION_LOCK;
+    use sqlx::{AssertSqlSafe, Connection};
+    let (a, b) = (TestDb::new(Engine::MariaDb), TestDb::new(Engine::MariaDb));
+    // A node on database a is migrating: it holds a's lock.
+    let mut migrating = sqlx::MySqlConnection::connect(&a.url)
+        .await
+        .expect("connection to database a");
+    let (taken,): (Option<i64>,) = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT GET_LOCK({MYSQL_MIGRATION_LOCK}, 5)"
+    )))
+    .fetch_one(&mut migrating)
+    .await
+    .unwrap();
+    assert_eq!(taken, Some(1));
+    within(
+        "migrations on database b while a is migrating",
+        Duration::from_secs(20),
+        b.archive().ready(),
+    )
+    .await
+    .expect("database b migrated");
+    // Another node on a waits its turn (its archive is down meanwhile).
+    let waiting = a.archive();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), waiting.ready())
+            .await
+            .is_err(),
+        "a node on database a migrated while another held the lock"
+    );
+    migrating.close().await.unwrap();
+    within(
+        "migrations on database a once its lock is free",
+        Duration::from_secs(20),
+        waiting.ready(),
+    )
+    .await
+    .expect("database a migrated");
+}
+
+/// The in-memory store with `sqlite://` keeps history across a restart,
+/// and numbering goes on where it stopped.
 #[tokio::test]
 async fn memory_store_with_sqlite_keeps_history_across_a_restart() {
     let db = TestDb::new(Engine::Sqlite);
