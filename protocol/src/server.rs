@@ -195,9 +195,62 @@ impl ServerFrame<'_> {
     }
 }
 
+/// One message's `msg` frames for many inboxes, which differ only in
+/// `pts` (the members of a group): the message is serialized once and each
+/// frame splices it, so a group of `n` members costs one serialization and
+/// `n` copies, not `n` serializations (an event listing every member of a
+/// large group would otherwise cost the square of its size). Each frame is
+/// the text [`ServerFrame::Msg`] gives.
+pub struct MsgFrames {
+    msg: String,
+}
+
+impl MsgFrames {
+    pub fn new(msg: &Message) -> Self {
+        let msg = serde_json::to_string(msg).unwrap_or_else(|e| {
+            // As in to_json: a Message always serializes.
+            tracing::error!(error = %e, "cannot serialize message");
+            "null".to_owned()
+        });
+        MsgFrames { msg }
+    }
+
+    /// The frame for the inbox position `pts`.
+    pub fn frame(&self, pts: u64) -> String {
+        const HEAD: &str = r#"{"type":"msg","pts":"#;
+        const MSG: &str = r#","msg":"#;
+        let pts = pts.to_string();
+        let mut out =
+            String::with_capacity(HEAD.len() + pts.len() + MSG.len() + self.msg.len() + 1);
+        out.push_str(HEAD);
+        out.push_str(&pts);
+        out.push_str(MSG);
+        out.push_str(&self.msg);
+        out.push('}');
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn msg_frames_are_the_msg_frame() {
+        let msg: Message = serde_json::from_value(serde_json::json!({
+            "id": "01J", "conv": "g:g-1", "seq": 3, "from": "alice",
+            "group": "g-1", "kind": "system", "body": "h\u{e9}llo \"you\"", "ts": 5,
+            "system": {"event": "created", "by": "alice", "users": ["bob", "c\\d"]}
+        }))
+        .unwrap();
+        let frames = MsgFrames::new(&msg);
+        for pts in [0, 1, 42, u64::MAX] {
+            assert_eq!(
+                frames.frame(pts),
+                ServerFrame::Msg { pts, msg: &msg }.to_json()
+            );
+        }
+    }
 
     #[test]
     fn frames_carry_type_and_echo_rid() {

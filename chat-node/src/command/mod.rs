@@ -21,7 +21,7 @@ use crate::bus::Delivery;
 use crate::node::Node;
 use crate::protocol::client::{Command, Request};
 use crate::protocol::server::GroupView;
-use crate::protocol::server::ServerFrame;
+use crate::protocol::server::{MsgFrames, ServerFrame};
 use crate::protocol::{ErrorCode, ProtoError};
 use crate::store::{GroupOp, GroupOutcome, Routes, StoreError};
 
@@ -79,17 +79,11 @@ fn group_refusal<T>(outcome: GroupOutcome<T>, node: &Node, group: &str) -> Resul
 /// `msg` frames of a group message, one per recipient with their own
 /// `pts`, for every session but the requesting one.
 fn group_msgs(s: &SessionCtx, stored: &crate::store::GroupStored) -> Vec<Delivery> {
+    let frames = MsgFrames::new(&stored.msg);
     stored
         .inboxes
         .iter()
-        .map(|(user, pts)| {
-            let frame = ServerFrame::Msg {
-                pts: *pts,
-                msg: &stored.msg,
-            }
-            .to_json();
-            delivery(user, frame, except_mine(s, user), true)
-        })
+        .map(|(user, pts)| delivery(user, frames.frame(*pts), except_mine(s, user), true))
         .collect()
 }
 
